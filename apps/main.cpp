@@ -1,0 +1,6 @@
+// qforge command line (placeholder until the CLI lands).
+#include <cstdio>
+int main() {
+  std::puts("qforge");
+  return 0;
+}

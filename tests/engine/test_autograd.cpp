@@ -1,0 +1,82 @@
+#include <doctest/doctest.h>
+
+#include "engine/autograd.hpp"
+#include "engine/ops/ops.hpp"
+#include "tests/support/gradcheck.hpp"
+
+using namespace qforge;
+
+TEST_CASE("autograd: gradients accumulate into leaves across backward calls") {
+  Tensor x = Tensor::from_vector<float>({1, 2, 3}, {3}).set_requires_grad();
+  Tensor y = ops::sum(ops::mul(x, x));
+  y.backward();
+  CHECK(x.grad().to_vector<float>() == std::vector<float>{2, 4, 6});
+  Tensor y2 = ops::sum(ops::mul(x, 3.0));
+  y2.backward();
+  CHECK(x.grad().to_vector<float>() == std::vector<float>{5, 7, 9});
+  x.zero_grad();
+  CHECK(!x.grad().defined());
+}
+
+TEST_CASE("autograd: a tensor used twice gets the sum of both paths") {
+  Tensor x = Tensor::from_vector<double>({2}, {1}).set_requires_grad();
+  Tensor a = ops::mul(x, 3.0);
+  Tensor y = ops::sum(ops::add(ops::mul(a, a), a));  // 9x^2 + 3x -> 18x + 3
+  y.backward();
+  CHECK(x.grad().item() == doctest::Approx(39));
+}
+
+TEST_CASE("autograd: retain_graph allows a second backward, otherwise it is refused") {
+  Tensor x = Tensor::from_vector<float>({1, 2}, {2}).set_requires_grad();
+  Tensor y = ops::sum(ops::mul(x, x));
+  y.backward(Tensor(), true);
+  y.backward();
+  CHECK(x.grad().to_vector<float>() == std::vector<float>{4, 8});
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("second time"), Error);
+}
+
+TEST_CASE("autograd: no-grad guard records nothing; detach cuts the graph") {
+  Tensor x = Tensor::ones({2}).set_requires_grad();
+  {
+    NoGradGuard g;
+    Tensor y = ops::mul(x, 2.0);
+    CHECK(!y.requires_grad());
+  }
+  CHECK(autograd::grad_mode_enabled());
+  Tensor d = ops::mul(x, 2.0).detach();
+  CHECK(!d.requires_grad());
+  CHECK(d.storage() != nullptr);
+}
+
+TEST_CASE("autograd: modifying a saved tensor in place is reported at backward") {
+  Tensor x = Tensor::from_vector<float>({1, 2}, {2}).set_requires_grad();
+  Tensor w = Tensor::from_vector<float>({3, 4}, {2});
+  Tensor y = ops::sum(ops::mul(x, w));
+  w.set({0}, 10);  // w was saved by mul for x's gradient
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("modified in place"), Error);
+}
+
+TEST_CASE("autograd: in-place writes to tensors requiring grad are refused") {
+  Tensor x = Tensor::ones({2}).set_requires_grad();
+  CHECK_THROWS_AS(x.fill_(3), Error);
+  NoGradGuard g;
+  x.fill_(3);
+  CHECK(x.at({0}) == 3);
+}
+
+TEST_CASE("autograd: non-scalar backward needs an explicit gradient") {
+  Tensor x = Tensor::ones({2}).set_requires_grad();
+  Tensor y = ops::mul(x, 2.0);
+  CHECK_THROWS_AS(y.backward(), Error);
+  y.backward(Tensor::from_vector<float>({1, 10}, {2}));
+  CHECK(x.grad().to_vector<float>() == std::vector<float>{2, 20});
+}
+
+TEST_CASE("autograd: views propagate gradients back to the base") {
+  CHECK_GRADCHECK([](const std::vector<Tensor>& in) {
+    const Tensor& x = in[0];
+    Tensor t = x.transpose(0, 1).reshape({3, 4}).narrow(0, 1, 2);
+    Tensor e = x.select(0, 1).unsqueeze(0).expand({3, 2, 3});
+    return ops::add(ops::mul(t, t), ops::sum(ops::sum(e, {0}).slice(1, 0, 3, 2)).reshape({1, 1}));
+  }, {testing::rand_input({4, 3}, 1).reshape({2, 2, 3}).detach().contiguous().set_requires_grad()});
+}
