@@ -10,6 +10,7 @@
 // embedding.cpp, dropout.cpp.
 #pragma once
 
+#include "engine/autograd.hpp"
 #include "engine/random.hpp"
 #include "engine/tensor.hpp"
 

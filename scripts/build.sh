@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configures (once) and builds qforge in ./build (release, -O3). Usage: scripts/build.sh [ninja targets]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ ! -f build/build.ninja ]; then
+  meson setup build --buildtype=release >/dev/null
+fi
+ninja -C build "$@" >&2
