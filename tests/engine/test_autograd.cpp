@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/autograd.hpp"
+#include "engine/ops/op.hpp"
 #include "engine/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
 
@@ -79,4 +80,23 @@ TEST_CASE("autograd: views propagate gradients back to the base") {
     Tensor e = x.select(0, 1).unsqueeze(0).expand({3, 2, 3});
     return ops::add(ops::mul(t, t), ops::sum(ops::sum(e, {0}).slice(1, 0, 3, 2)).reshape({1, 1}));
   }, {testing::rand_input({4, 3}, 1).reshape({2, 2, 3}).detach().contiguous().set_requires_grad()});
+}
+
+namespace {
+// A deliberately wrong op (backward returns 2x the true gradient) to prove gradcheck can fail.
+struct WrongSquareOp : ops::OpBase {
+  static constexpr const char* kName = "wrong_square";
+  ops::SavedTensor x;
+  Tensor forward(const Tensor& in) {
+    if (recording) x = in;
+    return ops::mul(in, in);
+  }
+  std::vector<Tensor> backward(const Tensor& g) { return {ops::mul(ops::mul(g, x.get(kName)), 4.0)}; }
+};
+}  // namespace
+
+TEST_CASE("gradcheck: detects a wrong backward") {
+  const std::string msg = testing::gradcheck(
+      [](const std::vector<Tensor>& in) { return ops::apply(WrongSquareOp{}, in[0]); }, {testing::rand_input({3}, 9)});
+  CHECK(msg.find("analytic") != std::string::npos);
 }
