@@ -319,7 +319,7 @@ def shape():
            params={"pads": [1, 0, 2, 1], "value": -0.5})
     f.case("pad negative crops", "pad", lambda t: F.pad(t, (-1, 2, 1, -2)), [rnd(2, 4, 5)],
            params={"pads": [-1, 2, 1, -2], "value": 0.0})
-    f.case("pad three dims", "pad", lambda t: F.pad(t, (0, 1, 1, 0, 1, 1)), [rnd(2, 2, 2)],
+    f.case("pad three dims", "pad", lambda t: F.pad(t, (0, 1, 1, 0, 1, 1), value=1.0), [rnd(2, 2, 2)],
            params={"pads": [0, 1, 1, 0, 1, 1], "value": 1.0})
     f.write()
 
