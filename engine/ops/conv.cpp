@@ -1,1 +1,384 @@
-// placeholder: implemented by the ops work (see ops.hpp)
+// conv2d: NCHW input, OIHW weight, stride/padding/dilation/groups, optional bias (torch conv2d semantics).
+//
+// Two kernels, both with forward and backward in ConvOp:
+//  * im2col + GEMM (general case). Per sample and group, the receptive fields are unrolled into a
+//    [cg*kh*kw, oh*ow] column matrix and multiplied by the group's weight block [og, cg*kh*kw]. Backward
+//    recomputes the columns (cheaper than keeping N column matrices alive): grad_w += g · col^T, and
+//    grad_col = W^T · g is scattered back with col2im. A 1x1/stride-1/unpadded conv uses the input as the
+//    column matrix directly.
+//  * direct (depthwise: one input channel per group). A GEMM with K = kh*kw is all overhead, so each
+//    output plane is accumulated tap by tap with contiguous, vectorisable row loops.
+//
+// Parallelism: OpenMP over the batch (static schedule, so results are deterministic for a given thread
+// count), one column buffer and one grad_w accumulator per thread, single-threaded BLAS inside (Note
+// [BLAS threads inside OpenMP] in blas.hpp). With a batch of one the GEMMs themselves are threaded.
+#include "engine/ops/blas.hpp"
+#include "engine/ops/loops.hpp"
+#include "engine/ops/op.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace qforge::ops {
+
+using detail::BlasSingleThread;
+using detail::check_float;
+using detail::check_same_dtype;
+using detail::gemm;
+using detail::visit_float;
+
+namespace {
+
+struct ConvGeom {
+  int64_t n, c, h, w;  // input
+  int64_t o, kh, kw;   // weight
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+  int64_t oh, ow;
+  int64_t cg() const { return c / groups; }
+  int64_t og() const { return o / groups; }
+  int64_t kdim() const { return cg() * kh * kw; }
+  int64_t plane() const { return oh * ow; }
+  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+  bool depthwise() const { return groups > 1 && cg() == 1; }
+};
+
+// Output columns ox in [lo, hi) read input column ox*stride + x0 inside [0, size).
+inline void valid_range(int64_t x0, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
+  lo = x0 >= 0 ? 0 : (-x0 + stride - 1) / stride;
+  hi = (size - 1 - x0) < 0 ? 0 : (size - 1 - x0) / stride + 1;
+  lo = std::min(lo, out);
+  hi = std::clamp(hi, lo, out);
+}
+
+// x: one group of one sample [cg, h, w] -> col [cg*kh*kw, oh*ow].
+template <class T> void im2col(const T* __restrict x, const ConvGeom& g, T* __restrict col) noexcept {
+  const int64_t cg = g.cg(), P = g.plane();
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* row = col + ((c * g.kh + i) * g.kw + j) * P;
+        const int64_t x0 = j * g.dw - g.pw;
+        int64_t lo, hi;
+        valid_range(x0, g.sw, g.w, g.ow, lo, hi);
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          T* dst = row + oy * g.ow;
+          const int64_t iy = oy * g.sh - g.ph + i * g.dh;
+          if (iy < 0 || iy >= g.h) {
+            std::fill(dst, dst + g.ow, T(0));
+            continue;
+          }
+          const T* src = x + (c * g.h + iy) * g.w + x0;
+          std::fill(dst, dst + lo, T(0));
+          if (g.sw == 1)
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox];
+          else
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * g.sw];
+          std::fill(dst + hi, dst + g.ow, T(0));
+        }
+      }
+}
+
+// The adjoint of im2col: gx [cg, h, w] += scatter(col).
+template <class T> void col2im(const T* __restrict col, const ConvGeom& g, T* __restrict gx) noexcept {
+  const int64_t cg = g.cg(), P = g.plane();
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* row = col + ((c * g.kh + i) * g.kw + j) * P;
+        const int64_t x0 = j * g.dw - g.pw;
+        int64_t lo, hi;
+        valid_range(x0, g.sw, g.w, g.ow, lo, hi);
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          const int64_t iy = oy * g.sh - g.ph + i * g.dh;
+          if (iy < 0 || iy >= g.h) continue;
+          const T* src = row + oy * g.ow;
+          T* dst = gx + (c * g.h + iy) * g.w + x0;
+          if (g.sw == 1)
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += src[ox];
+          else
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox * g.sw] += src[ox];
+        }
+      }
+}
+
+// ---- direct depthwise kernels (cg == 1: output channel oc reads input channel oc / og) --------------
+
+template <class T> void dw_forward_plane(const T* __restrict x, const T* __restrict w, T bias, const ConvGeom& g,
+                                         T* __restrict out) noexcept {
+  std::fill(out, out + g.plane(), bias);
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const T wv = w[i * g.kw + j];
+      const int64_t x0 = j * g.dw - g.pw;
+      int64_t lo, hi;
+      valid_range(x0, g.sw, g.w, g.ow, lo, hi);
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const int64_t iy = oy * g.sh - g.ph + i * g.dh;
+        if (iy < 0 || iy >= g.h) continue;
+        const T* src = x + iy * g.w + x0;
+        T* dst = out + oy * g.ow;
+        if (g.sw == 1)
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox];
+        else
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox * g.sw];
+      }
+    }
+}
+
+template <class T> void dw_grad_input_plane(const T* __restrict gout, const T* __restrict w, const ConvGeom& g,
+                                            T* __restrict gx) noexcept {
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const T wv = w[i * g.kw + j];
+      const int64_t x0 = j * g.dw - g.pw;
+      int64_t lo, hi;
+      valid_range(x0, g.sw, g.w, g.ow, lo, hi);
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const int64_t iy = oy * g.sh - g.ph + i * g.dh;
+        if (iy < 0 || iy >= g.h) continue;
+        const T* src = gout + oy * g.ow;
+        T* dst = gx + iy * g.w + x0;
+        if (g.sw == 1)
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox];
+        else
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox * g.sw] += wv * src[ox];
+      }
+    }
+}
+
+template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* __restrict x, const ConvGeom& g,
+                                             T* __restrict gw) noexcept {
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t x0 = j * g.dw - g.pw;
+      int64_t lo, hi;
+      valid_range(x0, g.sw, g.w, g.ow, lo, hi);
+      T acc = 0;
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const int64_t iy = oy * g.sh - g.ph + i * g.dh;
+        if (iy < 0 || iy >= g.h) continue;
+        const T* gr = gout + oy * g.ow;
+        const T* xr = x + iy * g.w + x0;
+        const int64_t s = g.sw;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t ox = lo; ox < hi; ++ox) acc += gr[ox] * xr[ox * s];
+      }
+      gw[i * g.kw + j] += acc;
+    }
+}
+
+// Threads for a loop over `items` independent samples.
+int threads_for(int64_t items) { return static_cast<int>(std::clamp<int64_t>(items, 1, omp_get_max_threads())); }
+
+struct ConvOp : OpBase {
+  static constexpr const char* kName = "conv2d";
+  ConvGeom g{};
+  SavedTensor sx, sw;
+  bool has_bias = false;
+
+  Tensor forward(const Tensor& x_in, const Tensor& w_in, const Tensor& bias) {
+    const Tensor x = x_in.contiguous(), w = w_in.contiguous();
+    has_bias = bias.defined();
+    if (recording) {
+      if (needs_grad(1)) sx = x;
+      if (needs_grad(0)) sw = w;
+    }
+    Tensor out = Tensor::empty({g.n, g.o, g.oh, g.ow}, x.dtype());
+    visit_float(x.dtype(), kName, [&]<class T>() {
+      const Tensor bc = has_bias ? bias.contiguous() : Tensor();
+      const T* px = x.data<T>();
+      const T* pw = w.data<T>();
+      const T* pb = has_bias ? bc.data<T>() : nullptr;
+      T* po = out.data<T>();
+      const int64_t P = g.plane(), K = g.kdim(), cg = g.cg(), og = g.og();
+      if (g.depthwise()) {
+        const int64_t planes = g.n * g.o;
+#pragma omp parallel for schedule(static) num_threads(threads_for(planes))
+        for (int64_t q = 0; q < planes; ++q) {
+          const int64_t n = q / g.o, oc = q % g.o, ic = oc / og;
+          dw_forward_plane(px + (n * g.c + ic) * g.h * g.w, pw + oc * g.kh * g.kw, pb ? pb[oc] : T(0), g,
+                           po + q * P);
+        }
+        return;
+      }
+      const int nt = threads_for(g.n);
+      BlasSingleThread blas_guard(nt > 1);
+#pragma omp parallel num_threads(nt)
+      {
+        std::vector<T> col(g.pointwise() ? 0 : static_cast<size_t>(K * P));
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g.n; ++n)
+          for (int64_t grp = 0; grp < g.groups; ++grp) {
+            const T* xg = px + (n * g.c + grp * cg) * g.h * g.w;
+            const T* B = xg;
+            if (!g.pointwise()) {
+              im2col(xg, g, col.data());
+              B = col.data();
+            }
+            T* outg = po + (n * g.o + grp * og) * P;
+            gemm(false, false, og, P, K, T(1), pw + grp * og * K, K, B, P, T(0), outg, P);
+            if (pb)
+              for (int64_t oc = 0; oc < og; ++oc) {
+                const T b = pb[grp * og + oc];
+                T* row = outg + oc * P;
+                for (int64_t p = 0; p < P; ++p) row[p] += b;
+              }
+          }
+      }
+    });
+    return out;
+  }
+
+  std::vector<Tensor> backward(const Tensor& g_in) {
+    const Tensor gout = g_in.contiguous();
+    Tensor gx, gw, gb;
+    visit_float(gout.dtype(), kName, [&]<class T>() {
+      const T* pg = gout.data<T>();
+      const int64_t P = g.plane(), K = g.kdim(), cg = g.cg(), og = g.og();
+      if (needs_grad(2)) {
+        gb = Tensor::empty({g.o}, gout.dtype());
+        T* pgb = gb.data<T>();
+#pragma omp parallel for schedule(static) num_threads(threads_for(g.o))
+        for (int64_t oc = 0; oc < g.o; ++oc) {
+          T acc = 0;
+          for (int64_t n = 0; n < g.n; ++n) {
+            const T* row = pg + (n * g.o + oc) * P;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t p = 0; p < P; ++p) acc += row[p];
+          }
+          pgb[oc] = acc;
+        }
+      }
+      const bool want_x = needs_grad(0), want_w = needs_grad(1);
+      if (!want_x && !want_w) return;
+      const T* px = want_w ? sx.get(kName).template data<T>() : nullptr;
+      const T* pw = want_x ? sw.get(kName).template data<T>() : nullptr;
+      if (want_x) gx = Tensor::empty({g.n, g.c, g.h, g.w}, gout.dtype());
+      if (want_w) gw = Tensor::empty({g.o, cg, g.kh, g.kw}, gout.dtype());
+      T* pgx = want_x ? gx.data<T>() : nullptr;
+      T* pgw = want_w ? gw.data<T>() : nullptr;
+      const int64_t HW = g.h * g.w, KK = g.kh * g.kw;
+      if (g.depthwise()) {
+        if (want_x) {
+          const int64_t planes = g.n * g.c;
+#pragma omp parallel for schedule(static) num_threads(threads_for(planes))
+          for (int64_t q = 0; q < planes; ++q) {
+            const int64_t n = q / g.c, ic = q % g.c;
+            for (int64_t m = 0; m < og; ++m) {
+              const int64_t oc = ic * og + m;
+              dw_grad_input_plane(pg + (n * g.o + oc) * P, pw + oc * KK, g, pgx + q * HW);
+            }
+          }
+        }
+        if (want_w) {
+#pragma omp parallel for schedule(static) num_threads(threads_for(g.o))
+          for (int64_t oc = 0; oc < g.o; ++oc)
+            for (int64_t n = 0; n < g.n; ++n)
+              dw_grad_weight_plane(pg + (n * g.o + oc) * P, px + (n * g.c + oc / og) * HW, g, pgw + oc * KK);
+        }
+        return;
+      }
+      const int nt = threads_for(g.n);
+      std::vector<std::vector<T>> gw_parts(static_cast<size_t>(want_w ? nt : 0));
+      BlasSingleThread blas_guard(nt > 1);
+#pragma omp parallel num_threads(nt)
+      {
+        const bool direct = g.pointwise();
+        std::vector<T> col(direct || !want_w ? 0 : static_cast<size_t>(K * P));
+        std::vector<T> gcol(direct || !want_x ? 0 : static_cast<size_t>(K * P));
+        T* gw_acc = nullptr;
+        if (want_w) {
+          auto& part = gw_parts[static_cast<size_t>(omp_get_thread_num())];
+          part.assign(static_cast<size_t>(g.o * K), T(0));
+          gw_acc = part.data();
+        }
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g.n; ++n)
+          for (int64_t grp = 0; grp < g.groups; ++grp) {
+            const T* gg = pg + (n * g.o + grp * og) * P;
+            if (want_w) {
+              const T* xg = px + (n * g.c + grp * cg) * HW;
+              const T* B = xg;
+              if (!direct) {
+                im2col(xg, g, col.data());
+                B = col.data();
+              }
+              gemm(false, true, og, K, P, T(1), gg, P, B, P, T(1), gw_acc + grp * og * K, K);
+            }
+            if (want_x) {
+              T* gxg = pgx + (n * g.c + grp * cg) * HW;
+              const T* wg = pw + grp * og * K;
+              if (direct) {
+                gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gxg, P);
+              } else {
+                gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gcol.data(), P);
+                col2im(gcol.data(), g, gxg);
+              }
+            }
+          }
+      }
+      if (want_w) {
+        const int64_t total = g.o * K;
+        std::copy(gw_parts[0].begin(), gw_parts[0].end(), pgw);
+        for (size_t t = 1; t < gw_parts.size(); ++t) {
+          if (gw_parts[t].empty()) continue;  // the runtime gave us fewer threads than asked for
+          const T* part = gw_parts[t].data();
+          for (int64_t e = 0; e < total; ++e) pgw[e] += part[e];
+        }
+      }
+    });
+    return {gx, gw, gb};
+  }
+};
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
+  if (x.dim() == 3) return conv2d(x.unsqueeze(0), weight, bias, p).squeeze(0);  // unbatched [C, H, W]
+  QFORGE_CHECK(x.dim() == 4, "conv2d: input must be [N, C, H, W] (or [C, H, W]), got {} (weight {})",
+               shape_str(x.shape()), shape_str(weight.shape()));
+  QFORGE_CHECK(weight.dim() == 4, "conv2d: weight must be [O, I/groups, kH, kW], got {} (input {})",
+               shape_str(weight.shape()), shape_str(x.shape()));
+  check_float(x, "conv2d");
+  check_same_dtype(x, weight, "conv2d");
+  QFORGE_CHECK(p.groups >= 1 && p.stride[0] >= 1 && p.stride[1] >= 1 && p.dilation[0] >= 1 && p.dilation[1] >= 1 &&
+                   p.padding[0] >= 0 && p.padding[1] >= 0,
+               "conv2d: invalid parameters stride {} padding {} dilation {} groups {} (input {}, weight {})",
+               p.stride, p.padding, p.dilation, p.groups, shape_str(x.shape()), shape_str(weight.shape()));
+  ConvGeom g{};
+  g.n = x.size(0);
+  g.c = x.size(1);
+  g.h = x.size(2);
+  g.w = x.size(3);
+  g.o = weight.size(0);
+  g.kh = weight.size(2);
+  g.kw = weight.size(3);
+  g.sh = p.stride[0];
+  g.sw = p.stride[1];
+  g.ph = p.padding[0];
+  g.pw = p.padding[1];
+  g.dh = p.dilation[0];
+  g.dw = p.dilation[1];
+  g.groups = p.groups;
+  QFORGE_CHECK(g.c == weight.size(1) * g.groups && g.o % g.groups == 0 && g.o > 0,
+               "conv2d: input {} and weight {} do not match for groups={} (need C = I*groups and O divisible "
+               "by groups)",
+               shape_str(x.shape()), shape_str(weight.shape()), g.groups);
+  g.oh = (g.h + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
+  g.ow = (g.w + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
+  QFORGE_CHECK(g.h + 2 * g.ph >= g.dh * (g.kh - 1) + 1 && g.w + 2 * g.pw >= g.dw * (g.kw - 1) + 1,
+               "conv2d: kernel {} (dilation {}) is larger than the padded input {} (padding {})",
+               shape_str(weight.shape()), p.dilation, shape_str(x.shape()), p.padding);
+  if (bias.defined()) {
+    check_same_dtype(x, bias, "conv2d");
+    QFORGE_CHECK(bias.dim() == 1 && bias.size(0) == g.o, "conv2d: bias {} does not match weight {}",
+                 shape_str(bias.shape()), shape_str(weight.shape()));
+  }
+  ConvOp op;
+  op.g = g;
+  return apply(std::move(op), x, weight, bias);
+}
+
+}  // namespace qforge::ops
