@@ -1,0 +1,435 @@
+#include "nn/spec.hpp"
+
+#include "nn/layers.hpp"
+
+#if __has_include("nn/recurrent.hpp")
+#include "nn/recurrent.hpp"
+#define QFORGE_HAVE_RECURRENT 1
+#endif
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+
+namespace qforge::nn {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Reads a node's "args" object, checking types; finish() rejects arguments nobody read.
+class ArgReader {
+public:
+  ArgReader(const json& args, std::string where) : args_(args), where_(std::move(where)) {
+    if (!args_.is_object()) fail(fmt::format("\"args\" must be an object, got {}", args_.dump()));
+  }
+
+  [[noreturn]] void fail(const std::string& msg) const { throw InputError(fmt::format("{}: {}", where_, msg)); }
+
+  bool has(const std::string& k) const { return args_.contains(k); }
+
+  int64_t integer(const std::string& k, std::optional<int64_t> dflt = std::nullopt) {
+    const json* v = take(k, dflt.has_value());
+    if (!v) return *dflt;
+    if (!v->is_number_integer()) fail(fmt::format("argument '{}' must be an integer, got {}", k, v->dump()));
+    return v->get<int64_t>();
+  }
+  double number(const std::string& k, std::optional<double> dflt = std::nullopt) {
+    const json* v = take(k, dflt.has_value());
+    if (!v) return *dflt;
+    if (!v->is_number()) fail(fmt::format("argument '{}' must be a number, got {}", k, v->dump()));
+    return v->get<double>();
+  }
+  std::optional<double> optional_number(const std::string& k, std::optional<double> dflt) {
+    const json* v = take(k, true);
+    if (!v) return dflt;
+    if (v->is_null()) return std::nullopt;
+    if (!v->is_number()) fail(fmt::format("argument '{}' must be a number or null, got {}", k, v->dump()));
+    return v->get<double>();
+  }
+  bool boolean(const std::string& k, std::optional<bool> dflt = std::nullopt) {
+    const json* v = take(k, dflt.has_value());
+    if (!v) return *dflt;
+    if (!v->is_boolean()) fail(fmt::format("argument '{}' must be true or false, got {}", k, v->dump()));
+    return v->get<bool>();
+  }
+  // An integer or a list of two integers.
+  Pair pair(const std::string& k, std::optional<Pair> dflt = std::nullopt) {
+    const json* v = take(k, dflt.has_value());
+    if (!v) return *dflt;
+    if (v->is_number_integer()) return {v->get<int64_t>(), v->get<int64_t>()};
+    if (v->is_array() && v->size() == 2 && (*v)[0].is_number_integer() && (*v)[1].is_number_integer())
+      return {(*v)[0].get<int64_t>(), (*v)[1].get<int64_t>()};
+    fail(fmt::format("argument '{}' must be an integer or a list of two integers, got {}", k, v->dump()));
+  }
+  void finish() const {
+    for (auto it = args_.begin(); it != args_.end(); ++it)
+      if (!read_.count(it.key())) fail(fmt::format("unknown argument '{}'", it.key()));
+  }
+
+private:
+  const json* take(const std::string& k, bool optional) {
+    read_.insert(k);
+    if (!args_.contains(k)) {
+      if (!optional) fail(fmt::format("missing argument '{}'", k));
+      return nullptr;
+    }
+    return &args_.at(k);
+  }
+  const json& args_;
+  std::string where_;
+  std::set<std::string> read_;
+};
+
+int64_t positive(ArgReader& a, const std::string& k, std::optional<int64_t> dflt = std::nullopt) {
+  const int64_t v = a.integer(k, dflt);
+  if (v <= 0) a.fail(fmt::format("argument '{}' must be positive, got {}", k, v));
+  return v;
+}
+
+using Builder = std::function<ModulePtr(ArgReader&, Generator&)>;
+
+template <class M> Builder no_args() {
+  return [](ArgReader&, Generator&) -> ModulePtr { return std::make_shared<M>(); };
+}
+
+const std::map<std::string, Builder>& builders() {
+  static const std::map<std::string, Builder> kBuilders = {
+      {"Linear",
+       [](ArgReader& a, Generator& g) -> ModulePtr {
+         const int64_t in = positive(a, "in_features"), out = positive(a, "out_features");
+         return std::make_shared<Linear>(in, out, a.boolean("bias", true), g);
+       }},
+      {"Conv2d",
+       [](ArgReader& a, Generator& g) -> ModulePtr {
+         Conv2dOptions o;
+         o.in_channels = positive(a, "in_channels");
+         o.out_channels = positive(a, "out_channels");
+         o.kernel_size = a.pair("kernel_size");
+         o.stride = a.pair("stride", Pair{1, 1});
+         o.padding = a.pair("padding", Pair{0, 0});
+         o.dilation = a.pair("dilation", Pair{1, 1});
+         o.groups = positive(a, "groups", 1);
+         o.bias = a.boolean("bias", true);
+         return std::make_shared<Conv2d>(o, g);
+       }},
+      {"BatchNorm1d",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const int64_t c = positive(a, "num_features");
+         const double eps = a.number("eps", 1e-5);
+         const auto mom = a.optional_number("momentum", 0.1);
+         return std::make_shared<BatchNorm1d>(c, eps, mom, a.boolean("affine", true));
+       }},
+      {"BatchNorm2d",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const int64_t c = positive(a, "num_features");
+         const double eps = a.number("eps", 1e-5);
+         const auto mom = a.optional_number("momentum", 0.1);
+         return std::make_shared<BatchNorm2d>(c, eps, mom, a.boolean("affine", true));
+       }},
+      {"ReLU", no_args<ReLU>()},
+      {"ReLU6", no_args<ReLU6>()},
+      {"Hardswish", no_args<Hardswish>()},
+      {"Sigmoid", no_args<Sigmoid>()},
+      {"Tanh", no_args<Tanh>()},
+      {"Identity", no_args<Identity>()},
+      {"Add", no_args<Add>()},
+      {"ImageAsSequence", no_args<ImageAsSequence>()},
+      {"LeakyReLU",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         return std::make_shared<LeakyReLU>(a.number("negative_slope", 0.01));
+       }},
+      {"MaxPool2d",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const Pair k = a.pair("kernel_size");
+         const Pair s = a.pair("stride", k);
+         return std::make_shared<MaxPool2d>(k, s, a.pair("padding", Pair{0, 0}));
+       }},
+      {"AvgPool2d",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const Pair k = a.pair("kernel_size");
+         const Pair s = a.pair("stride", k);
+         const Pair p = a.pair("padding", Pair{0, 0});
+         return std::make_shared<AvgPool2d>(k, s, p, a.boolean("count_include_pad", true));
+       }},
+      {"AdaptiveAvgPool2d",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         return std::make_shared<AdaptiveAvgPool2d>(a.pair("output_size", Pair{1, 1}));
+       }},
+      {"Flatten",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const int64_t s = a.integer("start_dim", 1);
+         return std::make_shared<Flatten>(s, a.integer("end_dim", -1));
+       }},
+      {"Dropout",
+       [](ArgReader& a, Generator& g) -> ModulePtr {
+         return std::make_shared<Dropout>(a.number("p", 0.5), g.next_u64());
+       }},
+      {"Embedding",
+       [](ArgReader& a, Generator& g) -> ModulePtr {
+         const int64_t n = positive(a, "num_embeddings");
+         return std::make_shared<Embedding>(n, positive(a, "embedding_dim"), g);
+       }},
+      {"LastTimeStep",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         return std::make_shared<LastTimeStep>(a.boolean("batch_first", true));
+       }},
+  };
+  return kBuilders;
+}
+
+bool is_recurrent_type(const std::string& t) { return t == "RNN" || t == "LSTM" || t == "GRU"; }
+
+ModulePtr build_layer(const std::string& type, const json& args, const std::string& where, Generator& gen) {
+  if (is_recurrent_type(type)) {
+#ifdef QFORGE_HAVE_RECURRENT
+    if (!args.is_object()) throw InputError(fmt::format("{}: \"args\" must be an object, got {}", where, args.dump()));
+    try {
+      return make_recurrent(type, args, gen);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}: {}", where, e.what()));
+    } catch (const Error& e) {
+      throw InputError(fmt::format("{}: {}", where, e.what()));
+    }
+#else
+    throw InputError(fmt::format("{}: recurrent layers are not available in this build", where));
+#endif
+  }
+  auto it = builders().find(type);
+  if (it == builders().end()) {
+    std::vector<std::string> known = spec_layer_types();
+    throw InputError(fmt::format("{}: unknown layer type '{}' (known: {})", where, type, fmt::join(known, ", ")));
+  }
+  ArgReader reader(args, where);
+  ModulePtr m;
+  try {
+    m = it->second(reader, gen);
+  } catch (const InputError&) {
+    throw;
+  } catch (const Error& e) {
+    throw InputError(fmt::format("{}: {}", where, e.what()));
+  }
+  reader.finish();
+  return m;
+}
+
+// Parses "name" or "name:k".
+std::pair<std::string, int> split_ref(const std::string& s) {
+  const auto colon = s.rfind(':');
+  if (colon != std::string::npos && colon + 1 < s.size()) {
+    const std::string tail = s.substr(colon + 1);
+    if (tail.find_first_not_of("0123456789") == std::string::npos) return {s.substr(0, colon), std::stoi(tail)};
+  }
+  return {s, 0};
+}
+
+// Finds a cycle through `start` among the node-name references (used only to explain a forward
+// reference); returns the path "a -> b -> a" or "".
+std::string find_cycle(const std::map<std::string, std::vector<std::string>>& deps, const std::string& start) {
+  std::vector<std::string> path;
+  std::set<std::string> seen;
+  std::function<bool(const std::string&)> dfs = [&](const std::string& n) -> bool {
+    path.push_back(n);
+    auto it = deps.find(n);
+    if (it != deps.end())
+      for (const auto& d : it->second) {
+        if (d == start) {
+          path.push_back(d);
+          return true;
+        }
+        if (seen.insert(d).second && dfs(d)) return true;
+      }
+    path.pop_back();
+    return false;
+  };
+  return dfs(start) ? fmt::format("{}", fmt::join(path, " -> ")) : "";
+}
+
+}  // namespace
+
+std::vector<std::string> spec_layer_types() {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : builders()) out.push_back(k);
+  out.insert(out.end(), {"GRU", "LSTM", "RNN"});
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
+  if (!spec.is_object()) throw InputError("model spec: expected a JSON object");
+  for (auto it = spec.begin(); it != spec.end(); ++it)
+    if (it.key() != "name" && it.key() != "inputs" && it.key() != "nodes" && it.key() != "outputs" &&
+        it.key() != "format" && it.key() != "version")
+      throw InputError(fmt::format("model spec: unknown field '{}'", it.key()));
+  std::vector<std::string> input_names = {"input"};
+  if (spec.contains("inputs")) {
+    const auto& in = spec["inputs"];
+    if (!in.is_array() || in.empty()) throw InputError("model spec: \"inputs\" must be a non-empty list of names");
+    input_names.clear();
+    for (const auto& n : in) {
+      if (!n.is_string()) throw InputError(fmt::format("model spec: input name must be a string, got {}", n.dump()));
+      input_names.push_back(n.get<std::string>());
+    }
+  }
+  if (!spec.contains("nodes") || !spec["nodes"].is_array() || spec["nodes"].empty())
+    throw InputError("model spec: \"nodes\" must be a non-empty list");
+  const json& nodes = spec["nodes"];
+
+  // First pass: names and raw references (for duplicate, dangling and cycle diagnostics).
+  std::vector<std::string> names;
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const json& n = nodes[i];
+    if (!n.is_object()) throw InputError(fmt::format("model spec: node #{} is not an object", i));
+    if (!n.contains("name") || !n["name"].is_string() || n["name"].get<std::string>().empty())
+      throw InputError(fmt::format("model spec: node #{} has no \"name\"", i));
+    const std::string name = n["name"].get<std::string>();
+    if (index.count(name)) throw InputError(fmt::format("model spec: node '{}': duplicate node name", name));
+    if (std::find(input_names.begin(), input_names.end(), name) != input_names.end())
+      throw InputError(fmt::format("model spec: node '{}': name clashes with a model input", name));
+    index[name] = i;
+    names.push_back(name);
+  }
+  std::map<std::string, std::vector<std::string>> deps;
+  std::vector<std::vector<std::string>> refs(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const json& n = nodes[i];
+    const std::string where = fmt::format("model spec: node '{}'", names[i]);
+    for (auto it = n.begin(); it != n.end(); ++it)
+      if (it.key() != "name" && it.key() != "type" && it.key() != "args" && it.key() != "inputs")
+        throw InputError(fmt::format("{}: unknown field '{}'", where, it.key()));
+    if (n.contains("inputs")) {
+      const json& ins = n["inputs"];
+      if (!ins.is_array()) throw InputError(fmt::format("{}: \"inputs\" must be a list of names", where));
+      for (const auto& r : ins) {
+        if (!r.is_string()) throw InputError(fmt::format("{}: input reference must be a string, got {}", where, r.dump()));
+        refs[i].push_back(r.get<std::string>());
+      }
+    } else {
+      refs[i].push_back(i == 0 ? input_names[0] : names[i - 1]);
+    }
+    for (const auto& r : refs[i]) {
+      const auto [target, k] = split_ref(r);
+      const bool is_input = std::find(input_names.begin(), input_names.end(), target) != input_names.end();
+      if (!is_input && !index.count(target))
+        throw InputError(fmt::format("{}: input '{}' names no node or model input", where, r));
+      if (is_input && k != 0) throw InputError(fmt::format("{}: model input '{}' has one value", where, target));
+      if (!is_input) deps[names[i]].push_back(target);
+    }
+  }
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (const auto& r : refs[i]) {
+      const auto [target, k] = split_ref(r);
+      auto it = index.find(target);
+      if (it == index.end() || it->second < i) continue;
+      const std::string cycle = find_cycle(deps, names[i]);
+      if (!cycle.empty())
+        throw InputError(fmt::format("model spec: node '{}': cycle {}", names[i], cycle));
+      throw InputError(fmt::format("model spec: node '{}': input '{}' is defined after it (list nodes in evaluation order)",
+                                   names[i], r));
+    }
+
+  Generator gen(opt.seed);
+  auto graph = std::make_shared<Graph>(input_names);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const json& n = nodes[i];
+    const std::string where = fmt::format("model spec: node '{}'", names[i]);
+    if (!n.contains("type") || !n["type"].is_string()) throw InputError(fmt::format("{}: missing \"type\"", where));
+    const std::string type = n["type"].get<std::string>();
+    const json args = n.contains("args") ? n["args"] : json::object();
+    ModulePtr m = build_layer(type, args, fmt::format("{} ({})", where, type), gen);
+    std::vector<ValueRef> ins;
+    for (const auto& r : refs[i]) {
+      const auto [target, k] = split_ref(r);
+      auto pos = std::find(input_names.begin(), input_names.end(), target);
+      if (pos != input_names.end())
+        ins.push_back({ValueRef::kModelInput, static_cast<int>(pos - input_names.begin())});
+      else
+        ins.push_back({static_cast<int>(index.at(target)), k});
+    }
+    graph->add_node(names[i], m, ins);
+  }
+  if (spec.contains("outputs")) {
+    const json& outs = spec["outputs"];
+    if (!outs.is_array() || outs.empty()) throw InputError("model spec: \"outputs\" must be a non-empty list");
+    std::vector<ValueRef> refs_out;
+    for (const auto& o : outs) {
+      if (!o.is_string()) throw InputError(fmt::format("model spec: output must be a string, got {}", o.dump()));
+      const auto [target, k] = split_ref(o.get<std::string>());
+      auto it = index.find(target);
+      if (it == index.end()) throw InputError(fmt::format("model spec: output '{}' names no node", o.get<std::string>()));
+      refs_out.push_back({static_cast<int>(it->second), k});
+    }
+    graph->set_outputs(refs_out);
+  }
+  return graph;
+}
+
+std::shared_ptr<Graph> load_model_spec(const std::string& path, const BuildOptions& opt) {
+  std::ifstream f(path);
+  if (!f) throw InputError(fmt::format("{}: cannot open model spec", path));
+  json spec;
+  try {
+    spec = json::parse(f);
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: invalid JSON: {}", path, e.what()));
+  }
+  try {
+    return build_model(spec, opt);
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{}: {}", path, e.what()));
+  }
+}
+
+json write_spec(const Module& model) {
+  json nodes = json::array();
+  json spec;
+  if (const auto* g = dynamic_cast<const Graph*>(&model)) {
+    spec["inputs"] = g->input_names();
+    const auto& gn = g->nodes();
+    for (size_t i = 0; i < gn.size(); ++i) {
+      json ins = json::array();
+      for (const auto& r : gn[i].inputs) ins.push_back(g->ref_name(r));
+      nodes.push_back({{"name", gn[i].name},
+                       {"type", gn[i].module->type_name()},
+                       {"args", gn[i].module->spec_args()},
+                       {"inputs", ins}});
+    }
+    spec["nodes"] = nodes;
+    if (!g->outputs().empty()) {
+      json outs = json::array();
+      for (const auto& r : g->outputs()) outs.push_back(g->ref_name(r));
+      spec["outputs"] = outs;
+    }
+    return spec;
+  }
+  if (dynamic_cast<const Sequential*>(&model)) {
+    spec["inputs"] = {"input"};
+    std::string prev = "input";
+    for (const auto& [name, c] : model.children()) {
+      nodes.push_back({{"name", name}, {"type", c->type_name()}, {"args", c->spec_args()}, {"inputs", {prev}}});
+      prev = name;
+    }
+    spec["nodes"] = nodes;
+    return spec;
+  }
+  throw Error(fmt::format("write_spec: a {} has no model spec (only Graph and Sequential models do)", model.type_name()));
+}
+
+void save_model_spec(const Module& model, const std::string& path) {
+  const std::string text = write_spec(model).dump(2) + "\n";
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw InputError(fmt::format("{}: cannot write model spec", path));
+    f << text;
+    if (!f) throw InputError(fmt::format("{}: write failed", path));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw InputError(fmt::format("{}: cannot rename {} into place: {}", path, tmp, ec.message()));
+}
+
+}  // namespace qforge::nn
