@@ -1,0 +1,115 @@
+// Internal: the fused quantize-dequantize loops behind every fake-quant op (one pass forward, one pass
+// backward, no temporaries). Not part of the installed API.
+//
+// All loops work on a contiguous block of `n` elements with one set of AffineParams (a tensor, or one
+// channel of a per-channel tensor). Rounding is Note [Tie rule] in encoding.hpp: r = rint(x * inv) with
+// ties to even, computed for float32 by the add-and-subtract-1.5*2^23 trick, which is exact for |v| < 2^22
+// in the default rounding mode and vectorises on baseline x86-64 (no SSE4.1 roundps needed). The argument
+// is first clamped to [lo - 1, hi + 1]: this keeps it in the trick's range, maps non-finite values to a
+// clamped level (never an undefined integer cast), and does not change r where it matters (anything
+// beyond the bounds is out of range either way).
+#pragma once
+
+#include "quant/encoding.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace qforge::quant::detail {
+
+// Round half to even. float: exact for |v| < 2^22; double: exact for |v| < 2^51.
+inline float rint_small(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+inline double rint_small(double v) {
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  return (v + kMagic) - kMagic;
+}
+
+// Per-block parameters in the element type T.
+template <class T> struct QdqParams {
+  T scale, inv, lo, hi;
+  explicit QdqParams(const AffineParams& p)
+      : scale(static_cast<T>(p.scale)), inv(static_cast<T>(p.inv_scale)), lo(static_cast<T>(p.lo)),
+        hi(static_cast<T>(p.hi)) {}
+  QdqParams(T s, T i, T l, T h) : scale(s), inv(i), lo(l), hi(h) {}
+};
+
+template <class T> inline T round_clamped(T x, const QdqParams<T>& p) {
+  const T v = std::min(std::max(x * p.inv, p.lo - T(1)), p.hi + T(1));
+  return rint_small(v);
+}
+
+// Storage type T, compute type C (C = double for bitwidths above 16 so that integers stay exact).
+// y = clamp(rint(x * inv), lo, hi) * scale
+template <class T, class C>
+inline void qdq_forward(const T* __restrict x, T* __restrict y, int64_t n, const QdqParams<C>& p) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const C r = round_clamped(static_cast<C>(x[i]), p);
+    y[i] = static_cast<T>(std::min(std::max(r, p.lo), p.hi) * p.scale);
+  }
+}
+
+// dx = g where lo <= rint(x * inv) <= hi, else 0 (Note [STE mask] in quantizer.hpp).
+template <class T, class C>
+inline void qdq_backward_ste(const T* __restrict x, const T* __restrict g, T* __restrict dx, int64_t n,
+                             const QdqParams<C>& p) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const C r = round_clamped(static_cast<C>(x[i]), p);
+    dx[i] = (r >= p.lo && r <= p.hi) ? g[i] : T(0);
+  }
+}
+
+// Backward for learnable ranges: dx plus two per-block sums from which every range-learning rule is
+// derived (aimet-compat.md §6.2, pytorch-fake-quant.md §5):
+//   s_scale = Σ g · (in ? r - x·inv : clamp(r))      (dy/dscale per element, times scale^0)
+//   s_out   = Σ g · (1 - in)                          (elements clamped at a bound)
+struct GradSums {
+  double s_scale = 0, s_out = 0;
+};
+template <class T, class C>
+inline GradSums qdq_backward_learnable(const T* __restrict x, const T* __restrict g, T* __restrict dx, int64_t n,
+                                       const QdqParams<C>& p) {
+  // Blocks of 4096 accumulate in C, then into double: vectorised and still accurate for big tensors.
+  GradSums s;
+  for (int64_t b0 = 0; b0 < n; b0 += 4096) {
+    const int64_t e = std::min(n, b0 + 4096);
+    C a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = b0; i < e; ++i) {
+      const C xs = static_cast<C>(x[i]) * p.inv;
+      const C r = rint_small(std::min(std::max(xs, p.lo - C(1)), p.hi + C(1)));
+      const bool in = r >= p.lo && r <= p.hi;
+      const C gi = static_cast<C>(g[i]);
+      if (dx) dx[i] = in ? g[i] : T(0);
+      a += gi * (in ? r - xs : std::min(std::max(r, p.lo), p.hi));
+      b += in ? C(0) : gi;
+    }
+    s.s_scale += static_cast<double>(a);
+    s.s_out += static_cast<double>(b);
+  }
+  return s;
+}
+
+// Stochastic rounding: r = floor(x * inv + u), u ~ U[0, 1) given per element; mask written for backward.
+template <class T, class C>
+inline void qdq_forward_stochastic(const T* __restrict x, const float* __restrict u, T* __restrict y,
+                                   uint8_t* __restrict mask, int64_t n, const QdqParams<C>& p) {
+  for (int64_t i = 0; i < n; ++i) {
+    const C v = std::min(std::max(static_cast<C>(x[i]) * p.inv, p.lo - C(1)), p.hi + C(1));
+    const C r = std::floor(v + static_cast<C>(u[i]));
+    mask[i] = r >= p.lo && r <= p.hi;
+    y[i] = static_cast<T>(std::min(std::max(r, p.lo), p.hi) * p.scale);
+  }
+}
+
+// AIMET float quantizer, 16 bits: round to IEEE half precision (ties to even; overflow to inf) and back.
+template <class T> inline void fp16_round_trip(const T* __restrict x, T* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(static_cast<float>(static_cast<_Float16>(static_cast<float>(x[i]))));
+}
+
+}  // namespace qforge::quant::detail
