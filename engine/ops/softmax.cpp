@@ -28,8 +28,9 @@ template <class T> void log_softmax_rows(const T* x, T* out, int64_t outer, int6
       for (int64_t j = 1; j < n; ++j) m = xb[j] > m || xb[j] != xb[j] ? xb[j] : m;
       double s = 0;
       for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(xb[j] - m));
-      const T lse = static_cast<T>(static_cast<double>(m) + std::log(s));
-      for (int64_t j = 0; j < n; ++j) ob[j] = xb[j] - lse;
+      // (x - max) - log(sum) keeps the small difference exact even for huge logits in f32
+      const T ls = static_cast<T>(std::log(s));
+      for (int64_t j = 0; j < n; ++j) ob[j] = (xb[j] - m) - ls;
       continue;
     }
     for (int64_t i = 0; i < inner; ++i) {
@@ -43,10 +44,10 @@ template <class T> void log_softmax_rows(const T* x, T* out, int64_t outer, int6
       }
     for (int64_t j = 0; j < n; ++j)
       for (int64_t i = 0; i < inner; ++i) sum[i] += std::exp(static_cast<double>(xb[j * inner + i]) - mx[i]);
-    for (int64_t i = 0; i < inner; ++i) sum[i] = mx[i] + std::log(sum[i]);
+    for (int64_t i = 0; i < inner; ++i) sum[i] = std::log(sum[i]);
     for (int64_t j = 0; j < n; ++j)
       for (int64_t i = 0; i < inner; ++i)
-        ob[j * inner + i] = static_cast<T>(static_cast<double>(xb[j * inner + i]) - sum[i]);
+        ob[j * inner + i] = static_cast<T>((static_cast<double>(xb[j * inner + i]) - mx[i]) - sum[i]);
   }
 }
 
