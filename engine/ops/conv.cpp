@@ -169,8 +169,13 @@ template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* 
     }
 }
 
-// Threads for a loop over `items` independent samples.
-int threads_for(int64_t items) { return static_cast<int>(std::clamp<int64_t>(items, 1, omp_get_max_threads())); }
+// Threads for a loop over `items` independent pieces of `work` multiply-adds in total. Small ops stay on
+// one thread: a parallel region costs microseconds, and far more when the cores are oversubscribed.
+constexpr int64_t kMinParallelWork = 1 << 16;
+int threads_for(int64_t items, int64_t work) {
+  if (work < kMinParallelWork) return 1;
+  return static_cast<int>(std::clamp<int64_t>(items, 1, omp_get_max_threads()));
+}
 
 struct ConvOp : OpBase {
   static constexpr const char* kName = "conv2d";
@@ -195,7 +200,7 @@ struct ConvOp : OpBase {
       const int64_t P = g.plane(), K = g.kdim(), cg = g.cg(), og = g.og();
       if (g.depthwise()) {
         const int64_t planes = g.n * g.o;
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes))
+#pragma omp parallel for schedule(static) num_threads(threads_for(planes, planes * P * g.kh * g.kw))
         for (int64_t q = 0; q < planes; ++q) {
           const int64_t n = q / g.o, oc = q % g.o, ic = oc / og;
           dw_forward_plane(px + (n * g.c + ic) * g.h * g.w, pw + oc * g.kh * g.kw, pb ? pb[oc] : T(0), g,
@@ -203,7 +208,7 @@ struct ConvOp : OpBase {
         }
         return;
       }
-      const int nt = threads_for(g.n);
+      const int nt = threads_for(g.n, g.n * g.o * P * K);
       BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
       {
@@ -240,7 +245,7 @@ struct ConvOp : OpBase {
       if (needs_grad(2)) {
         gb = Tensor::empty({g.o}, gout.dtype());
         T* pgb = gb.data<T>();
-#pragma omp parallel for schedule(static) num_threads(threads_for(g.o))
+#pragma omp parallel for schedule(static) num_threads(threads_for(g.o, g.n * g.o * P))
         for (int64_t oc = 0; oc < g.o; ++oc) {
           T acc = 0;
           for (int64_t n = 0; n < g.n; ++n) {
@@ -263,7 +268,7 @@ struct ConvOp : OpBase {
       if (g.depthwise()) {
         if (want_x) {
           const int64_t planes = g.n * g.c;
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes))
+#pragma omp parallel for schedule(static) num_threads(threads_for(planes, g.n * g.o * P * KK))
           for (int64_t q = 0; q < planes; ++q) {
             const int64_t n = q / g.c, ic = q % g.c;
             for (int64_t m = 0; m < og; ++m) {
@@ -273,14 +278,14 @@ struct ConvOp : OpBase {
           }
         }
         if (want_w) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(g.o))
+#pragma omp parallel for schedule(static) num_threads(threads_for(g.o, g.n * g.o * P * KK))
           for (int64_t oc = 0; oc < g.o; ++oc)
             for (int64_t n = 0; n < g.n; ++n)
               dw_grad_weight_plane(pg + (n * g.o + oc) * P, px + (n * g.c + oc / og) * HW, g, pgw + oc * KK);
         }
         return;
       }
-      const int nt = threads_for(g.n);
+      const int nt = threads_for(g.n, g.n * g.o * P * K);
       std::vector<std::vector<T>> gw_parts(static_cast<size_t>(want_w ? nt : 0));
       BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)

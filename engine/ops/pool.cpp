@@ -35,7 +35,9 @@ struct PlaneGeom {
   int64_t planes, h, w, oh, ow;
 };
 
-int plane_threads(int64_t planes) {
+// Small pools stay on one thread (a parallel region costs more than the work).
+int plane_threads(int64_t planes, int64_t work) {
+  if (work < (1 << 16)) return 1;
   return static_cast<int>(std::clamp<int64_t>(planes, 1, omp_get_max_threads()));
 }
 
@@ -83,7 +85,7 @@ struct AvgPoolOp : OpBase {
       const T* px = x.data<T>();
       T* po = out.data<T>();
       const int64_t HW = g.h * g.w, OP = g.oh * g.ow;
-#pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes))
+#pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes, g.planes * g.h * g.w))
       for (int64_t q = 0; q < g.planes; ++q) {
         const T* plane = px + q * HW;
         for (int64_t o = 0; o < OP; ++o) {
@@ -104,7 +106,7 @@ struct AvgPoolOp : OpBase {
       const T* pg = gout.data<T>();
       T* pgx = gx.data<T>();
       const int64_t HW = g.h * g.w, OP = g.oh * g.ow;
-#pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes))
+#pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes, g.planes * g.h * g.w))
       for (int64_t q = 0; q < g.planes; ++q) {
         T* plane = pgx + q * HW;
         for (int64_t o = 0; o < OP; ++o) {
@@ -134,7 +136,7 @@ struct MaxPoolOp : OpBase {
       const T* px = x.data<T>();
       T* po = out.data<T>();
       int32_t* pa = recording ? argmax.data() : nullptr;
-#pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes))
+#pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes, g.planes * g.h * g.w))
       for (int64_t q = 0; q < g.planes; ++q) {
         const T* plane = px + q * HW;
         for (int64_t o = 0; o < OP; ++o) {
@@ -163,7 +165,7 @@ struct MaxPoolOp : OpBase {
       const T* pg = gout.data<T>();
       T* pgx = gx.data<T>();
       const int64_t HW = g.h * g.w, OP = g.oh * g.ow;
-#pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes))
+#pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes, g.planes * g.h * g.w))
       for (int64_t q = 0; q < g.planes; ++q)
         for (int64_t o = 0; o < OP; ++o) pgx[q * HW + argmax[static_cast<size_t>(q * OP + o)]] += pg[q * OP + o];
     });
