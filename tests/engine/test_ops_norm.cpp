@@ -75,3 +75,26 @@ TEST_CASE("batch_norm: errors name the op and the shapes") {
   CHECK_THROWS_WITH_AS(ops::batch_norm(x, Tensor(), Tensor(), Tensor::ones({3}, DType::f64), Tensor(), true),
                        doctest::Contains("batch_norm: dtype mismatch"), Error);
 }
+
+TEST_CASE("batch_norm: the fused op matches its composition from primitives in forward and backward") {
+  Tensor x0 = rand_input({3, 4, 2, 5}, 46, -2, 3, false);
+  Tensor w0 = rand_input({4}, 47, 0.5, 1.5, false), b0 = rand_input({4}, 48, -1, 1, false);
+  Tensor go = rand_input({3, 4, 2, 5}, 49, -1, 1, false);
+  auto run = [&](bool fused) {
+    Tensor x = x0.clone().set_requires_grad(), w = w0.clone().set_requires_grad(), b = b0.clone().set_requires_grad();
+    Tensor y;
+    if (fused) {
+      y = ops::batch_norm(x, Tensor(), Tensor(), w, b, true, 0.1, 1e-5);
+    } else {
+      Tensor mu = ops::mean(x, {0, 2, 3}, true);
+      Tensor d = ops::sub(x, mu);
+      Tensor var = ops::mean(ops::mul(d, d), {0, 2, 3}, true);
+      Tensor xhat = ops::div(d, ops::sqrt(ops::add(var, 1e-5)));
+      y = ops::add(ops::mul(xhat, w.reshape({1, 4, 1, 1})), b.reshape({1, 4, 1, 1}));
+    }
+    ops::sum(ops::mul(y, go)).backward();
+    return std::vector<Tensor>{y.detach(), x.grad(), w.grad(), b.grad()};
+  };
+  auto f = run(true), c = run(false);
+  for (size_t i = 0; i < f.size(); ++i) CHECK(testing::max_abs_diff(f[i], c[i]) < 1e-12);
+}

@@ -108,3 +108,27 @@ TEST_CASE("losses: errors name the op, the shapes and the bad target") {
   CHECK_THROWS_WITH_AS(ops::mse_loss(x, Tensor::zeros({4, 3})), doctest::Contains("mse_loss: shapes [3, 4] and [4, 3] differ"), Error);
   CHECK_THROWS_WITH_AS(ops::softmax(x, 2), doctest::Contains("softmax: dimension 2 out of range"), Error);
 }
+
+TEST_CASE("cross_entropy: the fused op matches log_softmax + nll_loss + smoothing term in forward and backward") {
+  Tensor x0 = rand_input({2, 5, 3}, 39, -3, 3, false);
+  Tensor t = targets({0, 4, -100, 2, 2, 1}, {2, 3});
+  const double ls = 0.15;
+  auto run = [&](bool fused) {
+    Tensor x = x0.clone().set_requires_grad();
+    Tensor loss;
+    if (fused) {
+      loss = ops::cross_entropy(x, t, -100, ls);
+    } else {
+      Tensor lp = ops::log_softmax(x, 1);
+      // smoothing term: mean over non-ignored positions of -sum_c lp / C (5 valid positions)
+      Tensor valid = Tensor::from_vector<double>({1, 1, 0, 1, 1, 1}, {2, 1, 3});
+      Tensor smooth = ops::mul(ops::sum(ops::mul(lp, valid)), -1.0 / (5.0 * 5.0));
+      loss = ops::add(ops::mul(ops::nll_loss(lp, t), 1 - ls), ops::mul(smooth, ls));
+    }
+    loss.backward();
+    return std::vector<Tensor>{loss.detach(), x.grad()};
+  };
+  auto f = run(true), c = run(false);
+  CHECK(testing::max_abs_diff(f[0], c[0]) < 1e-13);
+  CHECK(testing::max_abs_diff(f[1], c[1]) < 1e-13);
+}
