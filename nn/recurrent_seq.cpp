@@ -1,0 +1,305 @@
+// The fused recurrent sequence op: all T steps of one layer and direction as one autograd node, with a
+// hand-written backward through time (see recurrent_cells.hpp, Note [Two recurrent paths]).
+//
+// Forward, per step t (in processing order; reverse walks t = T-1 .. 0):
+//   rec = h_prev W_hh^T + b_hh                      one GEMM [B,H] x [H,G*H]
+//   point-wise cell on (x_proj[t], rec, c_prev)    -> h_t (into Y[t]), c_t, saved activations
+// Backward, walking the steps in the opposite order:
+//   dh = dY[t] + dh_rec
+//   point-wise cell backward -> dGX[t] (= d x_proj[t]), dGH[t] (= d rec; equal to dGX except GRU's n part)
+//   dh_rec = (GRU: dh * z) + dGH[t] W_hh           one GEMM [B,G*H] x [G*H,H]
+// and after the loop dW_hh = sum_t dGH[t]^T h_prev(t) (two GEMMs over all steps), db_hh = sum dGH.
+#include "nn/recurrent_cells.hpp"
+
+#include "engine/ops/op.hpp"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <vector>
+
+namespace qforge::nn {
+
+namespace {
+
+using ops::SavedTensor;
+
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) noexcept {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
+              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+                 const double* b, int64_t ldb, double beta, double* c, int64_t ldc) noexcept {
+  if (m == 0 || n == 0) return;
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
+              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+template <class T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
+
+// Point-wise work per step is parallelised over the batch only when it pays.
+constexpr int64_t kParallelElems = 16384;
+
+struct RecurrentSeqOp : ops::OpBase {
+  static constexpr const char* kName = "recurrent_sequence";
+  CellType type = CellType::lstm;
+  bool reverse = false;
+  bool has_bias = false, has_c0 = false;
+  SavedTensor w_hh_saved, h0_saved, c0_saved, y_saved;
+  Tensor acts;  // [T, B, G*H] post-activation gates (LSTM i,f,g,o; GRU r,z,n); private to this op
+  Tensor cs;    // LSTM: c_t [T, B, H]
+  Tensor ghn;   // GRU: W_hn h_prev + b_hn [T, B, H]
+
+  Tensor forward(const Tensor& xp_in, const Tensor& w_in, const Tensor& b_in, const Tensor& h0_in,
+                 const Tensor& c0_in) {
+    const char* name = cell_type_name(type);
+    const int64_t G = gate_count(type);
+    QFORGE_CHECK(xp_in.dim() == 3, "recurrent_sequence({}): x_proj must be [T, B, G*H], got {}", name,
+                 shape_str(xp_in.shape()));
+    QFORGE_CHECK(w_in.dim() == 2 && w_in.size(0) == G * w_in.size(1),
+                 "recurrent_sequence({}): weight_hh must be [{}*H, H], got {}", name, G, shape_str(w_in.shape()));
+    const int64_t T = xp_in.size(0), B = xp_in.size(1), H = w_in.size(1), GH = G * H;
+    QFORGE_CHECK(T >= 1, "recurrent_sequence({}): empty sequence", name);
+    QFORGE_CHECK(xp_in.size(2) == GH, "recurrent_sequence({}): x_proj {} does not match weight_hh {}", name,
+                 shape_str(xp_in.shape()), shape_str(w_in.shape()));
+    QFORGE_CHECK(h0_in.defined() && h0_in.shape() == Shape({B, H}), "recurrent_sequence({}): h0 must be [{}, {}], got {}",
+                 name, B, H, h0_in.defined() ? shape_str(h0_in.shape()) : std::string("undefined"));
+    if (type == CellType::lstm)
+      QFORGE_CHECK(c0_in.defined() && c0_in.shape() == Shape({B, H}),
+                   "recurrent_sequence(LSTM): c0 must be [{}, {}], got {}", B, H,
+                   c0_in.defined() ? shape_str(c0_in.shape()) : std::string("undefined"));
+    if (b_in.defined())
+      QFORGE_CHECK(b_in.dim() == 1 && b_in.size(0) == GH, "recurrent_sequence({}): bias_hh must be [{}], got {}", name,
+                   GH, shape_str(b_in.shape()));
+    const DType dt = xp_in.dtype();
+    QFORGE_CHECK(is_floating(dt) && w_in.dtype() == dt && h0_in.dtype() == dt && (!b_in.defined() || b_in.dtype() == dt) &&
+                     (!c0_in.defined() || c0_in.dtype() == dt),
+                 "recurrent_sequence({}): all inputs must share one floating dtype", name);
+    has_bias = b_in.defined();
+    has_c0 = type == CellType::lstm;
+    const Tensor xp = xp_in.contiguous(), w = w_in.contiguous(), h0 = h0_in.contiguous();
+    const Tensor b = has_bias ? b_in.contiguous() : Tensor();
+    const Tensor c0 = has_c0 ? c0_in.contiguous() : Tensor();
+    Tensor y = Tensor::empty({type == CellType::lstm ? T + 1 : T, B, H}, dt);
+    if (type == CellType::lstm || type == CellType::gru) acts = Tensor::empty({T, B, GH}, dt);
+    if (type == CellType::lstm) cs = Tensor::empty({T, B, H}, dt);
+    if (type == CellType::gru) ghn = Tensor::empty({T, B, H}, dt);
+    if (dt == DType::f32) run_forward<float>(xp, w, b, h0, c0, y, T, B, H);
+    else run_forward<double>(xp, w, b, h0, c0, y, T, B, H);
+    if (recording) {
+      w_hh_saved = w;
+      h0_saved = h0;
+      if (has_c0) c0_saved = c0;
+      y_saved = y;
+    } else {
+      acts = cs = ghn = Tensor();
+    }
+    return y;
+  }
+
+  template <class S>
+  void run_forward(const Tensor& xp_t, const Tensor& w_t, const Tensor& b_t, const Tensor& h0_t, const Tensor& c0_t,
+                   Tensor& y_t, int64_t T, int64_t B, int64_t H) {
+    const int64_t G = gate_count(type), GH = G * H;
+    const S* xp = xp_t.data<S>();
+    const S* w = w_t.data<S>();
+    const S* bias = has_bias ? b_t.data<S>() : nullptr;
+    S* y = y_t.data<S>();
+    S* act = acts.defined() ? acts.data<S>() : nullptr;
+    S* c_all = cs.defined() ? cs.data<S>() : nullptr;
+    S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
+    std::vector<S> rec(size_t(B * GH));
+    const S* hp = h0_t.data<S>();
+    const S* cp = c0_t.defined() ? c0_t.data<S>() : nullptr;
+    for (int64_t s = 0; s < T; ++s) {
+      const int64_t t = reverse ? T - 1 - s : s;
+      for (int64_t bb = 0; bb < B; ++bb)
+        for (int64_t j = 0; j < GH; ++j) rec[bb * GH + j] = bias ? bias[j] : S(0);
+      gemm(false, true, B, GH, H, S(1), hp, H, w, H, S(1), rec.data(), GH);
+      const S* x = xp + t * B * GH;
+      S* h = y + t * B * H;
+      const CellType ty = type;
+#pragma omp parallel for if (B * GH >= kParallelElems)
+      for (int64_t bb = 0; bb < B; ++bb) {
+        const S* xr = x + bb * GH;
+        const S* rr = rec.data() + bb * GH;
+        S* hr = h + bb * H;
+        const S* hpr = hp + bb * H;
+        if (ty == CellType::lstm) {
+          S* ar = act + (t * B + bb) * GH;
+          S* cr = c_all + (t * B + bb) * H;
+          const S* cpr = cp + bb * H;
+          for (int64_t j = 0; j < H; ++j) {
+            const S i = sigm(xr[j] + rr[j]);
+            const S f = sigm(xr[H + j] + rr[H + j]);
+            const S g = std::tanh(xr[2 * H + j] + rr[2 * H + j]);
+            const S o = sigm(xr[3 * H + j] + rr[3 * H + j]);
+            const S c = f * cpr[j] + i * g;
+            ar[j] = i;
+            ar[H + j] = f;
+            ar[2 * H + j] = g;
+            ar[3 * H + j] = o;
+            cr[j] = c;
+            hr[j] = o * std::tanh(c);
+          }
+        } else if (ty == CellType::gru) {
+          S* ar = act + (t * B + bb) * GH;
+          S* gnr = gn + (t * B + bb) * H;
+          for (int64_t j = 0; j < H; ++j) {
+            const S r = sigm(xr[j] + rr[j]);
+            const S z = sigm(xr[H + j] + rr[H + j]);
+            const S n = std::tanh(xr[2 * H + j] + r * rr[2 * H + j]);
+            ar[j] = r;
+            ar[H + j] = z;
+            ar[2 * H + j] = n;
+            gnr[j] = rr[2 * H + j];
+            hr[j] = n + z * (hpr[j] - n);
+          }
+        } else if (ty == CellType::rnn_tanh) {
+          for (int64_t j = 0; j < H; ++j) hr[j] = std::tanh(xr[j] + rr[j]);
+        } else {
+          for (int64_t j = 0; j < H; ++j) {
+            const S v = xr[j] + rr[j];
+            hr[j] = v > S(0) ? v : S(0);
+          }
+        }
+      }
+      hp = h;
+      if (type == CellType::lstm) cp = c_all + t * B * H;
+    }
+    if (type == CellType::lstm) {
+      const S* last = cp;
+      std::copy(last, last + B * H, y + T * B * H);
+    }
+  }
+
+  std::vector<Tensor> backward(const Tensor& g_in) {
+    const Tensor& y = y_saved.get(kName);
+    const Tensor& w = w_hh_saved.get(kName);
+    const Tensor& h0 = h0_saved.get(kName);
+    const Tensor c0 = has_c0 ? c0_saved.get(kName) : Tensor();
+    const Tensor g = g_in.contiguous();
+    const int64_t T = acts.defined() ? acts.size(0) : (type == CellType::lstm ? y.size(0) - 1 : y.size(0));
+    const int64_t B = y.size(1), H = y.size(2), GH = gate_count(type) * H;
+    const DType dt = y.dtype();
+    Tensor dxp = Tensor::empty({T, B, GH}, dt);
+    Tensor dgh = type == CellType::gru ? Tensor::empty({T, B, GH}, dt) : dxp;  // equal except GRU
+    Tensor dh0 = Tensor::empty({B, H}, dt);
+    Tensor dc0 = has_c0 ? Tensor::empty({B, H}, dt) : Tensor();
+    Tensor dw = needs_grad(1) ? Tensor::empty({GH, H}, dt) : Tensor();
+    Tensor db = has_bias && needs_grad(2) ? Tensor::empty({GH}, dt) : Tensor();
+    if (dt == DType::f32) run_backward<float>(g, y, w, h0, c0, dxp, dgh, dh0, dc0, dw, db, T, B, H);
+    else run_backward<double>(g, y, w, h0, c0, dxp, dgh, dh0, dc0, dw, db, T, B, H);
+    return {needs_grad(0) ? dxp : Tensor(), dw, db, needs_grad(3) ? dh0 : Tensor(),
+            has_c0 && needs_grad(4) ? dc0 : Tensor()};
+  }
+
+  template <class S>
+  void run_backward(const Tensor& g_t, const Tensor& y_t, const Tensor& w_t, const Tensor& h0_t, const Tensor& c0_t,
+                    Tensor& dxp_t, Tensor& dgh_t, Tensor& dh0_t, Tensor& dc0_t, Tensor& dw_t, Tensor& db_t, int64_t T,
+                    int64_t B, int64_t H) {
+    const int64_t GH = gate_count(type) * H;
+    const S* gy = g_t.data<S>();
+    const S* y = y_t.data<S>();
+    const S* w = w_t.data<S>();
+    const S* h0 = h0_t.data<S>();
+    const S* c0 = c0_t.defined() ? c0_t.data<S>() : nullptr;
+    const S* act = acts.defined() ? acts.data<S>() : nullptr;
+    const S* c_all = cs.defined() ? cs.data<S>() : nullptr;
+    const S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
+    S* dx = dxp_t.data<S>();
+    S* dg = dgh_t.data<S>();
+    S* dh_rec = dh0_t.data<S>();  // recurrent gradient, ends as dh0 (zero-initialised)
+    std::vector<S> dc_rec;
+    if (type == CellType::lstm) dc_rec.assign(gy + T * B * H, gy + (T + 1) * B * H);  // d c_n
+    const CellType ty = type;
+    for (int64_t s = T - 1; s >= 0; --s) {
+      const int64_t t = reverse ? T - 1 - s : s;
+      const int64_t tp = reverse ? t + 1 : t - 1;  // previous step's time index (if s > 0)
+      const S* hp = s > 0 ? y + tp * B * H : h0;
+      const S* cp = ty == CellType::lstm ? (s > 0 ? c_all + tp * B * H : c0) : nullptr;
+#pragma omp parallel for if (B * GH >= kParallelElems)
+      for (int64_t bb = 0; bb < B; ++bb) {
+        const S* gyr = gy + (t * B + bb) * H;
+        S* dhr = dh_rec + bb * H;
+        S* dxr = dx + (t * B + bb) * GH;
+        S* dgr = dg + (t * B + bb) * GH;
+        const S* hr = y + (t * B + bb) * H;
+        if (ty == CellType::lstm) {
+          const S* ar = act + (t * B + bb) * GH;
+          const S* cr = c_all + (t * B + bb) * H;
+          const S* cpr = cp + bb * H;
+          S* dcr = dc_rec.data() + bb * H;
+          for (int64_t j = 0; j < H; ++j) {
+            const S i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];
+            const S dh = gyr[j] + dhr[j];
+            const S tc = std::tanh(cr[j]);
+            const S dc = dcr[j] + dh * o * (S(1) - tc * tc);
+            dxr[j] = dc * g * i * (S(1) - i);
+            dxr[H + j] = dc * cpr[j] * f * (S(1) - f);
+            dxr[2 * H + j] = dc * i * (S(1) - g * g);
+            dxr[3 * H + j] = dh * tc * o * (S(1) - o);
+            dcr[j] = dc * f;
+          }
+        } else if (ty == CellType::gru) {
+          const S* ar = act + (t * B + bb) * GH;
+          const S* gnr = gn + (t * B + bb) * H;
+          const S* hpr = hp + bb * H;
+          for (int64_t j = 0; j < H; ++j) {
+            const S r = ar[j], z = ar[H + j], n = ar[2 * H + j];
+            const S dh = gyr[j] + dhr[j];
+            const S dn = dh * (S(1) - z) * (S(1) - n * n);
+            const S dz = dh * (hpr[j] - n) * z * (S(1) - z);
+            const S dr = dn * gnr[j] * r * (S(1) - r);
+            dxr[j] = dgr[j] = dr;
+            dxr[H + j] = dgr[H + j] = dz;
+            dxr[2 * H + j] = dn;
+            dgr[2 * H + j] = dn * r;
+            dhr[j] = dh * z;  // the direct path h' = ... + z * h; the GEMM below adds the gate paths
+          }
+        } else {
+          for (int64_t j = 0; j < H; ++j) {
+            const S dh = gyr[j] + dhr[j];
+            dxr[j] = ty == CellType::rnn_tanh ? dh * (S(1) - hr[j] * hr[j]) : (hr[j] > S(0) ? dh : S(0));
+          }
+        }
+      }
+      // dh_rec = (GRU: dh * z) + dGH[t] W_hh
+      gemm(false, false, B, H, GH, S(1), dg + t * B * GH, GH, w, H, ty == CellType::gru ? S(1) : S(0), dh_rec, H);
+    }
+    if (c0) std::copy(dc_rec.begin(), dc_rec.end(), dc0_t.data<S>());
+    if (dw_t.defined()) {
+      // dW = sum_t dGH[t]^T h_prev(t): the steps with h_prev = Y[t -/+ 1] form one contiguous block.
+      S* dw = dw_t.data<S>();
+      const int64_t first = reverse ? T - 1 : 0;  // the step whose h_prev is h0
+      gemm(true, false, GH, H, B, S(1), dg + first * B * GH, GH, h0, H, S(0), dw, H);
+      if (T > 1) {
+        const S* dblock = reverse ? dg : dg + B * GH;     // dGH[0..T-2] (reverse) or dGH[1..T-1]
+        const S* hblock = reverse ? y + B * H : y;        // Y[1..T-1] (reverse) or Y[0..T-2]
+        gemm(true, false, GH, H, (T - 1) * B, S(1), dblock, GH, hblock, H, S(1), dw, H);
+      }
+    }
+    if (db_t.defined()) {
+      S* db = db_t.data<S>();
+      for (int64_t j = 0; j < GH; ++j) db[j] = 0;
+      for (int64_t r = 0; r < T * B; ++r) {
+        const S* row = dg + r * GH;
+        for (int64_t j = 0; j < GH; ++j) db[j] += row[j];
+      }
+    }
+  }
+};
+
+}  // namespace
+
+Tensor recurrent_sequence(CellType type, const Tensor& x_proj, const Tensor& w_hh, const Tensor& b_hh, const Tensor& h0,
+                          const Tensor& c0, bool reverse) {
+  RecurrentSeqOp op;
+  op.type = type;
+  op.reverse = reverse;
+  return ops::apply(std::move(op), x_proj, w_hh, b_hh, h0, type == CellType::lstm ? c0 : Tensor());
+}
+
+}  // namespace qforge::nn
