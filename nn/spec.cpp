@@ -2,10 +2,7 @@
 
 #include "nn/layers.hpp"
 
-#if __has_include("nn/recurrent.hpp")
 #include "nn/recurrent.hpp"
-#define QFORGE_HAVE_RECURRENT 1
-#endif
 
 #include <filesystem>
 #include <fstream>
@@ -180,11 +177,8 @@ const std::map<std::string, Builder>& builders() {
   return kBuilders;
 }
 
-bool is_recurrent_type(const std::string& t) { return t == "RNN" || t == "LSTM" || t == "GRU"; }
-
 ModulePtr build_layer(const std::string& type, const json& args, const std::string& where, Generator& gen) {
   if (is_recurrent_type(type)) {
-#ifdef QFORGE_HAVE_RECURRENT
     if (!args.is_object()) throw InputError(fmt::format("{}: \"args\" must be an object, got {}", where, args.dump()));
     try {
       return make_recurrent(type, args, gen);
@@ -193,9 +187,6 @@ ModulePtr build_layer(const std::string& type, const json& args, const std::stri
     } catch (const Error& e) {
       throw InputError(fmt::format("{}: {}", where, e.what()));
     }
-#else
-    throw InputError(fmt::format("{}: recurrent layers are not available in this build", where));
-#endif
   }
   auto it = builders().find(type);
   if (it == builders().end()) {
