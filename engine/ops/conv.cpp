@@ -10,8 +10,8 @@
 //    output plane is accumulated tap by tap with contiguous, vectorisable row loops.
 //
 // Parallelism: OpenMP over the batch (static schedule, so results are deterministic for a given thread
-// count), one column buffer and one grad_w accumulator per thread, single-threaded BLAS inside (Note
-// [BLAS threads inside OpenMP] in blas.hpp). With a batch of one the GEMMs themselves are threaded.
+// count), one column buffer and one grad_w accumulator per thread, each worker calling GEMM on its own
+// (Note [BLAS threads inside OpenMP] in blas.hpp). With a batch of one the GEMMs themselves are split.
 #include "engine/ops/blas.hpp"
 #include "engine/ops/loops.hpp"
 #include "engine/ops/op.hpp"
@@ -19,11 +19,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 namespace qforge::ops {
 
-using detail::BlasSingleThread;
 using detail::check_float;
 using detail::check_same_dtype;
 using detail::gemm;
@@ -44,6 +44,13 @@ struct ConvGeom {
   bool depthwise() const { return groups > 1 && cg() == 1; }
 };
 
+// Per-thread scratch, left uninitialised (every element is written before it is read).
+template <class T> struct Scratch {
+  explicit Scratch(int64_t n) : p(n > 0 ? new T[static_cast<size_t>(n)] : nullptr) {}
+  T* data() { return p.get(); }
+  std::unique_ptr<T[]> p;
+};
+
 // Output columns ox in [lo, hi) read input column ox*stride + x0 inside [0, size).
 inline void valid_range(int64_t x0, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
   lo = x0 >= 0 ? 0 : (-x0 + stride - 1) / stride;
@@ -54,6 +61,7 @@ inline void valid_range(int64_t x0, int64_t stride, int64_t size, int64_t out, i
 
 // x: one group of one sample [cg, h, w] -> col [cg*kh*kw, oh*ow].
 template <class T> void im2col(const T* __restrict x, const ConvGeom& g, T* __restrict col) noexcept {
+  const int64_t sw = g.sw;
   const int64_t cg = g.cg(), P = g.plane();
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
@@ -71,10 +79,13 @@ template <class T> void im2col(const T* __restrict x, const ConvGeom& g, T* __re
           }
           const T* src = x + (c * g.h + iy) * g.w + x0;
           std::fill(dst, dst + lo, T(0));
-          if (g.sw == 1)
+          if (sw == 1) {
+#pragma omp simd
             for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox];
-          else
-            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * g.sw];
+          } else {
+#pragma omp simd
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * sw];
+          }
           std::fill(dst + hi, dst + g.ow, T(0));
         }
       }
@@ -82,6 +93,7 @@ template <class T> void im2col(const T* __restrict x, const ConvGeom& g, T* __re
 
 // The adjoint of im2col: gx [cg, h, w] += scatter(col).
 template <class T> void col2im(const T* __restrict col, const ConvGeom& g, T* __restrict gx) noexcept {
+  const int64_t sw = g.sw;
   const int64_t cg = g.cg(), P = g.plane();
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
@@ -95,10 +107,13 @@ template <class T> void col2im(const T* __restrict col, const ConvGeom& g, T* __
           if (iy < 0 || iy >= g.h) continue;
           const T* src = row + oy * g.ow;
           T* dst = gx + (c * g.h + iy) * g.w + x0;
-          if (g.sw == 1)
+          if (sw == 1) {
+#pragma omp simd
             for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += src[ox];
-          else
-            for (int64_t ox = lo; ox < hi; ++ox) dst[ox * g.sw] += src[ox];
+          } else {
+#pragma omp simd
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox * sw] += src[ox];
+          }
         }
       }
 }
@@ -107,6 +122,7 @@ template <class T> void col2im(const T* __restrict col, const ConvGeom& g, T* __
 
 template <class T> void dw_forward_plane(const T* __restrict x, const T* __restrict w, T bias, const ConvGeom& g,
                                          T* __restrict out) noexcept {
+  const int64_t sw = g.sw;
   std::fill(out, out + g.plane(), bias);
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j) {
@@ -119,16 +135,20 @@ template <class T> void dw_forward_plane(const T* __restrict x, const T* __restr
         if (iy < 0 || iy >= g.h) continue;
         const T* src = x + iy * g.w + x0;
         T* dst = out + oy * g.ow;
-        if (g.sw == 1)
+        if (sw == 1) {
+#pragma omp simd
           for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox];
-        else
-          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox * g.sw];
+        } else {
+#pragma omp simd
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox * sw];
+        }
       }
     }
 }
 
 template <class T> void dw_grad_input_plane(const T* __restrict gout, const T* __restrict w, const ConvGeom& g,
                                             T* __restrict gx) noexcept {
+  const int64_t sw = g.sw;
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j) {
       const T wv = w[i * g.kw + j];
@@ -140,16 +160,20 @@ template <class T> void dw_grad_input_plane(const T* __restrict gout, const T* _
         if (iy < 0 || iy >= g.h) continue;
         const T* src = gout + oy * g.ow;
         T* dst = gx + iy * g.w + x0;
-        if (g.sw == 1)
+        if (sw == 1) {
+#pragma omp simd
           for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox];
-        else
-          for (int64_t ox = lo; ox < hi; ++ox) dst[ox * g.sw] += wv * src[ox];
+        } else {
+#pragma omp simd
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox * sw] += wv * src[ox];
+        }
       }
     }
 }
 
 template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* __restrict x, const ConvGeom& g,
                                              T* __restrict gw) noexcept {
+  const int64_t sw = g.sw;
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j) {
       const int64_t x0 = j * g.dw - g.pw;
@@ -161,9 +185,8 @@ template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* 
         if (iy < 0 || iy >= g.h) continue;
         const T* gr = gout + oy * g.ow;
         const T* xr = x + iy * g.w + x0;
-        const int64_t s = g.sw;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t ox = lo; ox < hi; ++ox) acc += gr[ox] * xr[ox * s];
+        for (int64_t ox = lo; ox < hi; ++ox) acc += gr[ox] * xr[ox * sw];
       }
       gw[i * g.kw + j] += acc;
     }
@@ -209,10 +232,9 @@ struct ConvOp : OpBase {
         return;
       }
       const int nt = threads_for(g.n, g.n * g.o * P * K);
-      BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
       {
-        std::vector<T> col(g.pointwise() ? 0 : static_cast<size_t>(K * P));
+        Scratch<T> col(g.pointwise() ? 0 : K * P);
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g.n; ++n)
           for (int64_t grp = 0; grp < g.groups; ++grp) {
@@ -287,12 +309,11 @@ struct ConvOp : OpBase {
       }
       const int nt = threads_for(g.n, g.n * g.o * P * K);
       std::vector<std::vector<T>> gw_parts(static_cast<size_t>(want_w ? nt : 0));
-      BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
       {
         const bool direct = g.pointwise();
-        std::vector<T> col(direct || !want_w ? 0 : static_cast<size_t>(K * P));
-        std::vector<T> gcol(direct || !want_x ? 0 : static_cast<size_t>(K * P));
+        Scratch<T> col(direct || !want_w ? 0 : K * P);
+        Scratch<T> gcol(direct || !want_x ? 0 : K * P);
         T* gw_acc = nullptr;
         if (want_w) {
           auto& part = gw_parts[static_cast<size_t>(omp_get_thread_num())];
