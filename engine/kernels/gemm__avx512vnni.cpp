@@ -1,0 +1,217 @@
+// int8 GEMM for AVX-512 VNNI: qs8_qc8w_gemm_6x64c4_{requant,s32}__avx512vnni.
+//
+// Micro-kernel (integer-arithmetic.md §11): up to 6 rows × 64 columns of int32 accumulators (24 zmm), one
+// k-quad per step: 4 zmm loads of packed weights, 6 vpbroadcastd of 4 activation bytes (XOR 0x80 for s8
+// activations, compensated in the packed bias), 24 vpdpbusd. vpdpbusd sums u8×s8 products without any
+// intermediate saturation, so both weight grids and all activation values are exact. Rows 1–2 use two
+// accumulator sets (even/odd quads) to hide the dot-product latency in GEMV. The epilogue adds the folded
+// bias and requantizes in registers: vpmuldq (even/odd lanes) → +2^(t−1) → vpsravq by t = 31 − shift →
+// 64-bit clamp to [act_min − z, act_max − z] → + z → vpmovdb (requant.hpp Note [single rounding] and
+// Note [zero point and clamp]). Double rounding falls back to the scalar requant.hpp path per element.
+//
+// Parallelism: OpenMP over (panel, row-chunk) work items; N panels when there are enough of them, else M.
+#include "engine/kernels/isa_kernels.hpp"
+
+#include <immintrin.h>
+
+#include <cstring>
+
+namespace qforge::kernels::avx512vnni {
+namespace {
+
+enum class Out { requant, s32 };
+
+[[gnu::always_inline]] inline __m512i load_quad(const std::uint8_t* p) noexcept {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+[[gnu::always_inline]] inline __m512i load_quad_partial(const std::uint8_t* p, int n) noexcept {
+  std::uint32_t v = 0;
+  for (int i = 0; i < n; ++i) v |= static_cast<std::uint32_t>(p[i]) << (8 * i);
+  return _mm512_set1_epi32(static_cast<std::int32_t>(v));
+}
+
+struct TileArgs {
+  const std::uint8_t* a;
+  std::int64_t lda;
+  const std::int8_t* panel;  // start of the panel
+  int quad_stride;           // bytes per k-quad row of the panel (w_p·4)
+  int full_quads, k_rem;
+  const GemmWeights* w;
+  int col0;                  // first column of this tile
+  void* c;
+  std::int64_t ldc;
+};
+
+template <int MR, int NB, bool S8, Out O>
+void tile(const TileArgs& t) noexcept {
+  constexpr bool kDual = MR <= 2;  // GEMV: two accumulator sets to cover vpdpbusd latency
+  __m512i acc[MR][NB], acc2[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int b = 0; b < NB; ++b) acc[r][b] = acc2[r][b] = _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi32(static_cast<int>(0x80808080u));
+  const std::uint8_t* arow[MR];
+  for (int r = 0; r < MR; ++r) arow[r] = t.a + r * t.lda;
+
+  auto step = [&](__m512i(&ac)[MR][NB], int q, bool partial) __attribute__((always_inline)) {
+    const std::int8_t* wq = t.panel + static_cast<std::int64_t>(q) * t.quad_stride;
+    __m512i b[NB];
+    for (int j = 0; j < NB; ++j) b[j] = _mm512_loadu_si512(wq + 64 * j);
+    for (int r = 0; r < MR; ++r) {
+      __m512i av = partial ? load_quad_partial(arow[r] + 4 * q, t.k_rem) : load_quad(arow[r] + 4 * q);
+      if constexpr (S8) av = _mm512_xor_si512(av, flip);
+      for (int j = 0; j < NB; ++j) ac[r][j] = _mm512_dpbusd_epi32(ac[r][j], av, b[j]);
+    }
+  };
+  int q = 0;
+  if constexpr (kDual) {
+    for (; q + 1 < t.full_quads; q += 2) {
+      step(acc, q, false);
+      step(acc2, q + 1, false);
+    }
+  }
+  for (; q < t.full_quads; ++q) step(acc, q, false);
+  if (t.k_rem) step(acc, t.full_quads, true);
+  if constexpr (kDual)
+    for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_add_epi32(acc[r][j], acc2[r][j]);
+
+  // Epilogue.
+  const GemmWeights& w = *t.w;
+  for (int j = 0; j < NB; ++j) {
+    const int col = t.col0 + 16 * j;
+    const int valid = w.n - col;
+    if (valid <= 0) break;
+    const __mmask16 mask = valid >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
+    const __m512i bias = _mm512_loadu_si512(w.bias_eff + col);
+    if constexpr (O == Out::s32) {
+      for (int r = 0; r < MR; ++r)
+        _mm512_mask_storeu_epi32(static_cast<std::int32_t*>(t.c) + r * t.ldc + col, mask,
+                                 _mm512_add_epi32(acc[r][j], bias));
+    } else if (w.rounding != Rounding::single) {
+      alignas(64) std::int32_t tmp[16];
+      for (int r = 0; r < MR; ++r) {
+        _mm512_store_si512(tmp, _mm512_add_epi32(acc[r][j], bias));
+        auto* dst = static_cast<std::uint8_t*>(t.c) + r * t.ldc + col;
+        for (int i = 0; i < 16 && i < valid; ++i)
+          dst[i] = static_cast<std::uint8_t>(requantize_output(tmp[i], {w.multiplier[col + i], w.shift[col + i]},
+                                                               w.out_zero_point, w.act_min, w.act_max, w.rounding));
+      }
+    } else {
+      const __m512i mult = _mm512_loadu_si512(w.multiplier + col);
+      const __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), _mm512_loadu_si512(w.shift + col));
+      const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFFll);
+      const __m512i tot_e = _mm512_and_si512(total, low32), tot_o = _mm512_srli_epi64(total, 32);
+      const __m512i one = _mm512_set1_epi64(1);
+      const __m512i rnd_e = _mm512_sllv_epi64(one, _mm512_sub_epi64(tot_e, one));
+      const __m512i rnd_o = _mm512_sllv_epi64(one, _mm512_sub_epi64(tot_o, one));
+      const __m512i mult_o = _mm512_srli_epi64(mult, 32);
+      const __m512i lo = _mm512_set1_epi64(static_cast<long long>(w.act_min) - w.out_zero_point);
+      const __m512i hi = _mm512_set1_epi64(static_cast<long long>(w.act_max) - w.out_zero_point);
+      const __m512i zp = _mm512_set1_epi32(w.out_zero_point);
+      for (int r = 0; r < MR; ++r) {
+        const __m512i x = _mm512_add_epi32(acc[r][j], bias);
+        __m512i pe = _mm512_mul_epi32(x, mult);
+        __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), mult_o);
+        pe = _mm512_srav_epi64(_mm512_add_epi64(pe, rnd_e), tot_e);
+        po = _mm512_srav_epi64(_mm512_add_epi64(po, rnd_o), tot_o);
+        pe = _mm512_min_epi64(_mm512_max_epi64(pe, lo), hi);
+        po = _mm512_min_epi64(_mm512_max_epi64(po, lo), hi);
+        __m512i y = _mm512_or_si512(_mm512_and_si512(pe, low32), _mm512_slli_epi64(po, 32));
+        y = _mm512_add_epi32(y, zp);
+        _mm_mask_storeu_epi8(static_cast<std::uint8_t*>(t.c) + r * t.ldc + col, mask, _mm512_cvtepi32_epi8(y));
+      }
+    }
+  }
+}
+
+using TileFn = void (*)(const TileArgs&) noexcept;
+
+template <bool S8, Out O, int MR>
+constexpr TileFn pick_nb(int nb) {
+  switch (nb) {
+    case 1: return tile<MR, 1, S8, O>;
+    case 2: return tile<MR, 2, S8, O>;
+    case 3: return tile<MR, 3, S8, O>;
+    default: return tile<MR, 4, S8, O>;
+  }
+}
+
+template <bool S8, Out O>
+TileFn pick(int mr, int nb) {
+  switch (mr) {
+    case 1: return pick_nb<S8, O, 1>(nb);
+    case 2: return pick_nb<S8, O, 2>(nb);
+    case 3: return pick_nb<S8, O, 3>(nb);
+    case 4: return pick_nb<S8, O, 4>(nb);
+    case 5: return pick_nb<S8, O, 5>(nb);
+    default: return pick_nb<S8, O, 6>(nb);
+  }
+}
+
+constexpr int kMr = 6;
+
+template <bool S8, Out O>
+void run(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c, std::int64_t ldc, int threads,
+         std::size_t out_elem) noexcept {
+  if (m <= 0 || w.n <= 0) return;
+  const int panels = (w.n_pad + kPanelWidth - 1) / kPanelWidth;
+  int m_chunks = 1;
+  if (threads > 1 && panels < 2 * threads) {
+    const int row_blocks = (m + kMr - 1) / kMr;
+    m_chunks = row_blocks < threads ? row_blocks : threads;
+  }
+  const int items = panels * m_chunks;
+  const int row_blocks = (m + kMr - 1) / kMr;
+
+  auto work = [&](int item) {
+    const int p = item / m_chunks, mc = item % m_chunks;
+    const int rb0 = row_blocks * mc / m_chunks, rb1 = row_blocks * (mc + 1) / m_chunks;
+    const int col0 = p * kPanelWidth;
+    const int wp = w.n_pad - col0 < kPanelWidth ? w.n_pad - col0 : kPanelWidth;
+    TileArgs t;
+    t.lda = lda;
+    t.panel = w.panels + static_cast<std::int64_t>(col0) * w.k4;
+    t.quad_stride = wp * 4;
+    t.full_quads = w.k / 4;
+    t.k_rem = w.k % 4;
+    t.w = &w;
+    t.col0 = col0;
+    t.ldc = ldc;
+    const TileFn full = pick<S8, O>(kMr, wp / 16);
+    for (int rb = rb0; rb < rb1; ++rb) {
+      const int m0 = rb * kMr, mr = m - m0 < kMr ? m - m0 : kMr;
+      t.a = static_cast<const std::uint8_t*>(a) + m0 * lda;
+      t.c = static_cast<char*>(c) + (m0 * ldc + 0) * static_cast<std::int64_t>(out_elem);
+      (mr == kMr ? full : pick<S8, O>(mr, wp / 16))(t);
+    }
+  };
+  if (threads > 1 && items > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int item = 0; item < items; ++item) work(item);
+  } else {
+    for (int item = 0; item < items; ++item) work(item);
+  }
+}
+
+}  // namespace
+
+void gemm_requant(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c, std::int64_t ldc,
+                  int threads) noexcept {
+  if (w.in_type == ActType::s8)
+    run<true, Out::requant>(m, a, lda, w, c, ldc, threads, 1);
+  else
+    run<false, Out::requant>(m, a, lda, w, c, ldc, threads, 1);
+}
+
+void gemm_s32(int m, const void* a, std::int64_t lda, const GemmWeights& w, std::int32_t* c, std::int64_t ldc,
+              int threads) noexcept {
+  if (w.in_type == ActType::s8)
+    run<true, Out::s32>(m, a, lda, w, c, ldc, threads, 4);
+  else
+    run<false, Out::s32>(m, a, lda, w, c, ldc, threads, 4);
+}
+
+}  // namespace qforge::kernels::avx512vnni

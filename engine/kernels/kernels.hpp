@@ -1,0 +1,292 @@
+// kernels.hpp — qforge's int8 compute kernels: pure functions over raw buffers (DESIGN.md §3).
+//
+// Layering: kernels know nothing about Tensor. Each kernel takes raw pointers, sizes/strides and a params
+// struct (usually a pre-packed "weights view"), allocates nothing, throws nothing and returns nothing. The
+// arithmetic they implement is defined once in requant.hpp; each kernel exists as
+//   ref::         scalar reference, the textbook formula (engine/kernels/ref/*.cpp)
+//   baseline::    SSE4.2 (x86-64-v2) translation units            (*__baseline.cpp)
+//   avx2::        AVX2 + FMA                                       (*__avx2.cpp)
+//   avx512vnni::  AVX-512 F/BW/VL/DQ + VNNI                        (*__avx512vnni.cpp)
+// and every variant produces bit-identical integers (tests/engine/kernels). The active ISA is picked once
+// from cpuid/xgetbv, overridable with QFORGE_ISA=avx512vnni|avx2|baseline|ref or force_isa().
+//
+// Data layout conventions:
+// - 8-bit activations are raw bytes, interpreted as int8 or uint8 per ActType; images are NHWC with an
+//   explicit pixel stride (elements between consecutive pixels, ≥ channels) so channel slices work.
+// - GEMM: C[m][n] = requant(Σ_k (A[m][k] − z_in)·W[n][k] + b[n]). A is row-major M×K with row stride lda;
+//   W is given as PyTorch Linear weights [N][K] and packed once (PackedGemm): zero-point and bias
+//   corrections are folded into the packed bias, requantization constants are stored per column, and
+//   the epilogue requantizes in registers.
+// - Weights are int8 symmetric, on either grid ([-128,127] or [-127,127]); no kernel saturates an
+//   intermediate (VNNI vpdpbusd does not, the AVX2/SSE paths widen to int16 and use pmaddwd; see Note
+//   [vpmaddubsw trap] in gemm__avx2.cpp).
+// - Note [acc wrap]: accumulators are int32 and wrap modulo 2^32 on overflow in every variant (only
+//   possible for K ≳ 66,000 at full range); the reference computes the same residue.
+// - threads: OpenMP threads used by a call (≤ 1 = run on the calling thread). Results never depend on it.
+#pragma once
+
+#include "engine/kernels/requant.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace qforge::kernels {
+
+// ---------------------------------------------------------------------------------------------------
+// ISAs and dispatch
+
+enum class Isa : std::uint8_t { ref = 0, baseline = 1, avx2 = 2, avx512vnni = 3 };
+inline constexpr int kNumIsas = 4;
+
+const char* isa_name(Isa isa) noexcept;
+bool parse_isa(std::string_view name, Isa* out) noexcept;  // "ref" | "baseline" | "avx2" | "avx512vnni"
+bool isa_supported(Isa isa) noexcept;                       // CPU + OS support (cpuid, xgetbv)
+Isa best_isa() noexcept;                                    // the fastest supported ISA
+Isa active_isa() noexcept;                                  // the ISA active_kernels() dispatches to
+// Force an ISA for this process (tests, benchmarks, `--isa`). Returns false (and changes nothing) if the
+// machine cannot run it.
+bool force_isa(Isa isa) noexcept;
+
+// ---------------------------------------------------------------------------------------------------
+// Packed GEMM weights
+
+inline constexpr int kPanelWidth = 64;  // columns per packed panel (4 zmm of int32)
+inline constexpr int kColBlock = 16;    // N is padded to a multiple of this
+
+// What GEMM kernels read: a view of a PackedGemm (plain pointers; valid while the PackedGemm lives).
+// Packed layout (Note [packed layout]): N is padded to n_pad (multiple of 16), K to k4 (multiple of 4,
+// zero weights). Panel p holds columns [64p, 64p + w_p), w_p = min(64, n_pad − 64p), at byte offset 64·p·k4,
+// stored as [k4/4][w_p][4]: for each group of 4 consecutive k, the 4 weights of each column are adjacent
+// (the operand layout of vpdpbusd).
+struct GemmWeights {
+  const std::int8_t* panels = nullptr;
+  const std::int32_t* bias_eff = nullptr;    // [n_pad] b[n] − (z_in + (s8 ? 128 : 0))·Σ_k W[n][k]
+  const std::int32_t* bias = nullptr;        // [n] raw int32 bias (zeros if none); for the reference
+  const std::int32_t* multiplier = nullptr;  // [n_pad] per-column QuantizedMultiplier (per-tensor: repeated)
+  const std::int32_t* shift = nullptr;       // [n_pad]
+  std::int32_t n = 0, k = 0, k4 = 0, n_pad = 0;
+  ActType in_type = ActType::s8;
+  std::int32_t in_zero_point = 0;
+  ActType out_type = ActType::s8;
+  std::int32_t out_zero_point = 0, act_min = -128, act_max = 127;
+  Rounding rounding = Rounding::single;
+};
+
+inline namespace QFORGE_KERNELS_ISA_NS {
+// Weight of column n at reduction index k in a packed view (used by references and tests).
+inline std::int8_t packed_weight(const GemmWeights& w, int n, int k) noexcept {
+  const int p = n / kPanelWidth, j = n % kPanelWidth;
+  const int wp = (w.n_pad - p * kPanelWidth) < kPanelWidth ? (w.n_pad - p * kPanelWidth) : kPanelWidth;
+  return w.panels[static_cast<std::int64_t>(p) * kPanelWidth * w.k4 + static_cast<std::int64_t>(k / 4) * wp * 4 +
+                  j * 4 + k % 4];
+}
+}  // inline namespace QFORGE_KERNELS_ISA_NS
+
+// An unpacked quantized linear layer, the input of PackedGemm.
+struct GemmLayer {
+  const std::int8_t* weights = nullptr;  // [n][k], row stride ldw (PyTorch Linear layout)
+  std::int64_t ldw = 0;                  // 0 = k
+  int n = 0, k = 0;
+  const std::int32_t* bias = nullptr;    // [n] at scale s_in·s_w[n], or null
+  ActType in_type = ActType::s8;
+  std::int32_t in_zero_point = 0;
+  const QuantizedMultiplier* multipliers = nullptr;  // [n] if per_channel, else [1]; null = unused (s32 GEMM)
+  bool per_channel = false;
+  ActType out_type = ActType::s8;
+  std::int32_t out_zero_point = 0;
+  ActivationRange range{-128, 127};
+  Rounding rounding = Rounding::single;
+};
+
+// Owns packed weights; pack once, run many times. Packing allocates (not a hot kernel). The packed data
+// is immutable and shared between copies.
+class PackedGemm {
+public:
+  PackedGemm() = default;
+  explicit PackedGemm(const GemmLayer& layer);
+
+  const GemmWeights& view() const noexcept { return view_; }
+  int n() const noexcept { return view_.n; }
+  int k() const noexcept { return view_.k; }
+  std::size_t bytes() const noexcept { return bytes_; }
+
+private:
+  std::shared_ptr<const void> storage_;  // one 64-byte-aligned block: panels, bias_eff, bias, multiplier, shift
+  std::size_t bytes_ = 0;
+  GemmWeights view_{};
+};
+
+// GEMM kernels. a: M×K bytes (row stride lda); c: M×N (row stride ldc, in elements).
+using GemmRequantFn = void (*)(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c,
+                               std::int64_t ldc, int threads) noexcept;
+// int32 output: acc = Σ_k (A − z_in)·W + b, no requantization.
+using GemmS32Fn = void (*)(int m, const void* a, std::int64_t lda, const GemmWeights& w, std::int32_t* c,
+                           std::int64_t ldc, int threads) noexcept;
+
+// ---------------------------------------------------------------------------------------------------
+// Convolutions (NHWC activations)
+
+struct Conv2dShape {
+  int batch = 1, in_h = 0, in_w = 0, in_c = 0, out_c = 0;
+  int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
+  int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int dilation_h = 1, dilation_w = 1, groups = 1;
+  std::int64_t x_pixel_stride = 0, y_pixel_stride = 0;  // 0 = dense (in_c / out_c)
+  int out_h() const noexcept { return (in_h + pad_top + pad_bottom - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
+  int out_w() const noexcept { return (in_w + pad_left + pad_right - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+  std::int64_t xs() const noexcept { return x_pixel_stride ? x_pixel_stride : in_c; }
+  std::int64_t ys() const noexcept { return y_pixel_stride ? y_pixel_stride : out_c; }
+};
+
+// Conv weights view: one packed GEMM per group, K ordered (kh, kw, c) to match the NHWC im2col rows.
+struct Conv2dWeights {
+  Conv2dShape shape;
+  const GemmWeights* groups = nullptr;  // [shape.groups]
+};
+
+// Conv layer input: weights in PyTorch OIHW layout [out_c][in_c/groups][kh][kw]; the rest as GemmLayer
+// (n = out_c; per-channel multipliers indexed by output channel).
+class PackedConv2d {
+public:
+  PackedConv2d() = default;
+  PackedConv2d(const Conv2dShape& shape, const std::int8_t* weights_oihw, const std::int32_t* bias,
+               ActType in_type, std::int32_t in_zero_point, const QuantizedMultiplier* multipliers, bool per_channel,
+               ActType out_type, std::int32_t out_zero_point, ActivationRange range,
+               Rounding rounding = Rounding::single);
+  PackedConv2d(const PackedConv2d& o) : shape_(o.shape_), gemms_(o.gemms_) { bind(); }
+  PackedConv2d& operator=(const PackedConv2d& o) {
+    if (this != &o) {
+      shape_ = o.shape_;
+      gemms_ = o.gemms_;
+      bind();
+    }
+    return *this;
+  }
+  const Conv2dWeights& view() const noexcept { return view_; }
+  // Bytes of workspace a conv2d call needs (im2col of one group; 0 for dense 1x1 stride-1 convs).
+  std::size_t workspace_bytes() const noexcept;
+
+private:
+  void bind() noexcept;
+  Conv2dShape shape_;
+  std::vector<PackedGemm> gemms_;
+  std::vector<GemmWeights> views_;
+  Conv2dWeights view_{};
+};
+
+using Conv2dFn = void (*)(const Conv2dWeights& w, const void* x, void* y, void* workspace, int threads) noexcept;
+
+// Depthwise 3x3 (channel multiplier 1), NHWC, any stride and padding; padded taps contribute 0 (x = z_in).
+struct DwConv3x3Params {
+  int batch = 1, in_h = 0, in_w = 0, channels = 0;
+  int stride_h = 1, stride_w = 1, pad_top = 1, pad_left = 1, pad_bottom = 1, pad_right = 1;
+  std::int64_t x_pixel_stride = 0, y_pixel_stride = 0;  // 0 = dense
+  const std::int8_t* weights = nullptr;     // [9][channels] (tap-major: t = 3·kh + kw)
+  const std::int32_t* bias = nullptr;       // [channels] (never null; zeros if none)
+  const std::int32_t* multiplier = nullptr; // [channels]
+  const std::int32_t* shift = nullptr;      // [channels]
+  ActType type = ActType::s8;               // input and output
+  std::int32_t in_zero_point = 0, out_zero_point = 0, act_min = -128, act_max = 127;
+  Rounding rounding = Rounding::single;
+  int out_h() const noexcept { return (in_h + pad_top + pad_bottom - 3) / stride_h + 1; }
+  int out_w() const noexcept { return (in_w + pad_left + pad_right - 3) / stride_w + 1; }
+};
+using DwConv3x3Fn = void (*)(const DwConv3x3Params& p, const void* x, void* y, int threads) noexcept;
+
+// Rearranges PyTorch depthwise weights [C][1][3][3] into the tap-major [9][C] layout of DwConv3x3Params.
+void pack_dwconv3x3_weights(const std::int8_t* weights_c133, int channels, std::int8_t* out_9c) noexcept;
+
+// ---------------------------------------------------------------------------------------------------
+// Pooling (NHWC; output has the input's scale and zero point)
+
+struct Pool2dParams {
+  int batch = 1, in_h = 0, in_w = 0, channels = 0;
+  int kernel_h = 2, kernel_w = 2, stride_h = 2, stride_w = 2;
+  int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  std::int64_t x_pixel_stride = 0, y_pixel_stride = 0;
+  ActType type = ActType::s8;
+  std::int32_t zero_point = 0;      // average pooling: padded taps count as z when count_include_pad
+  bool count_include_pad = true;    // PyTorch AvgPool2d default
+  int out_h() const noexcept { return (in_h + pad_top + pad_bottom - kernel_h) / stride_h + 1; }
+  int out_w() const noexcept { return (in_w + pad_left + pad_right - kernel_w) / stride_w + 1; }
+};
+// Max pooling ignores padded taps (PyTorch pads with −∞). Average: z + round_half_up(Σ(x − z) / count)
+// (requant.hpp average_value), count = window area or the number of valid taps.
+using Pool2dFn = void (*)(const Pool2dParams& p, const void* x, void* y, int threads) noexcept;
+
+// ---------------------------------------------------------------------------------------------------
+// Element-wise
+
+// y[i] = add_value(a[i], b[i], p) (requant.hpp Note [residual add]); a, b, y share one ActType.
+using AddFn = void (*)(std::int64_t n, const void* a, const void* b, void* y, const AddParams& p, ActType type) noexcept;
+// y[i] = quantize_value(x[i], inv_scale, zero_point, type range)
+using QuantizeFn = void (*)(std::int64_t n, const float* x, void* y, float inv_scale, std::int32_t zero_point,
+                            ActType type) noexcept;
+// y[i] = dequantize_value(x[i], scale, zero_point)
+using DequantizeFn = void (*)(std::int64_t n, const void* x, float* y, float scale, std::int32_t zero_point,
+                              ActType type) noexcept;
+
+// ---------------------------------------------------------------------------------------------------
+// Recurrent steps (8x8_16 scheme, requant.hpp). Gate order as in PyTorch: LSTM i, f, g, o; GRU r, z, n.
+
+// input: W_ih packed with n = G·H (G = 4 LSTM, 3 GRU), k = input size, in_zero_point = z_x, bias = b_ih (GRU)
+//   or b_ih + b_hh (LSTM), multipliers = per-row s_x·s_W/2^-12 (to Q3.12).
+// recurrent: W_hh packed with n = G·H, k = H, in_zero_point = z_h, bias = none (LSTM) or b_hh (GRU),
+//   multipliers = per-row s_h·s_R/2^-12.
+// cell.hidden = quantize_multiplier(2^-30 / s_h); cell.hidden_zero_point = z_h. The hidden state h uses
+// one ActType (s8) for input and output.
+struct RnnWeights {
+  GemmWeights input, recurrent;
+  LstmCellParams cell;
+  int hidden = 0;
+};
+// LSTM: c is [batch][hidden] int16 (in/out, scale 2^cell_exp); h_out may alias nothing else.
+// workspace: 8·hidden·batch int32.
+using LstmStepFn = void (*)(const RnnWeights& w, int batch, const void* x, std::int64_t ldx, const void* h_prev,
+                            std::int64_t ldh, std::int16_t* c, void* h_out, std::int64_t ldo, std::int32_t* workspace,
+                            int threads) noexcept;
+// GRU: workspace 6·hidden·batch int32.
+using GruStepFn = void (*)(const RnnWeights& w, int batch, const void* x, std::int64_t ldx, const void* h_prev,
+                           std::int64_t ldh, void* h_out, std::int64_t ldo, std::int32_t* workspace,
+                           int threads) noexcept;
+
+// ---------------------------------------------------------------------------------------------------
+// Registry
+
+enum class KernelKind : std::uint8_t {
+  gemm_requant, gemm_s32, conv2d, dwconv3x3, maxpool2d, avgpool2d, add, quantize, dequantize, lstm_step, gru_step
+};
+inline constexpr int kNumKernelKinds = 11;
+
+// One ISA's implementation of every kernel.
+struct KernelTable {
+  Isa isa;
+  GemmRequantFn gemm_requant;
+  GemmS32Fn gemm_s32;
+  Conv2dFn conv2d;
+  DwConv3x3Fn dwconv3x3;
+  Pool2dFn maxpool2d;
+  Pool2dFn avgpool2d;
+  AddFn add;
+  QuantizeFn quantize;
+  DequantizeFn dequantize;
+  LstmStepFn lstm_step;
+  GruStepFn gru_step;
+};
+
+struct KernelInfo {
+  const char* name;  // e.g. "qs8_qc8w_gemm_6x64c4_requant__avx512vnni"
+  KernelKind kind;
+  Isa isa;
+};
+
+const KernelTable& kernel_table(Isa isa) noexcept;  // any compiled ISA (calling an unsupported one may SIGILL)
+const KernelTable& active_kernels() noexcept;       // the dispatched table (chosen once at start-up)
+std::span<const KernelInfo> kernel_registry() noexcept;  // every kernel of every ISA, listed once
+const char* kernel_kind_name(KernelKind kind) noexcept;
+
+}  // namespace qforge::kernels

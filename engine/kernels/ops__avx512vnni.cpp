@@ -1,0 +1,8 @@
+// Non-GEMM kernels for the avx512vnni ISA: generic/ops_impl.inc compiled with this ISA's -m flags (meson).
+#include "engine/kernels/isa_kernels.hpp"
+
+#include <cstring>
+
+namespace qforge::kernels::avx512vnni {
+#include "engine/kernels/generic/ops_impl.inc"
+}  // namespace qforge::kernels::avx512vnni
