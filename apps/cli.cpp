@@ -1,0 +1,37 @@
+#include "apps/cli.hpp"
+
+#include <cstdio>
+#include <iostream>
+
+namespace qforge::apps {
+
+bool parse_or_help(cxxopts::Options& opts, int argc, char** argv, cxxopts::ParseResult& out) {
+  opts.add_options("help")("h,help", "show this help");
+  try {
+    out = opts.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw UsageError(fmt::format("{}: {} (see --help)", opts.program(), e.what()));
+  }
+  if (out.count("help")) {
+    std::cout << opts.help() << std::endl;
+    return true;
+  }
+  if (!out.unmatched().empty())
+    throw UsageError(fmt::format("{}: unexpected argument '{}' (see --help)", opts.program(), out.unmatched()[0]));
+  return false;
+}
+
+std::string required(const cxxopts::ParseResult& r, const std::string& name) {
+  if (!r.count(name)) throw UsageError(fmt::format("--{} is required (see --help)", name));
+  return r[name].as<std::string>();
+}
+
+void emit_json(const Json& j) {
+  std::cout << j.dump() << std::endl;
+}
+
+void say(const std::string& s) {
+  std::cerr << s << std::endl;
+}
+
+}  // namespace qforge::apps
