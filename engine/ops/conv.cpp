@@ -19,6 +19,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
+#include <cstddef>
 #include <memory>
 #include <vector>
 
@@ -44,11 +46,36 @@ struct ConvGeom {
   bool depthwise() const { return groups > 1 && cg() == 1; }
 };
 
-// Per-thread scratch, left uninitialised (every element is written before it is read).
-template <class T> struct Scratch {
-  explicit Scratch(int64_t n) : p(n > 0 ? new T[static_cast<size_t>(n)] : nullptr) {}
-  T* data() { return p.get(); }
-  std::unique_ptr<T[]> p;
+// Per-thread scratch, left uninitialised (every element is written before it is read). The block is
+// kept per thread (slot 0: columns, slot 1: column gradients) and reused by the next call, so the hot
+// loop neither allocates nor page-faults; blocks above kKeepScratchBytes are released after use.
+constexpr size_t kKeepScratchBytes = size_t(64) << 20;
+template <class T> class Scratch {
+public:
+  Scratch(int slot, int64_t n) : bytes_(static_cast<size_t>(n) * sizeof(T)), block_(cache()[slot]) {
+    if (block_.size < bytes_) {
+      block_.mem.reset(new std::byte[bytes_]);
+      block_.size = bytes_;
+    }
+  }
+  ~Scratch() {
+    if (block_.size > kKeepScratchBytes) block_ = Block{};
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* data() { return reinterpret_cast<T*>(block_.mem.get()); }
+
+private:
+  struct Block {
+    std::unique_ptr<std::byte[]> mem;
+    size_t size = 0;
+  };
+  static std::array<Block, 2>& cache() {
+    thread_local std::array<Block, 2> blocks;
+    return blocks;
+  }
+  size_t bytes_;
+  Block& block_;
 };
 
 // Output columns ox in [lo, hi) read input column ox*stride + x0 inside [0, size).
@@ -234,7 +261,7 @@ struct ConvOp : OpBase {
       const int nt = threads_for(g.n, g.n * g.o * P * K);
 #pragma omp parallel num_threads(nt)
       {
-        Scratch<T> col(g.pointwise() ? 0 : K * P);
+        Scratch<T> col(0, g.pointwise() ? 0 : K * P);
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g.n; ++n)
           for (int64_t grp = 0; grp < g.groups; ++grp) {
@@ -312,8 +339,8 @@ struct ConvOp : OpBase {
 #pragma omp parallel num_threads(nt)
       {
         const bool direct = g.pointwise();
-        Scratch<T> col(direct || !want_w ? 0 : K * P);
-        Scratch<T> gcol(direct || !want_x ? 0 : K * P);
+        Scratch<T> col(0, direct || !want_w ? 0 : K * P);
+        Scratch<T> gcol(1, direct || !want_x ? 0 : K * P);
         T* gw_acc = nullptr;
         if (want_w) {
           auto& part = gw_parts[static_cast<size_t>(omp_get_thread_num())];
