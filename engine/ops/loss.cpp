@@ -117,6 +117,12 @@ struct CrossEntropyOp : OpBase {
           const int32_t c = t[a * l.inner + i];
           if (c == ignore_index) continue;
           const int64_t base = a * l.n * l.inner + i;
+          if (l.inner == 1) {
+            detail::exp_shifted<T>(lp + base, o + base, l.n, T(0));
+            for (int64_t j = 0; j < l.n; ++j) o[base + j] = sc * (o[base + j] - off);
+            o[base + c] -= sc * hit;
+            continue;
+          }
           for (int64_t j = 0; j < l.n; ++j) {
             const int64_t k = base + j * l.inner;
             o[k] = sc * (std::exp(lp[k]) - off - (j == c ? hit : T(0)));

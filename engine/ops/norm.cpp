@@ -79,12 +79,14 @@ struct BatchNormOp : OpBase {
           double acc = 0;
           for (int64_t i = 0; i < n; ++i) {
             const T* p = xp + (i * c + ch) * s;
+#pragma omp simd reduction(+ : acc)
             for (int64_t k = 0; k < s; ++k) acc += p[k];
           }
           const double mu = acc / static_cast<double>(m);
           double sq = 0;
           for (int64_t i = 0; i < n; ++i) {
             const T* p = xp + (i * c + ch) * s;
+#pragma omp simd reduction(+ : sq)
             for (int64_t k = 0; k < s; ++k) {
               const double d = p[k] - mu;
               sq += d * d;
@@ -105,6 +107,7 @@ struct BatchNormOp : OpBase {
         for (int64_t i = 0; i < n; ++i) {
           const T* p = xp + (i * c + ch) * s;
           T* q = yp + (i * c + ch) * s;
+#pragma omp simd
           for (int64_t k = 0; k < s; ++k) q[k] = p[k] * scale + shift;
         }
       }
@@ -148,6 +151,7 @@ struct BatchNormOp : OpBase {
         for (int64_t i = 0; i < n; ++i) {
           const T* p = xp + (i * c + ch) * s;
           const T* q = gp + (i * c + ch) * s;
+#pragma omp simd reduction(+ : sg, sgx)
           for (int64_t k = 0; k < s; ++k) {
             sg += q[k];
             sgx += q[k] * (p[k] - mu);
@@ -173,6 +177,7 @@ struct BatchNormOp : OpBase {
           const T* p = xp + (i * c + ch) * s;
           const T* q = gp + (i * c + ch) * s;
           T* r = op + (i * c + ch) * s;
+#pragma omp simd
           for (int64_t k = 0; k < s; ++k) r[k] = ga * q[k] + gxk * (p[k] - mut) + gc;
         }
       }

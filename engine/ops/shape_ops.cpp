@@ -53,12 +53,27 @@ struct ConcatOp : OpBase {
     }
     return out;
   }
-  std::vector<Tensor> backward(const Tensor& g) {
+  std::vector<Tensor> backward(const Tensor& g_in) {
+    const Tensor g = g_in.contiguous();
     std::vector<Tensor> grads(sizes.size());
-    int64_t start = 0;
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < dim; ++d) outer *= g.shape()[d];
+    for (int64_t d = dim + 1; d < g.dim(); ++d) inner *= g.shape()[d];
+    const size_t esz = dtype_size(g.dtype());
+    const size_t g_row = static_cast<size_t>(g.shape()[dim] * inner) * esz;
+    const char* gp = static_cast<const char*>(g.raw_data());
+    size_t col = 0;
     for (size_t i = 0; i < sizes.size(); ++i) {
-      if (needs_grad(static_cast<int>(i))) grads[i] = g.narrow(dim, start, sizes[i]).contiguous();
-      start += sizes[i];
+      const size_t row = static_cast<size_t>(sizes[i] * inner) * esz;
+      if (needs_grad(static_cast<int>(i))) {
+        Shape shape = g.shape();
+        shape[dim] = sizes[i];
+        grads[i] = Tensor::empty(shape, g.dtype());
+        char* o = static_cast<char*>(grads[i].raw_data());
+        if (row > 0)
+          for (int64_t a = 0; a < outer; ++a) std::memcpy(o + a * row, gp + a * g_row + col, row);
+      }
+      col += row;
     }
     return grads;
   }
@@ -100,26 +115,51 @@ struct PadOp : OpBase {
       regions.push_back({src_start, std::max<int64_t>(0, l), std::max<int64_t>(0, src_end - src_start)});
     }
     Tensor out = Tensor::full(out_shape, value, x.dtype());
-    copy_region(out, x, false);
+    copy_region(out, x.contiguous(), false);
     return out;
   }
-  // Copies the surviving region: input -> output (forward) or output-shaped gradient -> input (backward).
-  void copy_region(Tensor& out_like, const Tensor& in_like, bool to_input) const {
-    Tensor src = to_input ? out_like : in_like;
-    Tensor dst = to_input ? in_like : out_like;
-    for (size_t d = 0; d < regions.size(); ++d) {
-      const PadRegion& r = regions[d];
+  // Copies the surviving region between contiguous tensors: input -> output (forward) or
+  // output-shaped gradient -> input-shaped gradient (backward). The last dim is one memcpy per row.
+  void copy_region(const Tensor& out_like, const Tensor& in_like, bool to_input) const {
+    const int64_t nd = static_cast<int64_t>(regions.size());
+    for (const PadRegion& r : regions)
       if (r.length == 0) return;
-      const int64_t s0 = to_input ? r.dst_start : r.src_start, d0 = to_input ? r.src_start : r.dst_start;
-      src = src.narrow(static_cast<int64_t>(d), s0, r.length);
-      dst = dst.narrow(static_cast<int64_t>(d), d0, r.length);
+    const size_t esz = dtype_size(in_like.dtype());
+    if (nd == 0) {
+      std::memcpy(to_input ? in_like.raw_data() : out_like.raw_data(),
+                  to_input ? out_like.raw_data() : in_like.raw_data(), esz);
+      return;
     }
-    dst.copy_(src);
+    const Shape in_st = contiguous_strides(in_shape), out_st = contiguous_strides(out_shape);
+    char* ip = static_cast<char*>(in_like.raw_data());
+    char* op = static_cast<char*>(out_like.raw_data());
+    int64_t in_off = 0, out_off = 0;
+    for (int64_t d = 0; d < nd; ++d) {
+      in_off += regions[d].src_start * in_st[d];
+      out_off += regions[d].dst_start * out_st[d];
+    }
+    const size_t run = static_cast<size_t>(regions[nd - 1].length) * esz;
+    std::vector<int64_t> idx(nd, 0);
+    while (true) {
+      if (to_input) std::memcpy(ip + in_off * esz, op + out_off * esz, run);
+      else std::memcpy(op + out_off * esz, ip + in_off * esz, run);
+      int64_t d = nd - 2;
+      for (; d >= 0; --d) {
+        if (++idx[d] < regions[d].length) {
+          in_off += in_st[d];
+          out_off += out_st[d];
+          break;
+        }
+        in_off -= in_st[d] * (regions[d].length - 1);
+        out_off -= out_st[d] * (regions[d].length - 1);
+        idx[d] = 0;
+      }
+      if (d < 0) return;
+    }
   }
   std::vector<Tensor> backward(const Tensor& g) {
     Tensor gx = Tensor::zeros(in_shape, g.dtype());
-    Tensor gg = g;
-    copy_region(gg, gx, true);
+    copy_region(g.contiguous(), gx, true);
     return {gx};
   }
 };

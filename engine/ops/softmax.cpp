@@ -17,38 +17,63 @@ using detail::visit_float;
 
 namespace detail {
 
-// Shared with loss.cpp: log_softmax of `x` (contiguous [outer, n, inner]) into `out`.
-template <class T> void log_softmax_rows(const T* x, T* out, int64_t outer, int64_t n, int64_t inner) {
-  std::vector<double> mx(inner), sum(inner);
+// Softmax (log = false) or log_softmax (log = true) of contiguous x viewed as [outer, n, inner].
+// exp runs in T (f32 exp for f32 tensors), the row sums in double. Rows are independent: OpenMP splits
+// them when the tensor is large.
+template <class T> void softmax_rows(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bool log) {
+  constexpr int64_t kParallelMin = 1 << 15;
+#pragma omp parallel for schedule(static) if (outer * n * inner >= kParallelMin && outer > 1)
   for (int64_t o = 0; o < outer; ++o) {
     const T* xb = x + o * n * inner;
     T* ob = out + o * n * inner;
     if (inner == 1) {
       T m = xb[0];
       for (int64_t j = 1; j < n; ++j) m = xb[j] > m || xb[j] != xb[j] ? xb[j] : m;
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(xb[j] - m));
-      // (x - max) - log(sum) keeps the small difference exact even for huge logits in f32
-      const T ls = static_cast<T>(std::log(s));
-      for (int64_t j = 0; j < n; ++j) ob[j] = (xb[j] - m) - ls;
+      double sum = 0;
+      exp_shifted<T>(xb, ob, n, m);  // ob is scratch for log_softmax
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < n; ++j) sum += ob[j];
+      if (log) {
+        // (x - max) - log(sum) keeps the small difference exact even for huge logits in f32
+        const T ls = static_cast<T>(std::log(sum));
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) ob[j] = (xb[j] - m) - ls;
+      } else {
+        const T inv = static_cast<T>(1.0 / sum);
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) ob[j] *= inv;
+      }
       continue;
     }
-    for (int64_t i = 0; i < inner; ++i) {
-      mx[i] = xb[i];
-      sum[i] = 0;
-    }
+    std::vector<T> mx(xb, xb + inner);
+    std::vector<double> sum(inner, 0.0);
     for (int64_t j = 1; j < n; ++j)
       for (int64_t i = 0; i < inner; ++i) {
-        const double v = xb[j * inner + i];
+        const T v = xb[j * inner + i];
         mx[i] = v > mx[i] || v != v ? v : mx[i];
       }
     for (int64_t j = 0; j < n; ++j)
-      for (int64_t i = 0; i < inner; ++i) sum[i] += std::exp(static_cast<double>(xb[j * inner + i]) - mx[i]);
-    for (int64_t i = 0; i < inner; ++i) sum[i] = std::log(sum[i]);
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t i = 0; i < inner; ++i)
-        ob[j * inner + i] = static_cast<T>((static_cast<double>(xb[j * inner + i]) - mx[i]) - sum[i]);
+      for (int64_t i = 0; i < inner; ++i) {
+        const T e = std::exp(xb[j * inner + i] - mx[i]);
+        if (!log) ob[j * inner + i] = e;
+        sum[i] += e;
+      }
+    if (log) {
+      std::vector<T> ls(inner);
+      for (int64_t i = 0; i < inner; ++i) ls[i] = static_cast<T>(std::log(sum[i]));
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < inner; ++i) ob[j * inner + i] = (xb[j * inner + i] - mx[i]) - ls[i];
+    } else {
+      std::vector<T> inv(inner);
+      for (int64_t i = 0; i < inner; ++i) inv[i] = static_cast<T>(1.0 / sum[i]);
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < inner; ++i) ob[j * inner + i] *= inv[i];
+    }
   }
+}
+
+template <class T> void log_softmax_rows(const T* x, T* out, int64_t outer, int64_t n, int64_t inner) {
+  softmax_rows<T>(x, out, outer, n, inner, true);
 }
 
 template void log_softmax_rows<float>(const float*, float*, int64_t, int64_t, int64_t);
@@ -84,10 +109,7 @@ struct SoftmaxOp : OpBase {
     const Layout l = layout_of(x.shape(), dim);
     Tensor y = Tensor::empty(x.shape(), x.dtype());
     visit_float(x.dtype(), name, [&]<class T>() {
-      T* yp = y.data<T>();
-      detail::log_softmax_rows<T>(x.data<T>(), yp, l.outer, l.n, l.inner);
-      if (!log)
-        for (int64_t i = 0, e = y.numel(); i < e; ++i) yp[i] = std::exp(yp[i]);
+      detail::softmax_rows<T>(x.data<T>(), y.data<T>(), l.outer, l.n, l.inner, log);
     });
     if (recording) saved_y = y;
     return y;
@@ -101,20 +123,39 @@ struct SoftmaxOp : OpBase {
       const T* yp = y.data<T>();
       const T* gp = g.data<T>();
       T* o = gx.data<T>();
-      std::vector<double> acc(l.inner);
+      const bool lg = log;
+#pragma omp parallel for schedule(static) if (y.numel() >= (1 << 15) && l.outer > 1)
       for (int64_t a = 0; a < l.outer; ++a) {
         const int64_t base = a * l.n * l.inner;
-        std::fill(acc.begin(), acc.end(), 0.0);
+        if (l.inner == 1) {
+          double acc = 0;
+          if (lg) {
+#pragma omp simd reduction(+ : acc)
+            for (int64_t j = 0; j < l.n; ++j) acc += gp[base + j];
+            const T s = static_cast<T>(acc);
+            detail::exp_shifted<T>(yp + base, o + base, l.n, T(0));
+#pragma omp simd
+            for (int64_t j = 0; j < l.n; ++j) o[base + j] = gp[base + j] - o[base + j] * s;
+          } else {
+#pragma omp simd reduction(+ : acc)
+            for (int64_t j = 0; j < l.n; ++j) acc += static_cast<double>(gp[base + j]) * yp[base + j];
+            const T s = static_cast<T>(acc);
+#pragma omp simd
+            for (int64_t j = 0; j < l.n; ++j) o[base + j] = yp[base + j] * (gp[base + j] - s);
+          }
+          continue;
+        }
+        std::vector<double> acc(l.inner, 0.0);
         for (int64_t j = 0; j < l.n; ++j)
           for (int64_t i = 0; i < l.inner; ++i) {
             const int64_t k = base + j * l.inner + i;
-            acc[i] += log ? static_cast<double>(gp[k]) : static_cast<double>(gp[k]) * yp[k];
+            acc[i] += lg ? static_cast<double>(gp[k]) : static_cast<double>(gp[k]) * yp[k];
           }
         for (int64_t j = 0; j < l.n; ++j)
           for (int64_t i = 0; i < l.inner; ++i) {
             const int64_t k = base + j * l.inner + i;
             const T s = static_cast<T>(acc[i]);
-            o[k] = log ? gp[k] - std::exp(yp[k]) * s : yp[k] * (gp[k] - s);
+            o[k] = lg ? gp[k] - std::exp(yp[k]) * s : yp[k] * (gp[k] - s);
           }
       }
     });

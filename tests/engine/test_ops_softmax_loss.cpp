@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/ops/ops.hpp"
+#include "engine/ops/softmax_kernels.hpp"
 #include "tests/support/gradcheck.hpp"
 
 #include <cmath>
@@ -131,4 +132,21 @@ TEST_CASE("cross_entropy: the fused op matches log_softmax + nll_loss + smoothin
   auto f = run(true), c = run(false);
   CHECK(testing::max_abs_diff(f[0], c[0]) < 1e-13);
   CHECK(testing::max_abs_diff(f[1], c[1]) < 1e-13);
+}
+
+TEST_CASE("exp_shifted (vectorised exp used by f32 softmax) is within 3e-7 relative of std::exp, any length") {
+  std::vector<float> x(1003), out(1003);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = -80.0f + 170.0f * static_cast<float>(i) / 1003.0f;
+  ops::detail::exp_shifted<float>(x.data(), out.data(), static_cast<int64_t>(x.size()), 2.5f);
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(static_cast<double>(x[i] - 2.5f));  // same f32 argument
+    worst = std::max(worst, std::abs(out[i] - want) / want);
+  }
+  CHECK(worst < 3e-7);
+  float tail[3] = {0, -200, 1};
+  ops::detail::exp_shifted<float>(tail, tail, 3, 0.0f);
+  CHECK(tail[0] == 1.0f);
+  CHECK(tail[1] == 0.0f);
+  CHECK(tail[2] == doctest::Approx(std::exp(1.0)));
 }
