@@ -13,10 +13,13 @@
 //      so that 0 is exactly representable with its width kept.
 // The derived quantities are computed in double; the fake-quant kernels use float32 delta.
 //
-// Note [Tie rule] qforge has ONE rounding rule for quantize-dequantize: r = rint(x * (1/delta)) in
-// float32 (round half to even, like PyTorch and the int8 runtime's requant.hpp), then q = clamp(r -
-// offset, 0, N), y = (q + offset) * delta. AIMET v1 instead rounds the clamped, offset value half up;
-// the two differ only at exact ties (aimet-compat.md §4.3). Stochastic rounding is floor(v + u).
+// Note [Tie rule] qforge's quantizers have ONE rounding rule, the integer runtime's: r = x * (1/delta) in
+// float32 (reciprocal computed once, as PyTorch does), rounded to nearest with ties toward +inf
+// (engine/kernels/requant.hpp round_half_up / quantize_value); q = clamp(r - offset, 0, N),
+// y = (q + offset) * delta. So a simulated value is exactly dequantize(quantize(x)) of the int8 runtime.
+// AIMET v1 rounds the clamped, offset value half away from zero, which is the same rule (the argument is
+// >= 0), up to reciprocal-vs-division in the last bit. The PyTorch-compatible ops in fake_quant.hpp keep
+// PyTorch's ties-to-even. Stochastic rounding is floor(v + u), u ~ U[0, 1).
 #pragma once
 
 #include "engine/error.hpp"

@@ -102,7 +102,7 @@ struct FakeQuantOp : OpBase {
           return;
         }
         with_params<T>(params_for(scale[c], zp[c], qmin, qmax),
-                       [&](const auto& p) { detail::qdq_forward(px + off, py + off, n, p); });
+                       [&](const auto& p) { detail::qdq_forward<detail::Tie::half_even>(px + off, py + off, n, p); });
       });
     });
     return y;
@@ -128,7 +128,7 @@ struct FakeQuantOp : OpBase {
           return;
         }
         with_params<T>(params_for(scale[c], zp[c], qmin, qmax),
-                       [&](const auto& p) { detail::qdq_backward_ste(px + off, pg + off, pd + off, n, p); });
+                       [&](const auto& p) { detail::qdq_backward_ste<detail::Tie::half_even>(px + off, pg + off, pd + off, n, p); });
       });
     });
     return {dx};
@@ -158,7 +158,7 @@ struct LearnableFakeQuantOp : OpBase {
       T* py = y.data<T>();
       for_each_block(l, [&](int64_t c, int64_t off, int64_t n) {
         with_params<T>(params_for(scale[c], zf[c], qmin, qmax),
-                       [&](const auto& p) { detail::qdq_forward(px + off, py + off, n, p); });
+                       [&](const auto& p) { detail::qdq_forward<detail::Tie::half_even>(px + off, py + off, n, p); });
       });
     });
     return y;
@@ -181,7 +181,7 @@ struct LearnableFakeQuantOp : OpBase {
         }
         detail::GradSums s;
         with_params<T>(params_for(scale[c], zf[c], qmin, qmax), [&](const auto& p) {
-          s = detail::qdq_backward_learnable(px + off, pg + off, pd + off, n, p);
+          s = detail::qdq_backward_learnable<detail::Tie::half_even>(px + off, pg + off, pd + off, n, p);
         });
         ds[c] += s.s_scale;
         dz[c] += -static_cast<double>(scale[c]) * s.s_out;

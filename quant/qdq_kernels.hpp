@@ -2,9 +2,12 @@
 // backward, no temporaries). Not part of the installed API.
 //
 // All loops work on a contiguous block of `n` elements with one set of AffineParams (a tensor, or one
-// channel of a per-channel tensor). Rounding is Note [Tie rule] in encoding.hpp: r = rint(x * inv) with
-// ties to even, computed for float32 by the add-and-subtract-1.5*2^23 trick, which is exact for |v| < 2^22
-// in the default rounding mode and vectorises on baseline x86-64 (no SSE4.1 roundps needed). The argument
+// channel of a per-channel tensor). Rounding (Note [Tie rule] in encoding.hpp) is a template parameter:
+// Tie::half_up (qforge's quantizers, identical to engine/kernels/requant.hpp round_half_up) or
+// Tie::half_even (the PyTorch-compatible ops). Both start from rint computed by the
+// add-and-subtract-1.5*2^23 trick, which is exact for |v| < 2^22 in the default rounding mode and
+// vectorises on baseline x86-64 (no SSE4.1 roundps needed); half_up then bumps exact ties that went down,
+// as requant.hpp does (v - rint(v) is exact whenever it can be 0.5). The argument
 // is first clamped to [lo - 1, hi + 1]: this keeps it in the trick's range, maps non-finite values to a
 // clamped level (never an undefined integer cast), and does not change r where it matters (anything
 // beyond the bounds is out of range either way).
@@ -28,6 +31,14 @@ inline double rint_small(double v) {
   return (v + kMagic) - kMagic;
 }
 
+enum class Tie { half_up, half_even };
+
+template <Tie tie, class T> inline T round_tie(T v) {
+  const T r = rint_small(v);
+  if constexpr (tie == Tie::half_up) return (v - r == T(0.5)) ? r + T(1) : r;
+  return r;
+}
+
 // Per-block parameters in the element type T.
 template <class T> struct QdqParams {
   T scale, inv, lo, hi;
@@ -37,29 +48,29 @@ template <class T> struct QdqParams {
   QdqParams(T s, T i, T l, T h) : scale(s), inv(i), lo(l), hi(h) {}
 };
 
-template <class T> inline T round_clamped(T x, const QdqParams<T>& p) {
+template <Tie tie, class T> inline T round_clamped(T x, const QdqParams<T>& p) {
   const T v = std::min(std::max(x * p.inv, p.lo - T(1)), p.hi + T(1));
-  return rint_small(v);
+  return round_tie<tie>(v);
 }
 
 // Storage type T, compute type C (C = double for bitwidths above 16 so that integers stay exact).
 // y = clamp(rint(x * inv), lo, hi) * scale
-template <class T, class C>
+template <Tie tie, class T, class C>
 inline void qdq_forward(const T* __restrict x, T* __restrict y, int64_t n, const QdqParams<C>& p) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    const C r = round_clamped(static_cast<C>(x[i]), p);
+    const C r = round_clamped<tie>(static_cast<C>(x[i]), p);
     y[i] = static_cast<T>(std::min(std::max(r, p.lo), p.hi) * p.scale);
   }
 }
 
 // dx = g where lo <= rint(x * inv) <= hi, else 0 (Note [STE mask] in quantizer.hpp).
-template <class T, class C>
+template <Tie tie, class T, class C>
 inline void qdq_backward_ste(const T* __restrict x, const T* __restrict g, T* __restrict dx, int64_t n,
                              const QdqParams<C>& p) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    const C r = round_clamped(static_cast<C>(x[i]), p);
+    const C r = round_clamped<tie>(static_cast<C>(x[i]), p);
     dx[i] = (r >= p.lo && r <= p.hi) ? g[i] : T(0);
   }
 }
@@ -71,7 +82,7 @@ inline void qdq_backward_ste(const T* __restrict x, const T* __restrict g, T* __
 struct GradSums {
   double s_scale = 0, s_out = 0;
 };
-template <class T, class C>
+template <Tie tie, class T, class C>
 inline GradSums qdq_backward_learnable(const T* __restrict x, const T* __restrict g, T* __restrict dx, int64_t n,
                                        const QdqParams<C>& p) {
   // Blocks of 4096 accumulate in C, then into double: vectorised and still accurate for big tensors.
@@ -82,7 +93,7 @@ inline GradSums qdq_backward_learnable(const T* __restrict x, const T* __restric
 #pragma omp simd reduction(+ : a, b)
     for (int64_t i = b0; i < e; ++i) {
       const C xs = static_cast<C>(x[i]) * p.inv;
-      const C r = rint_small(std::min(std::max(xs, p.lo - C(1)), p.hi + C(1)));
+      const C r = round_tie<tie>(std::min(std::max(xs, p.lo - C(1)), p.hi + C(1)));
       const bool in = r >= p.lo && r <= p.hi;
       const C gi = static_cast<C>(g[i]);
       if (dx) dx[i] = in ? g[i] : T(0);

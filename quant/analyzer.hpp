@@ -1,0 +1,77 @@
+// Calibration statistics and encoding analyzers (aimet-compat.md §5).
+//
+// TensorStats accumulates, over calibration batches, the running min/max of one tensor (or one channel)
+// and, for the histogram-based schemes, AIMET's probability histogram: PDF_SIZE = 512 bins whose range is
+// set by the first non-zero batch as its [min, max] expanded x3 about the centre; each batch histogram is
+// normalised by its element count and averaged with equal weight (pdf <- (pdf*it + p)/(it + 1)).
+// Unlike AIMET v1, which silently drops later values outside that range (aimet-compat.md §12.12), the
+// histogram GROWS by default: the range is widened and the old mass re-binned. `fixed_range` restores v1.
+//
+// Analyzers turn stats into an Encoding:
+//   tf           running min/max -> compute_encoding (all-zero data -> [-1, 1] as AIMET's tests assert);
+//   tf_enhanced  AIMET's SQNR candidate search over the histogram (see analyzer.cpp, Note [tf_enhanced]);
+//   percentile   the p-th / (100-p)-th percentile bin edges -> compute_encoding (p = 100: exact min/max);
+//   mse          the candidate range minimising sum p_i (m_i - qdq(m_i))^2 over the histogram, clipping
+//                error included (libpymo's MSE analyzer is not public; this is qforge's definition).
+#pragma once
+
+#include "quant/encoding.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qforge::quant {
+
+enum class QuantScheme { tf, tf_enhanced, percentile, mse };
+
+// Accepts qforge names (tf, tf_enhanced, percentile, mse) and AIMET's (post_training_tf, ...,
+// training_range_learning_with_tf_init -> tf, ..._tf_enhanced_init -> tf_enhanced). Throws InputError.
+QuantScheme parse_scheme(const std::string& name);
+const char* scheme_name(QuantScheme s);          // "tf", ...
+const char* aimet_scheme_name(QuantScheme s);    // "post_training_tf", ... (encodings quantizer_args)
+
+struct HistogramOptions {
+  int bins = 512;          // AIMET PDF_SIZE
+  double expand = 3.0;     // first-batch range expansion about its centre
+  bool fixed_range = false;  // AIMET v1: drop values outside the first range instead of growing
+};
+
+class TensorStats {
+public:
+  explicit TensorStats(bool keep_histogram = false, HistogramOptions opt = {});
+  void update(const float* x, int64_t n);
+  void update(const double* x, int64_t n);
+  void reset();
+
+  bool empty() const { return batches_ == 0; }
+  double min() const { return min_; }
+  double max() const { return max_; }
+  bool has_histogram() const { return keep_hist_; }
+  // Histogram view: bin i covers [lo + i*width, lo + (i+1)*width); pdf sums to 1 (when non-empty).
+  double hist_lo() const { return lo_; }
+  double hist_width() const { return width_; }
+  const std::vector<double>& pdf() const { return pdf_; }
+  int64_t hist_batches() const { return hist_batches_; }
+
+private:
+  template <class T> void update_impl(const T* x, int64_t n);
+  void grow_to(double lo, double hi);
+
+  bool keep_hist_;
+  HistogramOptions opt_;
+  int64_t batches_ = 0;
+  double min_ = 0, max_ = 0;
+  double lo_ = 0, width_ = 0;
+  std::vector<double> pdf_;
+  int64_t hist_batches_ = 0;
+  std::vector<double> scratch_;
+};
+
+// Encoding for one tensor/channel from its statistics. percentile in [50, 100].
+Encoding analyze(const TensorStats& stats, QuantScheme scheme, const GridSpec& grid, double percentile = 99.99);
+
+// Cost of an encoding over a histogram: sum p_i (m_i - qdq(m_i))^2 (+ gamma * saturation for tf_enhanced).
+double histogram_qdq_error(const TensorStats& stats, double delta, double offset, int64_t steps);
+
+}  // namespace qforge::quant
