@@ -1,0 +1,398 @@
+#include "train/trainer.hpp"
+
+#include "engine/autograd.hpp"
+#include "engine/ops/ops.hpp"
+#include "nn/layers.hpp"
+#include "nn/safetensors.hpp"
+#include "train/checkpoint.hpp"
+#include "train/threads.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+namespace qforge::train {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct LossOut {
+  Tensor loss;
+  int64_t correct = 0, count = 0;
+};
+
+// Cross-entropy over the last dimension of `out` against integer targets; [N, T, V] is flattened.
+LossOut classification_loss(const Tensor& out, const Tensor& targets, bool need_correct = true) {
+  Tensor logits = out, t = targets;
+  if (logits.dim() > 2) {
+    const int64_t v = logits.size(-1);
+    logits = logits.reshape({logits.numel() / v, v});
+    t = t.reshape({t.numel()});
+  }
+  QFORGE_CHECK(logits.dim() == 2 && t.dim() == 1 && t.size(0) == logits.size(0),
+               "trainer: model output {} does not match targets {}", shape_str(out.shape()), shape_str(targets.shape()));
+  LossOut r;
+  r.loss = ops::cross_entropy(logits, t);
+  r.count = t.size(0);
+  if (need_correct) r.correct = count_correct(logits, t);
+  return r;
+}
+
+uint64_t mix_seed(uint64_t seed, uint64_t salt) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + salt;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+int64_t count_correct(const Tensor& logits_in, const Tensor& targets_in) {
+  NoGradGuard no_grad;
+  const Tensor logits = logits_in.detach().to(DType::f32).contiguous();
+  const Tensor t = targets_in.to(DType::i32).contiguous();
+  const int64_t c = logits.size(-1), n = logits.numel() / c;
+  QFORGE_CHECK(t.numel() == n, "count_correct: {} targets for {} rows of logits", t.numel(), n);
+  const float* p = logits.data<float>();
+  const int32_t* y = t.data<int32_t>();
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = p + i * c;
+    int64_t best = 0;
+    for (int64_t k = 1; k < c; ++k)
+      if (row[k] > row[best]) best = k;
+    correct += best == y[i];
+  }
+  return correct;
+}
+
+void validate(const TrainConfig& c) {
+  if (c.epochs <= 0) throw InputError(fmt::format("epochs must be positive, got {}", c.epochs));
+  if (c.batch_size <= 0) throw InputError(fmt::format("batch size must be positive, got {}", c.batch_size));
+  if (c.eval_batch_size <= 0) throw InputError(fmt::format("eval batch size must be positive, got {}", c.eval_batch_size));
+  if (!(c.optimizer.lr > 0) || !std::isfinite(c.optimizer.lr))
+    throw InputError(fmt::format("learning rate must be positive, got {}", c.optimizer.lr));
+  if (c.checkpoint_every < 0 || c.max_steps < 0)
+    throw InputError("checkpoint interval and max steps must be >= 0");
+  if (c.resume && c.out_dir.empty()) throw InputError("resuming needs an output directory");
+}
+
+// ---- evaluation ------------------------------------------------------------------------------------
+
+nlohmann::json EvalResult::to_json() const {
+  nlohmann::json j = {{"loss", metrics.loss()}, {"accuracy", metrics.accuracy()}, {"samples", metrics.examples},
+                      {"seconds", seconds}};
+  if (language_model) {
+    j["perplexity"] = metrics.perplexity();
+    j["bits_per_char"] = metrics.bits_per_char();
+    j["predictions"] = metrics.count;
+  }
+  return j;
+}
+
+EvalResult evaluate(nn::Module& model, std::shared_ptr<const data::Dataset> dataset, const EvalOptions& opt) {
+  const auto t0 = Clock::now();
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  data::DataLoader loader(dataset, {.batch_size = opt.batch_size,
+                                    .shuffle = false,
+                                    .drop_last = false,
+                                    .augment = false,
+                                    .as_sequence = opt.sequence_view,
+                                    .prefetch = opt.prefetch});
+  EvalResult r;
+  r.language_model = dataset->kind() == data::TaskKind::language_model;
+  std::vector<Tensor> outs;
+  loader.start_epoch(0);
+  while (auto b = loader.next()) {
+    Tensor out = model(b->inputs);
+    LossOut l = classification_loss(out, b->targets);
+    r.metrics.add(l.loss.item(), l.correct, l.count, b->size());
+    if (opt.keep_logits) outs.push_back(out.detach());
+  }
+  if (opt.keep_logits && !outs.empty()) r.logits = ops::concat(outs, 0);
+  model.train(was_training);
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
+nlohmann::json EpochRecord::to_json() const {
+  nlohmann::json j = {{"event", "epoch"},
+                      {"epoch", epoch},
+                      {"step", step},
+                      {"lr", lr},
+                      {"train_loss", train.loss()},
+                      {"train_accuracy", train.accuracy()},
+                      {"train_samples", train.examples},
+                      {"train_seconds", train_seconds},
+                      {"samples_per_second", train_seconds > 0 ? static_cast<double>(train.examples) / train_seconds : 0.0},
+                      {"best", best}};
+  if (test) {
+    j["test_loss"] = test->metrics.loss();
+    j["test_accuracy"] = test->metrics.accuracy();
+    j["test_seconds"] = test->seconds;
+    if (test->language_model) {
+      j["test_perplexity"] = test->metrics.perplexity();
+      j["test_bits_per_char"] = test->metrics.bits_per_char();
+    }
+  }
+  return j;
+}
+
+nlohmann::json TrainResult::to_json() const {
+  nlohmann::json h = nlohmann::json::array();
+  double secs = 0;
+  for (const auto& e : history) {
+    h.push_back(e.to_json());
+    secs += e.train_seconds;
+  }
+  nlohmann::json j = {{"epochs_completed", epochs_completed},
+                      {"steps", steps},
+                      {"finished", finished},
+                      {"resumed", resumed},
+                      {"best_epoch", best_epoch},
+                      {"best_metric", best_metric},
+                      {"seconds_per_epoch", history.empty() ? 0.0 : secs / static_cast<double>(history.size())},
+                      {"history", h}};
+  if (!stop_reason.empty()) j["stop_reason"] = stop_reason;
+  if (!history.empty() && history.back().test) j["final"] = history.back().test->to_json();
+  return j;
+}
+
+// ---- trainer ---------------------------------------------------------------------------------------
+
+Trainer::Trainer(nn::ModulePtr model, std::shared_ptr<const data::Dataset> train,
+                 std::shared_ptr<const data::Dataset> test, TrainConfig config)
+    : model_(std::move(model)), train_(std::move(train)), test_(std::move(test)), config_(std::move(config)) {
+  QFORGE_CHECK(model_ != nullptr && train_ != nullptr, "Trainer: model and training data are required");
+  validate(config_);
+  const nn::NamedTensors params = model_->named_parameters();
+  NamedTensors named(params.begin(), params.end());
+  optimizer_ = make_optimizer(config_.no_decay_on_bias_and_norm ? split_weight_decay(named) : single_group(named),
+                              config_.optimizer);
+  loader_ = std::make_unique<data::DataLoader>(train_, data::LoaderOptions{.batch_size = config_.batch_size,
+                                                                           .shuffle = true,
+                                                                           .drop_last = config_.drop_last,
+                                                                           .augment = config_.augment,
+                                                                           .as_sequence = config_.sequence_view,
+                                                                           .prefetch = config_.prefetch,
+                                                                           .seed = mix_seed(config_.seed, 0x10AD)});
+  schedule_ = parse_schedule(config_.schedule, loader_->num_batches(), config_.epochs);
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::steps_per_epoch() const { return loader_->num_batches(); }
+
+nlohmann::json Trainer::trainer_state() const {
+  nlohmann::json dropout = nlohmann::json::object();
+  for (auto& [name, m] : model_->named_modules())
+    if (auto* d = dynamic_cast<nn::Dropout*>(m.get())) dropout[name] = generator_to_json(d->generator());
+  return {{"epoch", epoch_},
+          {"batch", batch_},
+          {"step", step_},
+          {"epochs", config_.epochs},
+          {"batch_size", config_.batch_size},
+          {"seed", config_.seed},
+          {"running", running_.to_json()},
+          {"epoch_seconds", epoch_seconds_},
+          {"best_epoch", best_epoch_},
+          {"best_metric", best_metric_},
+          {"dropout_generators", dropout}};
+}
+
+void Trainer::restore(const nlohmann::json& j) {
+  try {
+    if (j.at("batch_size").get<int64_t>() != config_.batch_size || j.at("seed").get<uint64_t>() != config_.seed)
+      throw InputError(fmt::format("checkpoint in {} was written with batch size {} and seed {}; this run uses {} and {}",
+                                   checkpoint_dir().string(), j.at("batch_size").get<int64_t>(),
+                                   j.at("seed").get<uint64_t>(), config_.batch_size, config_.seed));
+    epoch_ = j.at("epoch").get<int64_t>();
+    batch_ = j.at("batch").get<int64_t>();
+    step_ = j.at("step").get<int64_t>();
+    running_ = Metrics::from_json(j.at("running"));
+    epoch_seconds_ = j.at("epoch_seconds").get<double>();
+    best_epoch_ = j.at("best_epoch").get<int64_t>();
+    best_metric_ = j.at("best_metric").get<double>();
+    const auto& dropout = j.at("dropout_generators");
+    for (auto& [name, m] : model_->named_modules())
+      if (auto* d = dynamic_cast<nn::Dropout*>(m.get())) {
+        if (!dropout.contains(name))
+          throw InputError(fmt::format("checkpoint in {} has no generator state for dropout '{}'",
+                                       checkpoint_dir().string(), name));
+        generator_from_json(d->generator(), dropout.at(name));
+      }
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("checkpoint in {}: malformed trainer state ({})", checkpoint_dir().string(), e.what()));
+  }
+  if (batch_ > loader_->num_batches())
+    throw InputError(fmt::format("checkpoint in {} is at batch {} of an epoch that has only {}", checkpoint_dir().string(),
+                                 batch_, loader_->num_batches()));
+}
+
+void Trainer::save_ckpt() {
+  if (config_.out_dir.empty() || last_ckpt_step_ == step_) return;
+  save_checkpoint(checkpoint_dir(), step_, *model_, *optimizer_, trainer_state());
+  last_ckpt_step_ = step_;
+}
+
+void Trainer::log_jsonl(const nlohmann::json& j) {
+  if (config_.out_dir.empty()) return;
+  std::ofstream f(config_.out_dir / "metrics.jsonl", std::ios::app);
+  f << j.dump() << '\n';
+}
+
+void Trainer::truncate_log_after(int64_t step) {
+  const fs::path p = config_.out_dir / "metrics.jsonl";
+  if (!fs::exists(p)) return;
+  std::ifstream in(p);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      const auto j = nlohmann::json::parse(line);
+      if (j.value("step", int64_t{0}) > step) continue;
+    } catch (...) {
+      continue;  // a torn last line from a crash
+    }
+    kept += line + '\n';
+  }
+  atomic_write_text(p, kept);
+}
+
+TrainResult Trainer::fit() {
+  set_num_threads(config_.threads);
+  TrainResult result;
+  if (!config_.out_dir.empty()) {
+    fs::create_directories(config_.out_dir);
+    if (config_.resume && has_checkpoint(checkpoint_dir())) {
+      restore(load_checkpoint(checkpoint_dir(), *model_, *optimizer_));
+      last_ckpt_step_ = step_;
+      truncate_log_after(step_);
+      result.resumed = true;
+    } else {
+      atomic_write_text(config_.out_dir / "metrics.jsonl", "");
+    }
+  }
+  for (auto& cb : callbacks_) cb->on_train_begin(*this);
+  Progress progress(config_.progress, config_.log_every);
+  if (result.resumed)
+    progress.message(fmt::format("resuming from {} at epoch {}, step {}", checkpoint_dir().string(), epoch_ + 1, step_));
+  const int64_t nb = loader_->num_batches();
+  const bool lm = train_->kind() == data::TaskKind::language_model;
+  bool stopped = false;
+
+  while (epoch_ < config_.epochs && !stopped) {
+    model_->train();
+    loader_->start_epoch(epoch_, batch_);
+    progress.begin_epoch(epoch_, config_.epochs, nb, batch_);
+    auto t0 = Clock::now();
+    const double seconds_before = epoch_seconds_;
+    int64_t samples_here = 0;
+    while (batch_ < nb) {
+      std::optional<data::Batch> b = loader_->next();
+      QFORGE_ASSERT(b.has_value());
+      const double factor = schedule_->factor(step_);
+      optimizer_->set_lr_factor(factor);
+      Tensor out = (*model_)(b->inputs);
+      LossOut l = classification_loss(out, b->targets);
+      const double loss = l.loss.item();
+      if (!std::isfinite(loss)) {
+        const std::string msg = fmt::format(
+            "training diverged: the loss is {} at step {} (epoch {}, batch {}){}", loss, step_ + 1, epoch_ + 1, batch_ + 1,
+            last_ckpt_step_ >= 0 ? fmt::format("; the last good checkpoint (step {}) is kept in {}", last_ckpt_step_,
+                                               checkpoint_dir().string())
+                                 : "");
+        progress.message(msg);
+        log_jsonl({{"event", "diverged"}, {"step", step_ + 1}, {"epoch", epoch_ + 1}, {"loss", std::to_string(loss)}});
+        throw DivergedError(msg, step_ + 1);
+      }
+      optimizer_->zero_grad();
+      l.loss.backward();
+      if (config_.clip_grad_norm > 0) clip_grad_norm(optimizer_->all_params(), config_.clip_grad_norm);
+      optimizer_->step();
+      ++step_;
+      ++batch_;
+      running_.add(loss, l.correct, l.count, b->size());
+      samples_here += b->size();
+      epoch_seconds_ = seconds_before + seconds_since(t0);
+      const StepInfo info{epoch_, batch_, nb, step_, loss, optimizer_->lr(0), b->size()};
+      for (auto& cb : callbacks_) cb->on_step_end(*this, info);
+      if (step_ % config_.log_every == 0)
+        log_jsonl({{"event", "step"}, {"epoch", epoch_ + 1}, {"step", step_}, {"batch", batch_}, {"loss", loss},
+                   {"running_loss", running_.loss()}, {"running_accuracy", running_.accuracy()},
+                   {"lr", optimizer_->lr(0)}});
+      progress.update(batch_, running_.loss(), running_.accuracy(), samples_here);
+      if (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0 && batch_ < nb) save_ckpt();
+      if (stop_requested_.load()) {
+        stopped = true;
+        result.stop_reason = "stop requested";
+      } else if (config_.max_steps > 0 && step_ >= config_.max_steps) {
+        stopped = true;
+        result.stop_reason = "max_steps";
+      }
+      if (stopped && batch_ < nb) break;
+    }
+    if (batch_ < nb) {  // interrupted mid-epoch
+      progress.end_epoch(fmt::format("stopped at step {} ({}); checkpoint saved", step_, result.stop_reason));
+      save_ckpt();
+      break;
+    }
+    // End of epoch: evaluate, track the best model, log, checkpoint.
+    EpochRecord rec;
+    rec.epoch = epoch_ + 1;
+    rec.step = step_;
+    rec.lr = optimizer_->lr(0);
+    rec.train = running_;
+    rec.train_seconds = epoch_seconds_;
+    if (test_ && config_.evaluate_each_epoch) {
+      rec.test = evaluate(*model_, test_, {.batch_size = config_.eval_batch_size, .sequence_view = config_.sequence_view,
+                                           .prefetch = config_.prefetch});
+      const double metric = lm ? rec.test->metrics.loss() : rec.test->metrics.accuracy();
+      if (best_epoch_ == 0 || (lm ? metric < best_metric_ : metric > best_metric_)) {
+        best_epoch_ = rec.epoch;
+        best_metric_ = metric;
+        rec.best = true;
+        if (!config_.out_dir.empty()) nn::save_weights(*model_, config_.out_dir / "best.safetensors");
+      }
+    }
+    std::string summary = fmt::format("epoch {}/{}: train loss {:.4f} acc {:.2f}% ({:.1f}s)", rec.epoch, config_.epochs,
+                                      rec.train.loss(), rec.train.accuracy(), rec.train_seconds);
+    if (rec.test) {
+      summary += fmt::format(" | {} loss {:.4f} acc {:.2f}%", lm ? "validation" : "test", rec.test->metrics.loss(),
+                             rec.test->metrics.accuracy());
+      if (lm) summary += fmt::format(" ppl {:.3f} bpc {:.3f}", rec.test->metrics.perplexity(), rec.test->metrics.bits_per_char());
+      if (rec.best) summary += " *";
+    }
+    progress.end_epoch(summary);
+    log_jsonl(rec.to_json());
+    result.history.push_back(rec);
+    ++epoch_;
+    batch_ = 0;
+    running_ = Metrics{};
+    epoch_seconds_ = 0;
+    save_ckpt();
+    for (auto& cb : callbacks_) cb->on_epoch_end(*this, rec);
+    if (stop_requested_.load() && !stopped) {
+      stopped = true;
+      result.stop_reason = "stop requested";
+    }
+  }
+  result.epochs_completed = epoch_;
+  result.steps = step_;
+  result.finished = epoch_ >= config_.epochs;
+  result.best_epoch = best_epoch_;
+  result.best_metric = best_metric_;
+  if (result.finished && !config_.out_dir.empty() && config_.save_final_weights)
+    nn::save_weights(*model_, config_.out_dir / "weights.safetensors");
+  for (auto& cb : callbacks_) cb->on_train_end(*this, result);
+  return result;
+}
+
+}  // namespace qforge::train
