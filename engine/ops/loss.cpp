@@ -90,8 +90,16 @@ struct CrossEntropyOp : OpBase {
           if (c == ignore_index) continue;
           const T* row = lp + o * l.n * l.inner + i;
           nll -= row[c * l.inner];
-          if (smoothing != 0)
-            for (int64_t j = 0; j < l.n; ++j) smooth -= row[j * l.inner];
+          if (smoothing != 0) {
+            double rs = 0;
+            if (l.inner == 1) {
+#pragma omp simd reduction(+ : rs)
+              for (int64_t j = 0; j < l.n; ++j) rs += row[j];
+            } else {
+              for (int64_t j = 0; j < l.n; ++j) rs += row[j * l.inner];
+            }
+            smooth -= rs;
+          }
         }
       const double loss = ((1 - smoothing) * nll + smoothing / static_cast<double>(l.n) * smooth) /
                           static_cast<double>(valid);
@@ -119,6 +127,7 @@ struct CrossEntropyOp : OpBase {
           const int64_t base = a * l.n * l.inner + i;
           if (l.inner == 1) {
             detail::exp_shifted<T>(lp + base, o + base, l.n, T(0));
+#pragma omp simd
             for (int64_t j = 0; j < l.n; ++j) o[base + j] = sc * (o[base + j] - off);
             o[base + c] -= sc * hit;
             continue;

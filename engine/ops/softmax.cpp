@@ -27,8 +27,7 @@ template <class T> void softmax_rows(const T* x, T* out, int64_t outer, int64_t 
     const T* xb = x + o * n * inner;
     T* ob = out + o * n * inner;
     if (inner == 1) {
-      T m = xb[0];
-      for (int64_t j = 1; j < n; ++j) m = xb[j] > m || xb[j] != xb[j] ? xb[j] : m;
+      const T m = row_max<T>(xb, n);
       double sum = 0;
       exp_shifted<T>(xb, ob, n, m);  // ob is scratch for log_softmax
 #pragma omp simd reduction(+ : sum)

@@ -33,4 +33,27 @@ template <class T> inline void exp_shifted(const T* x, T* out, int64_t n, T shif
   for (; j < n; ++j) out[j] = std::exp(x[j] - shift);
 }
 
+// max_j x[j] for n >= 1. A NaN anywhere may or may not be returned: callers feed x - max through exp
+// and a sum, so a NaN in the row makes the whole row NaN either way (PyTorch's result too).
+template <class T> inline T row_max(const T* x, int64_t n) {
+  int64_t j = 1;
+  T m = x[0];
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) {
+    using B = xsimd::batch<float>;
+    constexpr int64_t w = static_cast<int64_t>(B::size);
+    if (n >= 2 * w) {
+      B acc = B::load_unaligned(x);
+      for (j = w; j + w <= n; j += w) acc = xsimd::max(acc, B::load_unaligned(x + j));
+      alignas(64) float lanes[w];
+      acc.store_aligned(lanes);
+      m = lanes[0];
+      for (int64_t k = 1; k < w; ++k) m = lanes[k] > m || lanes[k] != lanes[k] ? lanes[k] : m;
+    }
+  }
+#endif
+  for (; j < n; ++j) m = x[j] > m || x[j] != x[j] ? x[j] : m;
+  return m;
+}
+
 }  // namespace qforge::ops::detail
