@@ -11,9 +11,8 @@
 // and after the loop dW_hh = sum_t dGH[t]^T h_prev(t) (two GEMMs over all steps), db_hh = sum dGH.
 #include "nn/recurrent_cells.hpp"
 
+#include "engine/ops/blas.hpp"
 #include "engine/ops/op.hpp"
-
-#include <cblas.h>
 
 #include <cmath>
 #include <vector>
@@ -24,18 +23,7 @@ namespace {
 
 using ops::SavedTensor;
 
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) noexcept {
-  if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-                 const double* b, int64_t ldb, double beta, double* c, int64_t ldc) noexcept {
-  if (m == 0 || n == 0) return;
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
+using ops::detail::gemm;  // OpenMP-split OpenBLAS GEMM (Note [BLAS threads inside OpenMP])
 
 template <class T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
 
