@@ -1,9 +1,11 @@
 // int8 GEMM for AVX-512 VNNI: qs8_qc8w_gemm_6x64c4_{requant,s32}__avx512vnni.
 //
 // Micro-kernel (integer-arithmetic.md §11): up to 6 rows × 64 columns of int32 accumulators (24 zmm), one
-// k-quad per step: 4 zmm loads of packed weights, 6 vpbroadcastd of 4 activation bytes (XOR 0x80 for s8
-// activations, compensated in the packed bias), 24 vpdpbusd. vpdpbusd sums u8×s8 products without any
-// intermediate saturation, so both weight grids and all activation values are exact. Rows 1–2 use two
+// k-quad per step: 4 zmm loads of packed weights, 6 vpbroadcastd of 4 activation bytes, 24 vpdpbusd, and
+// nothing else on the two vector ALU ports. vpdpbusd sums u8×s8 products without any intermediate
+// saturation, so both weight grids and all activation values are exact. s8 activations are the signed
+// operand against weights stored as w + 128 (Note [s8 activations on VNNI] in kernels.hpp): the tile
+// subtracts 128·Σ_k x per row, computed with vpdpbusd against a vector of ones before the epilogue. Rows 1–2 use two
 // accumulator sets (even/odd quads) to hide the dot-product latency in GEMV. The epilogue adds the folded
 // bias and requantizes in registers: vpmuldq (even/odd lanes) → +2^(t−1) → vpsravq by t = 31 − shift →
 // 64-bit clamp to [act_min − z, act_max − z] → + z → vpmovdb (requant.hpp Note [single rounding] and
@@ -51,7 +53,6 @@ void tile(const TileArgs& t) noexcept {
   __m512i acc[MR][NB], acc2[MR][NB];
   for (int r = 0; r < MR; ++r)
     for (int b = 0; b < NB; ++b) acc[r][b] = acc2[r][b] = _mm512_setzero_si512();
-  const __m512i flip = _mm512_set1_epi32(static_cast<int>(0x80808080u));
   const std::uint8_t* arow[MR];
   for (int r = 0; r < MR; ++r) arow[r] = t.a + r * t.lda;
 
@@ -60,9 +61,9 @@ void tile(const TileArgs& t) noexcept {
     __m512i b[NB];
     for (int j = 0; j < NB; ++j) b[j] = _mm512_loadu_si512(wq + 64 * j);
     for (int r = 0; r < MR; ++r) {
-      __m512i av = partial ? load_quad_partial(arow[r] + 4 * q, t.k_rem) : load_quad(arow[r] + 4 * q);
-      if constexpr (S8) av = _mm512_xor_si512(av, flip);
-      for (int j = 0; j < NB; ++j) ac[r][j] = _mm512_dpbusd_epi32(ac[r][j], av, b[j]);
+      const __m512i av = partial ? load_quad_partial(arow[r] + 4 * q, t.k_rem) : load_quad(arow[r] + 4 * q);
+      for (int j = 0; j < NB; ++j)
+        ac[r][j] = S8 ? _mm512_dpbusd_epi32(ac[r][j], b[j], av) : _mm512_dpbusd_epi32(ac[r][j], av, b[j]);
     }
   };
   int q = 0;
@@ -78,6 +79,24 @@ void tile(const TileArgs& t) noexcept {
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_add_epi32(acc[r][j], acc2[r][j]);
 
+  // Row correction −128·Σ_k x for s8 activations (zero for u8).
+  __m512i corr[MR];
+  for (int r = 0; r < MR; ++r) corr[r] = _mm512_setzero_si512();
+  if constexpr (S8) {
+    const int k = t.full_quads * 4 + t.k_rem;
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int r = 0; r < MR; ++r) {
+      __m512i sum = _mm512_setzero_si512();
+      int kk = 0;
+      for (; kk + 64 <= k; kk += 64) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_loadu_si512(arow[r] + kk));
+      if (kk < k) {
+        const __mmask64 m = (~0ull) >> (64 - (k - kk));
+        sum = _mm512_dpbusd_epi32(sum, ones, _mm512_maskz_loadu_epi8(m, arow[r] + kk));
+      }
+      corr[r] = _mm512_set1_epi32(-128 * _mm512_reduce_add_epi32(sum));
+    }
+  }
+
   // Epilogue.
   const GemmWeights& w = *t.w;
   for (int j = 0; j < NB; ++j) {
@@ -86,6 +105,7 @@ void tile(const TileArgs& t) noexcept {
     if (valid <= 0) break;
     const __mmask16 mask = valid >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
     const __m512i bias = _mm512_loadu_si512(w.bias_eff + col);
+    for (int r = 0; r < MR; ++r) acc[r][j] = _mm512_add_epi32(acc[r][j], corr[r]);
     if constexpr (O == Out::s32) {
       for (int r = 0; r < MR; ++r)
         _mm512_mask_storeu_epi32(static_cast<std::int32_t*>(t.c) + r * t.ldc + col, mask,

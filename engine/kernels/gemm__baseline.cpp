@@ -37,14 +37,15 @@ void micro(const MicroArgs& t, std::int32_t* out) noexcept {
   for (int r = 0; r < kMr; ++r) lo[r] = hi[r] = _mm_setzero_si128();
   const int quads = (t.k + 3) / 4;
   for (int q = 0; q < quads; ++q) {
-    const __m128i wb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.w + static_cast<std::int64_t>(q) * t.quad_stride));
+    __m128i wb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.w + static_cast<std::int64_t>(q) * t.quad_stride));
+    if constexpr (S8) wb = _mm_xor_si128(wb, _mm_set1_epi8(static_cast<char>(0x80)));  // stored as w + 128
     const __m128i wl = _mm_cvtepi8_epi16(wb), wh = _mm_cvtepi8_epi16(_mm_srli_si128(wb, 8));
     const int nbytes = t.k - 4 * q < 4 ? t.k - 4 * q : 4;
     for (int r = 0; r < kMr; ++r) {
       if (r >= t.mr) break;
-      std::uint32_t v = load_quad_bytes(t.a + r * t.lda + 4 * q, nbytes);
-      if constexpr (S8) v ^= 0x80808080u;
-      __m128i av = _mm_cvtepu8_epi16(_mm_cvtsi32_si128(static_cast<int>(v)));
+      const std::uint32_t v = load_quad_bytes(t.a + r * t.lda + 4 * q, nbytes);
+      const __m128i v8 = _mm_cvtsi32_si128(static_cast<int>(v));
+      __m128i av = S8 ? _mm_cvtepi8_epi16(v8) : _mm_cvtepu8_epi16(v8);
       av = _mm_unpacklo_epi64(av, av);
       lo[r] = _mm_add_epi32(lo[r], _mm_madd_epi16(av, wl));
       hi[r] = _mm_add_epi32(hi[r], _mm_madd_epi16(av, wh));

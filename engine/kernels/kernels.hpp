@@ -58,13 +58,20 @@ inline constexpr int kPanelWidth = 64;  // columns per packed panel (4 zmm of in
 inline constexpr int kColBlock = 16;    // N is padded to a multiple of this
 
 // What GEMM kernels read: a view of a PackedGemm (plain pointers; valid while the PackedGemm lives).
-// Packed layout (Note [packed layout]): N is padded to n_pad (multiple of 16), K to k4 (multiple of 4,
-// zero weights). Panel p holds columns [64p, 64p + w_p), w_p = min(64, n_pad − 64p), at byte offset 64·p·k4,
-// stored as [k4/4][w_p][4]: for each group of 4 consecutive k, the 4 weights of each column are adjacent
-// (the operand layout of vpdpbusd).
+// Note [packed layout]: N is padded to n_pad (multiple of 16), K to k4 (multiple of 4). Panel p holds
+// columns [64p, 64p + w_p), w_p = min(64, n_pad − 64p), at byte offset 64·p·k4, stored as [k4/4][w_p][4]:
+// for each group of 4 consecutive k, the 4 weights of each column are adjacent (the operand layout of
+// vpdpbusd). Padding bytes are 0 and only ever meet zero activations.
+// Note [s8 activations on VNNI]: vpdpbusd multiplies an unsigned by a signed byte. For u8 activations the
+// activations are the unsigned operand and weights are stored as is. For s8 activations the weights are
+// stored as w ^ 0x80 = w + 128 (u8) and the activations are the signed operand, so
+//   Σ_k x·w = Σ_k x·(w + 128) − 128·Σ_k x,
+// and the kernel subtracts 128·(row sum of x), computed once per row block (≈2% of the work). This avoids
+// XOR-ing every activation broadcast (which would compete with vpdpbusd for the two vector ALU ports).
+// AVX2/baseline undo the XOR when they widen the weights. Both cases fold b_eff = b − z_in·Σ_k w.
 struct GemmWeights {
   const std::int8_t* panels = nullptr;
-  const std::int32_t* bias_eff = nullptr;    // [n_pad] b[n] − (z_in + (s8 ? 128 : 0))·Σ_k W[n][k]
+  const std::int32_t* bias_eff = nullptr;    // [n_pad] b[n] − z_in·Σ_k W[n][k]
   const std::int32_t* bias = nullptr;        // [n] raw int32 bias (zeros if none); for the reference
   const std::int32_t* multiplier = nullptr;  // [n_pad] per-column QuantizedMultiplier (per-tensor: repeated)
   const std::int32_t* shift = nullptr;       // [n_pad]
@@ -81,8 +88,10 @@ inline namespace QFORGE_KERNELS_ISA_NS {
 inline std::int8_t packed_weight(const GemmWeights& w, int n, int k) noexcept {
   const int p = n / kPanelWidth, j = n % kPanelWidth;
   const int wp = (w.n_pad - p * kPanelWidth) < kPanelWidth ? (w.n_pad - p * kPanelWidth) : kPanelWidth;
-  return w.panels[static_cast<std::int64_t>(p) * kPanelWidth * w.k4 + static_cast<std::int64_t>(k / 4) * wp * 4 +
-                  j * 4 + k % 4];
+  const auto byte = static_cast<std::uint8_t>(
+      w.panels[static_cast<std::int64_t>(p) * kPanelWidth * w.k4 + static_cast<std::int64_t>(k / 4) * wp * 4 + j * 4 +
+               k % 4]);
+  return static_cast<std::int8_t>(w.in_type == ActType::s8 ? byte ^ 0x80 : byte);
 }
 }  // inline namespace QFORGE_KERNELS_ISA_NS
 

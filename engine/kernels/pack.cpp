@@ -34,7 +34,9 @@ PackedGemm::PackedGemm(const GemmLayer& l) {
   auto* mult = reinterpret_cast<std::int32_t*>(base + panels_bytes + 2 * vec_bytes);
   auto* shift = reinterpret_cast<std::int32_t*>(base + panels_bytes + 3 * vec_bytes);
 
-  // Panels: [panel][k/4][w_p][4].
+  // Panels: [panel][k/4][w_p][4]. With s8 activations the weights are stored offset to u8 (w ^ 0x80 =
+  // w + 128), see Note [s8 activations on VNNI] in kernels.hpp.
+  const std::uint8_t flip = l.in_type == ActType::s8 ? 0x80 : 0x00;
   for (int p = 0; p * kPanelWidth < n_pad; ++p) {
     const int wp = n_pad - p * kPanelWidth < kPanelWidth ? n_pad - p * kPanelWidth : kPanelWidth;
     std::int8_t* dst = panels + static_cast<std::int64_t>(p) * kPanelWidth * k4;
@@ -42,18 +44,18 @@ PackedGemm::PackedGemm(const GemmLayer& l) {
       const int col = p * kPanelWidth + j;
       if (col >= n) break;
       const std::int8_t* src = l.weights + col * ldw;
-      for (int kk = 0; kk < k; ++kk) dst[static_cast<std::int64_t>(kk / 4) * wp * 4 + j * 4 + kk % 4] = src[kk];
+      for (int kk = 0; kk < k; ++kk)
+        dst[static_cast<std::int64_t>(kk / 4) * wp * 4 + j * 4 + kk % 4] =
+            static_cast<std::int8_t>(static_cast<std::uint8_t>(src[kk]) ^ flip);
     }
   }
-  // Bias folding (integer-arithmetic.md §6): kernels accumulate Σ x_u8·w with x_u8 = x (u8) or x ^ 0x80 =
-  // x + 128 (s8), so b_eff = b − (z_in + 128·[s8])·Σ_k w. Computed mod 2^32 like the accumulators.
-  const std::int64_t offset = l.in_zero_point + (l.in_type == ActType::s8 ? 128 : 0);
+  // Bias folding (integer-arithmetic.md §6): b_eff = b − z_in·Σ_k w, computed mod 2^32 like the accumulators.
   for (int col = 0; col < n; ++col) {
     std::int64_t sum = 0;
     for (int kk = 0; kk < k; ++kk) sum += l.weights[col * ldw + kk];
     const std::int64_t b = l.bias ? l.bias[col] : 0;
     bias[col] = static_cast<std::int32_t>(b);
-    bias_eff[col] = static_cast<std::int32_t>(static_cast<std::uint32_t>(b - offset * sum));
+    bias_eff[col] = static_cast<std::int32_t>(static_cast<std::uint32_t>(b - std::int64_t{l.in_zero_point} * sum));
     QuantizedMultiplier qm{};
     if (l.multipliers) qm = l.per_channel ? l.multipliers[col] : l.multipliers[0];
     mult[col] = qm.multiplier;
