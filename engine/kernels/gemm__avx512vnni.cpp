@@ -47,37 +47,92 @@ struct TileArgs {
   std::int64_t ldc;
 };
 
+// acc += u8 operand · s8 operand (4-byte groups). Inline asm with a tied "+v" accumulator: GCC 12 treats
+// the vpdpbusd builtin as non-destructive and shuffled/spilled the 24 accumulators on every update.
+template <bool S8>
+[[gnu::always_inline]] inline void dot(__m512i& acc, __m512i act, __m512i w) noexcept {
+  if constexpr (S8)
+    __asm__("vpdpbusd %[a], %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [a] "v"(act));  // w (u8) · act (s8)
+  else
+    __asm__("vpdpbusd %[w], %[a], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [a] "v"(act));  // act (u8) · w (s8)
+}
+
 template <int MR, int NB, bool S8, Out O>
 void tile(const TileArgs& t) noexcept {
-  constexpr bool kDual = MR <= 2;  // GEMV: two accumulator sets to cover vpdpbusd latency
-  __m512i acc[MR][NB], acc2[MR][NB];
+  // Note: plain loops over local arrays (no lambdas or references to them) so that GCC keeps all 24
+  // accumulators in registers; a reference to the accumulator array made it spill every update.
+  __m512i acc[MR][NB];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-    for (int b = 0; b < NB; ++b) acc[r][b] = acc2[r][b] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
   const std::uint8_t* arow[MR];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) arow[r] = t.a + r * t.lda;
-
-  auto step = [&](__m512i(&ac)[MR][NB], int q, bool partial) __attribute__((always_inline)) {
-    const std::int8_t* wq = t.panel + static_cast<std::int64_t>(q) * t.quad_stride;
-    __m512i b[NB];
-    for (int j = 0; j < NB; ++j) b[j] = _mm512_loadu_si512(wq + 64 * j);
-    for (int r = 0; r < MR; ++r) {
-      const __m512i av = partial ? load_quad_partial(arow[r] + 4 * q, t.k_rem) : load_quad(arow[r] + 4 * q);
-      for (int j = 0; j < NB; ++j)
-        ac[r][j] = S8 ? _mm512_dpbusd_epi32(ac[r][j], b[j], av) : _mm512_dpbusd_epi32(ac[r][j], av, b[j]);
-    }
-  };
+  const std::int8_t* wq = t.panel;
+  const int stride = t.quad_stride;
   int q = 0;
-  if constexpr (kDual) {
+  if constexpr (MR <= 2) {
+    // GEMV-like tiles: a second accumulator set for odd quads hides the vpdpbusd latency.
+    __m512i acc2[MR][NB];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) acc2[r][j] = _mm512_setzero_si512();
     for (; q + 1 < t.full_quads; q += 2) {
-      step(acc, q, false);
-      step(acc2, q + 1, false);
+      __m512i b0[NB], b1[NB];
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) {
+        b0[j] = _mm512_loadu_si512(wq + 64 * j);
+        b1[j] = _mm512_loadu_si512(wq + stride + 64 * j);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m512i a0 = load_quad(arow[r] + 4 * q), a1 = load_quad(arow[r] + 4 * q + 4);
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; ++j) {
+          dot<S8>(acc[r][j], a0, b0[j]);
+          dot<S8>(acc2[r][j], a1, b1[j]);
+        }
+      }
+      wq += 2 * stride;
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_add_epi32(acc[r][j], acc2[r][j]);
+  }
+  for (; q < t.full_quads; ++q) {
+    __m512i b[NB];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) b[j] = _mm512_loadu_si512(wq + 64 * j);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = load_quad(arow[r] + 4 * q);
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) dot<S8>(acc[r][j], av, b[j]);
+    }
+    wq += stride;
+  }
+  if (t.k_rem) {
+    __m512i b[NB];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) b[j] = _mm512_loadu_si512(wq + 64 * j);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = load_quad_partial(arow[r] + 4 * q, t.k_rem);
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) dot<S8>(acc[r][j], av, b[j]);
     }
   }
-  for (; q < t.full_quads; ++q) step(acc, q, false);
-  if (t.k_rem) step(acc, t.full_quads, true);
-  if constexpr (kDual)
-    for (int r = 0; r < MR; ++r)
-      for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_add_epi32(acc[r][j], acc2[r][j]);
+
+  // Move the accumulators to a stack tile once: the epilogue below indexes rows/blocks with run-time
+  // bounds, and indexing `acc` itself that way would force GCC to keep it in memory during the k-loop.
+  alignas(64) std::int32_t res[MR][NB * 16];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) _mm512_store_si512(&res[r][16 * j], acc[r][j]);
 
   // Row correction −128·Σ_k x for s8 activations (zero for u8).
   __m512i corr[MR];
@@ -105,15 +160,15 @@ void tile(const TileArgs& t) noexcept {
     if (valid <= 0) break;
     const __mmask16 mask = valid >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
     const __m512i bias = _mm512_loadu_si512(w.bias_eff + col);
-    for (int r = 0; r < MR; ++r) acc[r][j] = _mm512_add_epi32(acc[r][j], corr[r]);
+    __m512i x[MR];
+    for (int r = 0; r < MR; ++r) x[r] = _mm512_add_epi32(_mm512_load_si512(&res[r][16 * j]), _mm512_add_epi32(corr[r], bias));
     if constexpr (O == Out::s32) {
       for (int r = 0; r < MR; ++r)
-        _mm512_mask_storeu_epi32(static_cast<std::int32_t*>(t.c) + r * t.ldc + col, mask,
-                                 _mm512_add_epi32(acc[r][j], bias));
+        _mm512_mask_storeu_epi32(static_cast<std::int32_t*>(t.c) + r * t.ldc + col, mask, x[r]);
     } else if (w.rounding != Rounding::single) {
       alignas(64) std::int32_t tmp[16];
       for (int r = 0; r < MR; ++r) {
-        _mm512_store_si512(tmp, _mm512_add_epi32(acc[r][j], bias));
+        _mm512_store_si512(tmp, x[r]);
         auto* dst = static_cast<std::uint8_t*>(t.c) + r * t.ldc + col;
         for (int i = 0; i < 16 && i < valid; ++i)
           dst[i] = static_cast<std::uint8_t>(requantize_output(tmp[i], {w.multiplier[col + i], w.shift[col + i]},
@@ -132,9 +187,8 @@ void tile(const TileArgs& t) noexcept {
       const __m512i hi = _mm512_set1_epi64(static_cast<long long>(w.act_max) - w.out_zero_point);
       const __m512i zp = _mm512_set1_epi32(w.out_zero_point);
       for (int r = 0; r < MR; ++r) {
-        const __m512i x = _mm512_add_epi32(acc[r][j], bias);
-        __m512i pe = _mm512_mul_epi32(x, mult);
-        __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), mult_o);
+        __m512i pe = _mm512_mul_epi32(x[r], mult);
+        __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x[r], 32), mult_o);
         pe = _mm512_srav_epi64(_mm512_add_epi64(pe, rnd_e), tot_e);
         po = _mm512_srav_epi64(_mm512_add_epi64(po, rnd_o), tot_o);
         pe = _mm512_min_epi64(_mm512_max_epi64(pe, lo), hi);
