@@ -16,12 +16,18 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace qforge::kernels::avx512vnni {
 namespace {
 
 enum class Out { requant, s32 };
+
+#ifndef QFORGE_VNNI_PREFETCH
+#define QFORGE_VNNI_PREFETCH 8
+#endif
+constexpr int kPrefetchQuads = QFORGE_VNNI_PREFETCH;  // weight prefetch distance (k-quads ahead)
 
 [[gnu::always_inline]] inline __m512i load_quad(const std::uint8_t* p) noexcept {
   std::int32_t v;
@@ -102,10 +108,14 @@ void tile(const TileArgs& t) noexcept {
 #pragma GCC unroll 4
       for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_add_epi32(acc[r][j], acc2[r][j]);
   }
+#pragma GCC unroll 2
   for (; q < t.full_quads; ++q) {
     __m512i b[NB];
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j) b[j] = _mm512_loadu_si512(wq + 64 * j);
+    for (int j = 0; j < NB; ++j) {
+      _mm_prefetch(reinterpret_cast<const char*>(wq + kPrefetchQuads * stride + 64 * j), _MM_HINT_T0);
+      b[j] = _mm512_loadu_si512(wq + 64 * j);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m512i av = load_quad(arow[r] + 4 * q);
@@ -227,46 +237,54 @@ TileFn pick(int mr, int nb) {
 
 constexpr int kMr = 6;
 
+// Note [VNNI GEMM blocking]: rows are processed in chunks of ~96 KiB of activations (kept in L1/L2);
+// for each chunk every panel of the thread's share of N is swept, so the weights (the whole packed B for
+// N·K ≤ ~1 MiB) stay in L2 and each chunk of A is read from memory once. Two threads split N (each core
+// streams its half of the weights from its own L2), or M when there are too few panels.
 template <bool S8, Out O>
 void run(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c, std::int64_t ldc, int threads,
          std::size_t out_elem) noexcept {
   if (m <= 0 || w.n <= 0) return;
   const int panels = (w.n_pad + kPanelWidth - 1) / kPanelWidth;
-  int m_chunks = 1;
-  if (threads > 1 && panels < 2 * threads) {
-    const int row_blocks = (m + kMr - 1) / kMr;
-    m_chunks = row_blocks < threads ? row_blocks : threads;
-  }
-  const int items = panels * m_chunks;
   const int row_blocks = (m + kMr - 1) / kMr;
+  const int chunk = std::max(1, 98304 / (kMr * std::max(w.k, 1)));  // row blocks per A chunk
+  const bool split_n = panels >= 2 * threads || row_blocks < threads;
 
-  auto work = [&](int item) {
-    const int p = item / m_chunks, mc = item % m_chunks;
-    const int rb0 = row_blocks * mc / m_chunks, rb1 = row_blocks * (mc + 1) / m_chunks;
-    const int col0 = p * kPanelWidth;
-    const int wp = w.n_pad - col0 < kPanelWidth ? w.n_pad - col0 : kPanelWidth;
+  auto work = [&](int p0, int p1, int rb_begin, int rb_end) {
     TileArgs t;
     t.lda = lda;
-    t.panel = w.panels + static_cast<std::int64_t>(col0) * w.k4;
-    t.quad_stride = wp * 4;
     t.full_quads = w.k / 4;
     t.k_rem = w.k % 4;
     t.w = &w;
-    t.col0 = col0;
     t.ldc = ldc;
-    const TileFn full = pick<S8, O>(kMr, wp / 16);
-    for (int rb = rb0; rb < rb1; ++rb) {
-      const int m0 = rb * kMr, mr = m - m0 < kMr ? m - m0 : kMr;
-      t.a = static_cast<const std::uint8_t*>(a) + m0 * lda;
-      t.c = static_cast<char*>(c) + (m0 * ldc + 0) * static_cast<std::int64_t>(out_elem);
-      (mr == kMr ? full : pick<S8, O>(mr, wp / 16))(t);
+    for (int rbc = rb_begin; rbc < rb_end; rbc += chunk) {
+      const int rbc_end = std::min(rb_end, rbc + chunk);
+      for (int p = p0; p < p1; ++p) {
+        const int col0 = p * kPanelWidth;
+        const int wp = w.n_pad - col0 < kPanelWidth ? w.n_pad - col0 : kPanelWidth;
+        t.panel = w.panels + static_cast<std::int64_t>(col0) * w.k4;
+        t.quad_stride = wp * 4;
+        t.col0 = col0;
+        const TileFn full = pick<S8, O>(kMr, wp / 16);
+        for (int rb = rbc; rb < rbc_end; ++rb) {
+          const int m0 = rb * kMr, mr = m - m0 < kMr ? m - m0 : kMr;
+          t.a = static_cast<const std::uint8_t*>(a) + m0 * lda;
+          t.c = static_cast<char*>(c) + m0 * ldc * static_cast<std::int64_t>(out_elem);
+          (mr == kMr ? full : pick<S8, O>(mr, wp / 16))(t);
+        }
+      }
     }
   };
-  if (threads > 1 && items > 1) {
+  if (threads > 1) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int item = 0; item < items; ++item) work(item);
+    for (int i = 0; i < threads; ++i) {
+      if (split_n)
+        work(panels * i / threads, panels * (i + 1) / threads, 0, row_blocks);
+      else
+        work(0, panels, row_blocks * i / threads, row_blocks * (i + 1) / threads);
+    }
   } else {
-    for (int item = 0; item < items; ++item) work(item);
+    work(0, panels, 0, row_blocks);
   }
 }
 
