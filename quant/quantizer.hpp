@@ -86,6 +86,7 @@ public:
   // quantizer keeps its encoding. Returns false (and keeps the old state) when nothing was observed.
   bool compute_encoding();
   void reset_stats();
+  void cancel_calibration() { calibrating_ = false; }  // keeps the previous encoding
 
   // ---- state ----
   bool enabled() const { return s_.enabled; }

@@ -1,0 +1,403 @@
+// QuantSim: placement by config (supergroups, model input), BN folding, calibration, recurrent
+// quantizers, enable/freeze, listing, encodings export/import (0.6.1 and 1.0.0) with strict/partial/freeze.
+#include <doctest/doctest.h>
+
+#include "engine/autograd.hpp"
+#include "engine/ops/ops.hpp"
+#include "nn/layers.hpp"
+#include "nn/recurrent.hpp"
+#include "nn/zoo.hpp"
+#include "quant/quantsim.hpp"
+#include "tests/support/gradcheck.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+using namespace qforge;
+using namespace qforge::quant;
+
+namespace {
+
+Tensor randn(const Shape& shape, uint64_t seed, double scale = 1.0) {
+  Generator g(seed);
+  return ops::mul(Tensor::randn(shape, g), scale);
+}
+
+// Gives the BNs non-trivial statistics so that folding is visible.
+void perturb_bn(nn::Module& m, uint64_t seed) {
+  Generator g(seed);
+  NoGradGuard ng;
+  for (auto& [name, mod] : m.named_modules()) {
+    auto* bn = dynamic_cast<nn::BatchNorm*>(mod.get());
+    if (!bn) continue;
+    const int64_t c = bn->num_features();
+    bn->buffer("running_mean").copy_(Tensor::randn({c}, g));
+    bn->buffer("running_var").copy_(Tensor::rand({c}, g, 0.5, 2.0));
+    bn->raw_param("weight").copy_(Tensor::rand({c}, g, 0.5, 1.5));
+    bn->raw_param("bias").copy_(Tensor::randn({c}, g));
+  }
+}
+
+std::shared_ptr<nn::Graph> mnist_cnn() {
+  auto m = nn::build_zoo_model("mnist-cnn");
+  perturb_bn(*m, 3);
+  m->eval();
+  return m;
+}
+
+void calibrate(QuantSim& sim, const Tensor& x) {
+  sim.compute_encodings([&](nn::Module& m) { m(x); });
+}
+
+std::filesystem::path tmp_dir(const std::string& name) {
+  auto p = std::filesystem::temp_directory_path() / ("qforge_quant_test_" + name);
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("quantsim: BN folding keeps the eval-mode model equal to the unfolded one") {
+  auto model = mnist_cnn();
+  Tensor x = randn({4, 1, 28, 28}, 1);
+  Tensor ref;
+  {
+    NoGradGuard ng;
+    ref = (*model)(x);
+  }
+  QuantSim sim(model, {x});
+  CHECK(sim.folded_bn().size() == 2);
+  for (const auto& q : sim.quantizers()) q.quantizer->set_enabled(false);
+  Tensor y;
+  {
+    NoGradGuard ng;
+    y = sim.model()(x);
+  }
+  CHECK(qforge::testing::max_abs_diff(y, ref) < 1e-4);
+  // train mode: the bypassed BN no longer normalises with batch statistics
+  sim.model().train();
+  Tensor yt;
+  {
+    NoGradGuard ng;
+    yt = sim.model()(x);
+  }
+  CHECK(qforge::testing::max_abs_diff(yt, ref) < 1e-4);
+}
+
+TEST_CASE("quantsim: default config places quantizers like AIMET (supergroups, model input, bias off)") {
+  auto model = mnist_cnn();
+  Tensor x = randn({2, 1, 28, 28}, 2);
+  QuantSim sim(model, {x});
+  // Conv+(folded BN)+Relu is a supergroup: only the ReLU output is quantized
+  CHECK_FALSE(sim.quantizer("conv1.output").enabled());
+  CHECK(sim.quantizer("relu1.output").enabled());
+  CHECK(sim.quantizer("conv1.input").enabled());  // model input
+  CHECK_FALSE(sim.quantizer("conv2.input").enabled());
+  CHECK(sim.quantizer("conv1.weight").enabled());
+  CHECK(sim.quantizer("conv1.weight").settings().grid.symmetric);
+  CHECK_FALSE(sim.quantizer("conv1.weight").settings().per_channel);
+  CHECK_FALSE(sim.quantizer("conv1.bias").enabled());
+  CHECK_FALSE(sim.quantizer("conv1.output").settings().grid.symmetric);
+  CHECK(sim.quantizer("fc.output").enabled());
+  CHECK_FALSE(sim.has_quantizer("bn1.output"));
+  CHECK_THROWS_WITH_AS(sim.quantizer("conv1.outptu"), doctest::Contains("conv1.output"), Error);
+
+  QuantSimOptions pc;
+  pc.config = "per_channel";
+  auto model2 = mnist_cnn();
+  QuantSim sim2(model2, {x}, pc);
+  CHECK(sim2.quantizer("conv1.weight").settings().per_channel);
+  CHECK_FALSE(sim2.quantizer("fc.weight").settings().per_channel);  // Gemm per-tensor in that config
+}
+
+TEST_CASE("quantsim: compute_encodings calibrates, listing shows every quantizer, W8A8 stays close to FP32") {
+  auto model = mnist_cnn();
+  Tensor x = randn({8, 1, 28, 28}, 4);
+  Tensor ref;
+  {
+    NoGradGuard ng;
+    ref = (*model)(x);
+  }
+  QuantSim sim(model, {x});
+  const int n = sim.compute_encodings([&](nn::Module& m) { m(x); });
+  CHECK(n == sim.num_enabled());
+  for (const auto& q : sim.quantizers())
+    if (q.quantizer->enabled()) CHECK_MESSAGE(q.quantizer->has_encoding(), q.name);
+  Tensor y;
+  {
+    NoGradGuard ng;
+    y = sim.model()(x);
+  }
+  const double err = qforge::testing::max_abs_diff(y, ref);
+  CHECK(err > 0);
+  CHECK(err < 0.1 * (1 + ops::max(ops::abs(ref)).item()));
+  const std::string l = sim.listing();
+  CHECK(l.find("conv1.weight") != std::string::npos);
+  CHECK(l.find("relu2.output") != std::string::npos);
+  // enable/disable by name
+  sim.set_enabled("fc.output", false);
+  CHECK_FALSE(sim.quantizer("fc.output").enabled());
+  // frozen quantizers keep their encoding through compute_encodings
+  const Encoding before = sim.quantizer("relu1.output").encodings()[0];
+  sim.freeze("relu1.output");
+  calibrate(sim, ops::mul(x, 3.0));
+  CHECK(sim.quantizer("relu1.output").encodings()[0] == before);
+  CHECK_FALSE(sim.quantizer("relu2.output").encodings()[0] == before);
+}
+
+TEST_CASE("quantsim: QAT step flows gradients to shadow weights and LSQ range parameters") {
+  auto model = mnist_cnn();
+  Tensor x = randn({4, 1, 28, 28}, 5);
+  QuantSimOptions o;
+  o.range_learning = RangeLearning::lsq;
+  o.act_bw = 4;
+  o.param_bw = 4;
+  QuantSim sim(model, {x}, o);
+  calibrate(sim, x);
+  auto params = sim.range_parameters();
+  CHECK(params.size() > 5);
+  sim.model().train();
+  Tensor target = Tensor::from_vector(std::vector<int32_t>{1, 2, 3, 4}, {4});
+  Tensor loss = ops::cross_entropy(sim.model()(x), target);
+  loss.backward();
+  CHECK(sim.model().find("conv1")->raw_param("weight").grad().defined());
+  int with_grad = 0;
+  for (auto& p : params) with_grad += p.grad().defined() ? 1 : 0;
+  CHECK(with_grad == static_cast<int>(params.size()));
+}
+
+TEST_CASE("quantsim: hand-written model with a residual Add+ReLU supergroup") {
+  struct Net : nn::Module {
+    std::shared_ptr<nn::Linear> a, b;
+    std::shared_ptr<nn::Add> add;
+    std::shared_ptr<nn::ReLU> relu;
+    explicit Net(Generator& g) : nn::Module("Net") {
+      a = register_module("a", std::make_shared<nn::Linear>(6, 6, true, g));
+      b = register_module("b", std::make_shared<nn::Linear>(6, 6, true, g));
+      add = register_module("add", std::make_shared<nn::Add>());
+      relu = register_module("relu", std::make_shared<nn::ReLU>());
+    }
+    std::vector<Tensor> forward(const std::vector<Tensor>& in) override {
+      Tensor h = (*a)(in[0]);
+      Tensor r = (*b)(h);
+      return {(*relu)((*add)(std::vector<Tensor>{h, r})[0])};
+    }
+  };
+  Generator g(1);
+  auto net = std::make_shared<Net>(g);
+  Tensor x = randn({3, 6}, 6);
+  QuantSim sim(net, {x});
+  CHECK_FALSE(sim.quantizer("add.output").enabled());
+  CHECK(sim.quantizer("relu.output").enabled());
+  CHECK(sim.quantizer("a.output").enabled());  // branches: not a supergroup
+  CHECK(sim.quantizer("a.input").enabled());
+  calibrate(sim, x);
+  CHECK(sim.quantizer("relu.output").has_encoding());
+}
+
+TEST_CASE("quantsim: recurrent layers get input, W, R, hidden (per step) quantizers; cell/gates optional") {
+  Generator g(2);
+  nn::RecurrentOptions ro;
+  ro.input_size = 5;
+  ro.hidden_size = 4;
+  ro.num_layers = 2;
+  ro.bidirectional = true;
+  ro.batch_first = true;
+  auto seq = std::make_shared<nn::Sequential>();
+  seq->push_back("lstm", std::make_shared<nn::LSTM>(ro, g));
+  Tensor x = randn({2, 6, 5}, 7);
+  QuantSimOptions o;
+  o.quantize_cell_state = true;
+  QuantSim sim(seq, {x}, o);
+  for (const char* n : {"lstm.input_l0", "lstm.hidden_l0", "lstm.W_l0", "lstm.R_l0", "lstm.bias_l0", "lstm.input_l1",
+                        "lstm.hidden_l1", "lstm.W_l1", "lstm.R_l1", "lstm.cell_l0"})
+    CHECK_MESSAGE(sim.has_quantizer(n), n);
+  CHECK_FALSE(sim.has_quantizer("lstm.gates_l0"));
+  CHECK_FALSE(sim.has_quantizer("lstm.output"));
+  CHECK_FALSE(sim.quantizer("lstm.bias_l0").enabled());
+  CHECK(sim.quantizer("lstm.hidden_l0").enabled());
+  calibrate(sim, x);
+  Tensor y;
+  {
+    NoGradGuard ng;
+    y = sim.model()(x);
+  }
+  // the last layer's sequence output is its quantized hidden state: every value on the hidden_l1 grid
+  const Encoding e = sim.quantizer("lstm.hidden_l1").encodings()[0];
+  for (double v : y.to_vector<double>()) {
+    const double k = v / static_cast<float>(e.delta);
+    CHECK(std::abs(k - std::round(k)) < 1e-3);
+  }
+  // parameter encodings are exported under PyTorch's parameter names, both directions
+  EncodingsFile f = sim.encodings();
+  CHECK(f.params.count("lstm.weight_ih_l0"));
+  CHECK(f.params.count("lstm.weight_hh_l1_reverse"));
+  CHECK(f.activations.count("lstm.hidden_l1"));
+}
+
+TEST_CASE("encodings export: 0.6.1 and 1.0.0 key names, offset signs, formulas re-derived from min/max") {
+  auto model = mnist_cnn();
+  Tensor x = randn({4, 1, 28, 28}, 8);
+  QuantSimOptions o;
+  o.config = "per_channel";
+  QuantSim sim(model, {x}, o);
+  calibrate(sim, x);
+  const auto dir = tmp_dir("export");
+  sim.export_encodings(dir / "e061.json", "0.6.1");
+  sim.export_encodings(dir / "e100.json", "1.0.0");
+  std::ifstream in061(dir / "e061.json"), in100(dir / "e100.json");
+  const auto j061 = nlohmann::json::parse(in061);
+  const auto j100 = nlohmann::json::parse(in100);
+  CHECK(j061["version"] == "0.6.1");
+  for (const char* k : {"activation_encodings", "param_encodings", "excluded_layers", "quantizer_args"})
+    CHECK(j061.contains(k));
+  CHECK(j061["quantizer_args"]["per_channel_quantization"] == true);
+  CHECK(j061["quantizer_args"]["is_symmetric"].is_boolean());
+  const auto& w = j061["param_encodings"]["conv1.weight"];
+  CHECK(w.size() == 16);  // per channel
+  int checked = 0;
+  for (const char* sec : {"activation_encodings", "param_encodings"}) {
+    for (const auto& [name, list] : j061[sec].items()) {
+      for (const auto& e : list) {
+        CHECK(e["is_symmetric"].is_string());
+        CHECK(e["dtype"] == "int");
+        const int bw = e["bitwidth"];
+        const double n = std::pow(2.0, bw) - 1;
+        const double mn = e["min"].get<double>(), mx = e["max"].get<double>(), scale = e["scale"].get<double>();
+        const double offset = e["offset"].get<double>();
+        // re-derive with AIMET's formulas (aimet-compat.md §4.1): the exported min/max are already gated
+        if (e["is_symmetric"] == "True") {
+          CHECK(offset == -std::ceil(n / 2));
+          CHECK(scale == doctest::Approx(mx / std::floor(n / 2)).epsilon(1e-9));
+          CHECK(mn == doctest::Approx(offset * scale).epsilon(1e-9));
+        } else {
+          CHECK(scale == doctest::Approx((mx - mn) / n).epsilon(1e-9));
+          CHECK(offset == -std::clamp(std::round(-mn / scale), 0.0, n));
+          CHECK(mn == doctest::Approx(scale * offset).epsilon(1e-9));
+        }
+        ++checked;
+      }
+    }
+  }
+  CHECK(checked > 20);
+  // 1.0.0: lists, name inside, no min/max, same offsets
+  CHECK(j100["version"] == "1.0.0");
+  CHECK(j100["param_encodings"].is_array());
+  bool seen = false;
+  for (const auto& e : j100["param_encodings"]) {
+    CHECK_FALSE(e.contains("min"));
+    CHECK(e["is_sym"].is_boolean());
+    if (e["name"] == "conv1.weight") {
+      seen = true;
+      CHECK(e["enc_type"] == "PER_CHANNEL");
+      CHECK(e["dtype"] == "INT");
+      CHECK(e["offset"][0] == -128);
+      CHECK(e["scale"].size() == 16);
+      const double s3 = e["scale"][3].get<double>(), w3 = w[3]["scale"].get<double>();
+      CHECK(s3 == w3);
+    }
+  }
+  CHECK(seen);
+  // both schemas read back to the same encodings
+  EncodingsFile a = read_encodings(dir / "e061.json"), b = read_encodings(dir / "e100.json");
+  CHECK(a.params.size() == b.params.size());
+  CHECK(a.activations.size() == b.activations.size());
+  for (const auto& [k, v] : a.params) {
+    REQUIRE(b.params.count(k));
+    for (size_t i = 0; i < v.size(); ++i) {
+      CHECK(v[i].delta == b.params[k][i].delta);
+      CHECK(v[i].offset == b.params[k][i].offset);
+    }
+  }
+}
+
+TEST_CASE("load_encodings: strict / partial / freeze behaviour and errors listing names") {
+  auto model = mnist_cnn();
+  Tensor x = randn({4, 1, 28, 28}, 9);
+  QuantSim sim(model, {x});
+  calibrate(sim, x);
+  const auto dir = tmp_dir("load");
+  sim.export_encodings(dir / "enc.json");
+  Tensor y_ref;
+  {
+    NoGradGuard ng;
+    y_ref = sim.model()(x);
+  }
+  // a fresh sim loads them and computes the same outputs
+  auto model2 = mnist_cnn();
+  QuantSim sim2(model2, {x});
+  sim2.load_encodings(dir / "enc.json", {.freeze = true});
+  Tensor y2;
+  {
+    NoGradGuard ng;
+    y2 = sim2.model()(x);
+  }
+  CHECK(qforge::testing::max_abs_diff(y2, y_ref) == 0);
+  // frozen: calibration does not overwrite them
+  calibrate(sim2, ops::mul(x, 5.0));
+  CHECK(sim2.quantizer("relu1.output").encodings()[0] == sim.quantizer("relu1.output").encodings()[0]);
+
+  // mismatching names: error listing them, nothing applied
+  EncodingsFile f = read_encodings(dir / "enc.json");
+  f.activations["ghost.output"] = f.activations.begin()->second;
+  f.activations.erase("relu2.output");
+  auto model3 = mnist_cnn();
+  QuantSim sim3(model3, {x});
+  try {
+    sim3.load_encodings(f);
+    FAIL("expected an error");
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("ghost.output") != std::string::npos);
+    CHECK(m.find("relu2.output") != std::string::npos);
+  }
+  CHECK_FALSE(sim3.quantizer("relu1.output").has_encoding());
+  // partial + non-strict: loads what matches
+  sim3.load_encodings(f, {.strict = false, .partial = true});
+  CHECK(sim3.quantizer("relu1.output").has_encoding());
+  CHECK_FALSE(sim3.quantizer("relu2.output").has_encoding());
+  // AIMET partial=False: quantizers without an entry are disabled
+  auto model4 = mnist_cnn();
+  QuantSim sim4(model4, {x});
+  sim4.load_encodings(f, {.strict = false, .partial = true, .disable_missing = true});
+  CHECK_FALSE(sim4.quantizer("relu2.output").enabled());
+  // params only (set_and_freeze_param_encodings)
+  auto model5 = mnist_cnn();
+  QuantSim sim5(model5, {x});
+  sim5.load_encodings(dir / "enc.json", {.freeze = true, .params_only = true});
+  CHECK(sim5.quantizer("conv1.weight").frozen());
+  CHECK_FALSE(sim5.quantizer("relu1.output").has_encoding());
+  // bad files
+  CHECK_THROWS_AS(sim5.load_encodings(dir / "missing.json"), InputError);
+  CHECK_THROWS_AS(encodings_from_json(nlohmann::json::parse(R"({"version": "1.0.0", "param_encodings": [{"name": "w", "dtype": "INT", "enc_type": "PER_TENSOR", "bw": 3, "is_sym": true, "scale": [0.1], "offset": [-4]}], "activation_encodings": [{"name": "a", "dtype": "INT", "enc_type": "PER_TENSOR", "bw": 17, "is_sym": true, "scale": [0.1], "offset": [0]}]})")),
+                  InputError);
+}
+
+TEST_CASE("quantsim export_dir writes encodings.json, quantsim.json and weights.safetensors") {
+  auto model = mnist_cnn();
+  Tensor x = randn({2, 1, 28, 28}, 10);
+  QuantSim sim(model, {x});
+  calibrate(sim, x);
+  const auto dir = tmp_dir("dir");
+  sim.export_dir(dir);
+  CHECK(std::filesystem::exists(dir / "encodings.json"));
+  CHECK(std::filesystem::exists(dir / "quantsim.json"));
+  CHECK(std::filesystem::exists(dir / "weights.safetensors"));
+  std::ifstream in(dir / "quantsim.json");
+  const auto j = nlohmann::json::parse(in);
+  CHECK(j["quantizers"].size() == sim.quantizers().size());
+  CHECK(j["folded_bn"].size() == 2);
+}
+
+TEST_CASE("quantsim: unsupported bitwidths are rejected") {
+  auto model = mnist_cnn();
+  Tensor x = randn({1, 1, 28, 28}, 11);
+  QuantSimOptions o;
+  o.act_bw = 1;
+  CHECK_THROWS_AS(QuantSim(model, {x}, o), Error);
+  o.act_bw = 8;
+  o.param_bw = 32;
+  CHECK_THROWS_AS(QuantSim(model, {x}, o), Error);
+}
