@@ -97,7 +97,9 @@ public:
 
   // ---- calling (Note [Module call]) -------------------------------------------------------------
   std::vector<Tensor> operator()(const std::vector<Tensor>& inputs);
-  Tensor operator()(const Tensor& x);  // one input; returns the first output
+  // One input; returns the first output. Note: m({x}) with ONE braced tensor also picks this overload
+  // (use m(std::vector<Tensor>{x}) to get every output).
+  Tensor operator()(const Tensor& x);
 
   // ---- training mode ----------------------------------------------------------------------------
   Module& train(bool on = true);  // recursive
