@@ -4,7 +4,7 @@
 Run with Debian's python3-torch (never needed at qforge run time):
 
     /usr/bin/python3 benchmarks/compare_torch_ops.py [--bench build/benchmarks/qforge_bench_ops]
-        [--threads 2] [--repeats 15] [--warmup 3] [--rounds 3] [--json]
+        [--threads 2] [--repeats 15] [--warmup 3] [--rounds 3] [--omp-wait-policy passive] [--json]
 
 Both sides use the same shapes, the same thread count (torch.set_num_threads, OMP_NUM_THREADS and
 OPENBLAS_NUM_THREADS for qforge), the same output gradient (ones), and report the median of `repeats`
@@ -19,8 +19,8 @@ import subprocess
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+torch = F = None  # imported in main(), after OMP_WAIT_POLICY is settled
+
 
 
 def rows(gen):
@@ -84,8 +84,16 @@ def main():
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--omp-wait-policy", choices=["active", "passive"],
+                    help="OMP_WAIT_POLICY for both sides (default: inherited). On a busy machine, spinning "
+                         "OpenMP workers can stall every parallel region for a scheduler time slice.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.omp_wait_policy:
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    global torch, F
+    import torch
+    import torch.nn.functional as F
     if not os.path.exists(args.bench):
         sys.exit(f"compare_torch_ops: runner not found: {args.bench} (build qforge_bench_ops or pass --bench)")
     torch.set_num_threads(args.threads)
@@ -104,9 +112,11 @@ def main():
                       "qforge_fwd_bwd_ms": q["fwd_bwd_ms"], "torch_fwd_bwd_ms": t["fwd_bwd_ms"],
                       "fwd_bwd_ratio": q["fwd_bwd_ms"] / t["fwd_bwd_ms"]})
     if args.json:
-        print(json.dumps({"threads": args.threads, "torch": torch.__version__, "rows": table}, indent=2))
+        print(json.dumps({"threads": args.threads, "torch": torch.__version__,
+                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "rows": table}, indent=2))
         return
-    print(f"qforge vs PyTorch {torch.__version__}, {args.threads} threads, best of {args.rounds} rounds of "
+    print(f"qforge vs PyTorch {torch.__version__}, {args.threads} threads, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, best of {args.rounds} rounds of "
           f"median-of-{args.repeats} (ratio = qforge / PyTorch, below 1 = qforge faster)")
     print(f"{'op':<10} {'shape':<28} {'fwd qf':>8} {'fwd pt':>8} {'ratio':>6}   {'f+b qf':>8} {'f+b pt':>8} {'ratio':>6}")
     for r in table:

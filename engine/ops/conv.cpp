@@ -358,7 +358,8 @@ struct ConvOp : OpBase {
                 im2col(xg, g, col.data());
                 B = col.data();
               }
-              gemm(false, true, og, K, P, T(1), gg, P, B, P, T(1), gw_acc + grp * og * K, K);
+              // grad_w^T [K, og] += col · g^T: measurably faster in OpenBLAS than g · col^T.
+              gemm(false, true, K, og, P, T(1), B, P, gg, P, T(1), gw_acc + grp * K * og, og);
             }
             if (want_x) {
               T* gxg = pgx + (n * g.c + grp * cg) * HW;
@@ -372,14 +373,16 @@ struct ConvOp : OpBase {
             }
           }
       }
-      if (want_w) {
-        const int64_t total = g.o * K;
-        std::copy(gw_parts[0].begin(), gw_parts[0].end(), pgw);
-        for (size_t t = 1; t < gw_parts.size(); ++t) {
-          if (gw_parts[t].empty()) continue;  // the runtime gave us fewer threads than asked for
-          const T* part = gw_parts[t].data();
-          for (int64_t e = 0; e < total; ++e) pgw[e] += part[e];
-        }
+      if (want_w) {  // sum the per-thread [groups][K][og] parts into grad_w [O][K] (fixed order)
+        for (int64_t grp = 0; grp < g.groups; ++grp)
+          for (int64_t oc = 0; oc < og; ++oc) {
+            T* dst = pgw + (grp * og + oc) * K;
+            for (const auto& part : gw_parts) {
+              if (part.empty()) continue;  // the runtime gave us fewer threads than asked for
+              const T* src = part.data() + grp * K * og + oc;
+              for (int64_t k = 0; k < K; ++k) dst[k] += src[k * og];
+            }
+          }
       }
     });
     return {gx, gw, gb};
