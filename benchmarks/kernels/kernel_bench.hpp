@@ -9,8 +9,8 @@
 //      to OpenBLAS cblas_sgemm on the same shape (GFLOP/s, and the int8/sgemm ratio);
 //   3. other kernels (conv2d, depthwise, pooling, add, quantize, LSTM step) at representative shapes.
 // Timings: `samples` samples of at least `min_sample_ms` each, after a warm-up call; packing and
-// allocation are outside the timed region. Single-thread rows and the peaks use the thread CPU clock,
-// multi-thread rows the best wall-clock sample (see Note [timing on a shared machine] in the .cpp). One multiply-add counts as 2 ops. Benchmarks measure,
+// allocation are outside the timed region. GOP/s come from the busiest thread's CPU clock, robust to
+// other processes on a shared machine (Note [timing on a shared machine] in the .cpp). One multiply-add counts as 2 ops. Benchmarks measure,
 // tests assert: nothing here checks a target.
 #pragma once
 
@@ -52,7 +52,7 @@ struct KernelBenchRow {
   double pct_peak = 0; // % of the measured int8 peak (f32 peak for sgemm); 0 when not applicable
   double vs_sgemm = 0; // gops / sgemm gops on the same shape and threads; 0 when not applicable
   double gbytes = 0;   // GB/s moved (element-wise kernels)
-  bool cpu_clock = false;  // GOP/s from the thread CPU clock (1 thread) rather than the wall clock
+  bool cpu_clock = false;  // GOP/s from thread CPU clocks rather than the wall clock
 };
 
 struct KernelBenchReport {

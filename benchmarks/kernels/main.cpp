@@ -7,6 +7,8 @@
 #include <cxxopts.hpp>
 
 #include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
 #include <iostream>
 #include <sstream>
 
@@ -24,6 +26,13 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Idle OpenMP workers should sleep instead of spinning, so that their CPU clocks count only work (Note
+  // [timing on a shared machine] in kernel_bench.cpp). libgomp reads the policy when it is loaded, so
+  // re-execute once with it set.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // on failure, continue with the default policy
+  }
   cxxopts::Options opts("qforge_bench_kernels", "int8 kernel benchmarks against measured peaks and OpenBLAS sgemm");
   opts.add_options()("threads", "comma-separated thread counts", cxxopts::value<std::string>()->default_value("1,2"))(
       "isa", "comma-separated ISAs (default: every supported SIMD ISA)", cxxopts::value<std::string>()->default_value(""))(
