@@ -146,74 +146,86 @@ template <class T> void col2im(const T* __restrict col, const ConvGeom& g, T* __
 }
 
 // ---- direct depthwise kernels (cg == 1: output channel oc reads input channel oc / og) --------------
+//
+// Each input plane is first copied into a zero-bordered [h + 2ph, w + 2pw] scratch plane, so every tap
+// of every output is in bounds: the inner loops are branch-free and vectorise over output columns.
 
-template <class T> void dw_forward_plane(const T* __restrict x, const T* __restrict w, T bias, const ConvGeom& g,
+template <class T> void pad_plane(const T* __restrict x, const ConvGeom& g, T* __restrict xp) noexcept {
+  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph;
+  std::fill(xp, xp + g.ph * wp, T(0));
+  std::fill(xp + (g.ph + g.h) * wp, xp + hp * wp, T(0));
+  for (int64_t y = 0; y < g.h; ++y) {
+    T* row = xp + (y + g.ph) * wp;
+    std::fill(row, row + g.pw, T(0));
+    std::copy(x + y * g.w, x + (y + 1) * g.w, row + g.pw);
+    std::fill(row + g.pw + g.w, row + wp, T(0));
+  }
+}
+
+// out plane [oh, ow] = bias + taps over the padded input plane xp.
+template <class T> void dw_forward_plane(const T* __restrict xp, const T* __restrict w, T bias, const ConvGeom& g,
                                          T* __restrict out) noexcept {
-  const int64_t sw = g.sw;
-  std::fill(out, out + g.plane(), bias);
-  for (int64_t i = 0; i < g.kh; ++i)
-    for (int64_t j = 0; j < g.kw; ++j) {
-      const T wv = w[i * g.kw + j];
-      const int64_t x0 = j * g.dw - g.pw;
-      int64_t lo, hi;
-      valid_range(x0, g.sw, g.w, g.ow, lo, hi);
-      for (int64_t oy = 0; oy < g.oh; ++oy) {
-        const int64_t iy = oy * g.sh - g.ph + i * g.dh;
-        if (iy < 0 || iy >= g.h) continue;
-        const T* src = x + iy * g.w + x0;
-        T* dst = out + oy * g.ow;
+  const int64_t wp = g.w + 2 * g.pw, sw = g.sw, dw = g.dw, kw = g.kw, ow = g.ow;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    T* o = out + oy * ow;
+    std::fill(o, o + ow, bias);
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const T* r = xp + (oy * g.sh + i * g.dh) * wp;
+      for (int64_t j = 0; j < kw; ++j) {
+        const T wv = w[i * kw + j];
+        const T* rj = r + j * dw;
         if (sw == 1) {
 #pragma omp simd
-          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox];
+          for (int64_t ox = 0; ox < ow; ++ox) o[ox] += wv * rj[ox];
         } else {
 #pragma omp simd
-          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox * sw];
+          for (int64_t ox = 0; ox < ow; ++ox) o[ox] += wv * rj[ox * sw];
         }
       }
     }
+  }
 }
 
+// Padded input-gradient plane gxp += the transpose of dw_forward_plane applied to gout.
 template <class T> void dw_grad_input_plane(const T* __restrict gout, const T* __restrict w, const ConvGeom& g,
-                                            T* __restrict gx) noexcept {
-  const int64_t sw = g.sw;
-  for (int64_t i = 0; i < g.kh; ++i)
-    for (int64_t j = 0; j < g.kw; ++j) {
-      const T wv = w[i * g.kw + j];
-      const int64_t x0 = j * g.dw - g.pw;
-      int64_t lo, hi;
-      valid_range(x0, g.sw, g.w, g.ow, lo, hi);
-      for (int64_t oy = 0; oy < g.oh; ++oy) {
-        const int64_t iy = oy * g.sh - g.ph + i * g.dh;
-        if (iy < 0 || iy >= g.h) continue;
-        const T* src = gout + oy * g.ow;
-        T* dst = gx + iy * g.w + x0;
+                                            T* __restrict gxp) noexcept {
+  const int64_t wp = g.w + 2 * g.pw, sw = g.sw, dw = g.dw, ow = g.ow;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const T* gr = gout + oy * ow;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      T* r = gxp + (oy * g.sh + i * g.dh) * wp;
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T wv = w[i * g.kw + j];
+        T* rj = r + j * dw;
         if (sw == 1) {
 #pragma omp simd
-          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += wv * src[ox];
+          for (int64_t ox = 0; ox < ow; ++ox) rj[ox] += wv * gr[ox];
         } else {
 #pragma omp simd
-          for (int64_t ox = lo; ox < hi; ++ox) dst[ox * sw] += wv * src[ox];
+          for (int64_t ox = 0; ox < ow; ++ox) rj[ox * sw] += wv * gr[ox];
         }
       }
     }
+  }
 }
 
-template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* __restrict x, const ConvGeom& g,
+// gw [kh*kw] += correlation of gout with the padded input plane xp.
+template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* __restrict xp, const ConvGeom& g,
                                              T* __restrict gw) noexcept {
-  const int64_t sw = g.sw;
+  const int64_t wp = g.w + 2 * g.pw, sw = g.sw, dw = g.dw, ow = g.ow;
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j) {
-      const int64_t x0 = j * g.dw - g.pw;
-      int64_t lo, hi;
-      valid_range(x0, g.sw, g.w, g.ow, lo, hi);
       T acc = 0;
       for (int64_t oy = 0; oy < g.oh; ++oy) {
-        const int64_t iy = oy * g.sh - g.ph + i * g.dh;
-        if (iy < 0 || iy >= g.h) continue;
-        const T* gr = gout + oy * g.ow;
-        const T* xr = x + iy * g.w + x0;
+        const T* gr = gout + oy * ow;
+        const T* r = xp + (oy * g.sh + i * g.dh) * wp + j * dw;
+        if (sw == 1) {
 #pragma omp simd reduction(+ : acc)
-        for (int64_t ox = lo; ox < hi; ++ox) acc += gr[ox] * xr[ox * sw];
+          for (int64_t ox = 0; ox < ow; ++ox) acc += gr[ox] * r[ox];
+        } else {
+#pragma omp simd reduction(+ : acc)
+          for (int64_t ox = 0; ox < ow; ++ox) acc += gr[ox] * r[ox * sw];
+        }
       }
       gw[i * g.kw + j] += acc;
     }
@@ -249,12 +261,16 @@ struct ConvOp : OpBase {
       T* po = out.data<T>();
       const int64_t P = g.plane(), K = g.kdim(), cg = g.cg(), og = g.og();
       if (g.depthwise()) {
-        const int64_t planes = g.n * g.o;
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes, planes * P * g.kh * g.kw))
-        for (int64_t q = 0; q < planes; ++q) {
-          const int64_t n = q / g.o, oc = q % g.o, ic = oc / og;
-          dw_forward_plane(px + (n * g.c + ic) * g.h * g.w, pw + oc * g.kh * g.kw, pb ? pb[oc] : T(0), g,
-                           po + q * P);
+        const int64_t planes = g.n * g.o, padded = (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
+#pragma omp parallel num_threads(threads_for(planes, planes * P * g.kh * g.kw))
+        {
+          Scratch<T> xp(0, padded);
+#pragma omp for schedule(static)
+          for (int64_t q = 0; q < planes; ++q) {
+            const int64_t n = q / g.o, oc = q % g.o, ic = oc / og;
+            pad_plane(px + (n * g.c + ic) * g.h * g.w, g, xp.data());
+            dw_forward_plane(xp.data(), pw + oc * g.kh * g.kw, pb ? pb[oc] : T(0), g, po + q * P);
+          }
         }
         return;
       }
@@ -315,22 +331,38 @@ struct ConvOp : OpBase {
       T* pgw = want_w ? gw.data<T>() : nullptr;
       const int64_t HW = g.h * g.w, KK = g.kh * g.kw;
       if (g.depthwise()) {
+        const int64_t wp = g.w + 2 * g.pw, padded = (g.h + 2 * g.ph) * wp;
         if (want_x) {
           const int64_t planes = g.n * g.c;
-#pragma omp parallel for schedule(static) num_threads(threads_for(planes, g.n * g.o * P * KK))
-          for (int64_t q = 0; q < planes; ++q) {
-            const int64_t n = q / g.c, ic = q % g.c;
-            for (int64_t m = 0; m < og; ++m) {
-              const int64_t oc = ic * og + m;
-              dw_grad_input_plane(pg + (n * g.o + oc) * P, pw + oc * KK, g, pgx + q * HW);
+#pragma omp parallel num_threads(threads_for(planes, g.n * g.o * P * KK))
+          {
+            Scratch<T> gxp(1, padded);
+#pragma omp for schedule(static)
+            for (int64_t q = 0; q < planes; ++q) {
+              const int64_t n = q / g.c, ic = q % g.c;
+              std::fill(gxp.data(), gxp.data() + padded, T(0));
+              for (int64_t m = 0; m < og; ++m) {
+                const int64_t oc = ic * og + m;
+                dw_grad_input_plane(pg + (n * g.o + oc) * P, pw + oc * KK, g, gxp.data());
+              }
+              for (int64_t y = 0; y < g.h; ++y) {
+                const T* src = gxp.data() + (y + g.ph) * wp + g.pw;
+                std::copy(src, src + g.w, pgx + q * HW + y * g.w);
+              }
             }
           }
         }
         if (want_w) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(g.o, g.n * g.o * P * KK))
-          for (int64_t oc = 0; oc < g.o; ++oc)
-            for (int64_t n = 0; n < g.n; ++n)
-              dw_grad_weight_plane(pg + (n * g.o + oc) * P, px + (n * g.c + oc / og) * HW, g, pgw + oc * KK);
+#pragma omp parallel num_threads(threads_for(g.o, g.n * g.o * P * KK))
+          {
+            Scratch<T> xp(0, padded);
+#pragma omp for schedule(static)
+            for (int64_t oc = 0; oc < g.o; ++oc)
+              for (int64_t n = 0; n < g.n; ++n) {
+                pad_plane(px + (n * g.c + oc / og) * HW, g, xp.data());
+                dw_grad_weight_plane(pg + (n * g.o + oc) * P, xp.data(), g, pgw + oc * KK);
+              }
+          }
         }
         return;
       }
