@@ -1,6 +1,9 @@
 // Non-GEMM kernels for the avx2 ISA: generic/ops_impl.inc compiled with this ISA's -m flags (meson).
 #include "engine/kernels/isa_kernels.hpp"
 
+#include <immintrin.h>
+
+#include <cmath>
 #include <cstring>
 
 namespace qforge::kernels::avx2 {

@@ -169,3 +169,18 @@ TEST_CASE("lstm step reference: with zero weights the gates are sigmoid(0) and t
   CHECK(out[2] == lstm_hidden(16384, 1024, rw.cell));
   CHECK(out[0] == 0);
 }
+
+TEST_CASE("quantize kernels: exact ties round toward +inf on every supported ISA (vector and tail paths)") {
+  std::vector<float> x(41);
+  for (int i = 0; i < 41; ++i) x[i] = static_cast<float>(i - 20) + 0.5f;  // −19.5 … 20.5
+  for (int i = 0; i < kNumIsas; ++i) {
+    const auto isa = static_cast<Isa>(i);
+    if (!isa_supported(isa)) continue;
+    std::vector<std::int8_t> q(41);
+    kernel_table(isa).quantize(41, x.data(), q.data(), 1.0f, 0, ActType::s8);
+    for (int j = 0; j < 41; ++j) {
+      INFO(isa_name(isa), " x = ", x[j]);
+      CHECK(q[j] == j - 19);  // k + 0.5 → k + 1
+    }
+  }
+}
