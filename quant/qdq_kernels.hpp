@@ -33,10 +33,20 @@ inline double rint_small(double v) {
 
 enum class Tie { half_up, half_even };
 
+// Branch-free so that the loops below vectorise (no && / || in loop bodies: they are control flow).
 template <Tie tie, class T> inline T round_tie(T v) {
   const T r = rint_small(v);
-  if constexpr (tie == Tie::half_up) return (v - r == T(0.5)) ? r + T(1) : r;
+  if constexpr (tie == Tie::half_up) return r + static_cast<T>(v - r == T(0.5));
   return r;
+}
+
+template <class T> inline T clamp_to(T v, T lo, T hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+template <class T> inline T in_range(T r, T lo, T hi) {  // 1 or 0
+  return static_cast<T>(static_cast<int>(r >= lo) & static_cast<int>(r <= hi));
 }
 
 // Per-block parameters in the element type T.
@@ -49,8 +59,7 @@ template <class T> struct QdqParams {
 };
 
 template <Tie tie, class T> inline T round_clamped(T x, const QdqParams<T>& p) {
-  const T v = std::min(std::max(x * p.inv, p.lo - T(1)), p.hi + T(1));
-  return round_tie<tie>(v);
+  return round_tie<tie>(clamp_to(x * p.inv, p.lo - T(1), p.hi + T(1)));
 }
 
 // Storage type T, compute type C (C = double for bitwidths above 16 so that integers stay exact).
@@ -60,7 +69,7 @@ inline void qdq_forward(const T* __restrict x, T* __restrict y, int64_t n, const
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const C r = round_clamped<tie>(static_cast<C>(x[i]), p);
-    y[i] = static_cast<T>(std::min(std::max(r, p.lo), p.hi) * p.scale);
+    y[i] = static_cast<T>(clamp_to(r, p.lo, p.hi) * p.scale);
   }
 }
 
@@ -71,7 +80,7 @@ inline void qdq_backward_ste(const T* __restrict x, const T* __restrict g, T* __
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const C r = round_clamped<tie>(static_cast<C>(x[i]), p);
-    dx[i] = (r >= p.lo && r <= p.hi) ? g[i] : T(0);
+    dx[i] = static_cast<T>(in_range(r, p.lo, p.hi)) * g[i];
   }
 }
 
@@ -93,12 +102,13 @@ inline GradSums qdq_backward_learnable(const T* __restrict x, const T* __restric
 #pragma omp simd reduction(+ : a, b)
     for (int64_t i = b0; i < e; ++i) {
       const C xs = static_cast<C>(x[i]) * p.inv;
-      const C r = round_tie<tie>(std::min(std::max(xs, p.lo - C(1)), p.hi + C(1)));
-      const bool in = r >= p.lo && r <= p.hi;
+      const C r = round_tie<tie>(clamp_to(xs, p.lo - C(1), p.hi + C(1)));
+      const C in = in_range(r, p.lo, p.hi);
       const C gi = static_cast<C>(g[i]);
-      if (dx) dx[i] = in ? g[i] : T(0);
-      a += gi * (in ? r - xs : std::min(std::max(r, p.lo), p.hi));
-      b += in ? C(0) : gi;
+      dx[i] = static_cast<T>(in) * g[i];
+      // in range: r - x/s; clamped: the bound (clamp(r))
+      a += gi * (in * (r - xs) + (C(1) - in) * clamp_to(r, p.lo, p.hi));
+      b += gi * (C(1) - in);
     }
     s.s_scale += static_cast<double>(a);
     s.s_out += static_cast<double>(b);
@@ -111,10 +121,10 @@ template <class T, class C>
 inline void qdq_forward_stochastic(const T* __restrict x, const float* __restrict u, T* __restrict y,
                                    uint8_t* __restrict mask, int64_t n, const QdqParams<C>& p) {
   for (int64_t i = 0; i < n; ++i) {
-    const C v = std::min(std::max(static_cast<C>(x[i]) * p.inv, p.lo - C(1)), p.hi + C(1));
+    const C v = clamp_to(static_cast<C>(x[i]) * p.inv, p.lo - C(1), p.hi + C(1));
     const C r = std::floor(v + static_cast<C>(u[i]));
-    mask[i] = r >= p.lo && r <= p.hi;
-    y[i] = static_cast<T>(std::min(std::max(r, p.lo), p.hi) * p.scale);
+    mask[i] = static_cast<uint8_t>(in_range(r, p.lo, p.hi));
+    y[i] = static_cast<T>(clamp_to(r, p.lo, p.hi) * p.scale);
   }
 }
 
