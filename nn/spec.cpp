@@ -1,5 +1,6 @@
 #include "nn/spec.hpp"
 
+#include "engine/autograd.hpp"
 #include "nn/layers.hpp"
 
 #include "nn/recurrent.hpp"
@@ -407,6 +408,39 @@ json write_spec(const Module& model) {
     return spec;
   }
   throw Error(fmt::format("write_spec: a {} has no model spec (only Graph and Sequential models do)", model.type_name()));
+}
+
+std::shared_ptr<Graph> clone_model(Module& model) {
+  auto copy = build_model(write_spec(model));
+  auto src = model.state_dict();
+  auto dst = copy->state_dict();
+  QFORGE_ASSERT(src.size() == dst.size());
+  {
+    autograd::NoGradGuard ng;
+    for (size_t i = 0; i < src.size(); ++i) {
+      QFORGE_CHECK(src[i].first == dst[i].first && src[i].second.shape() == dst[i].second.shape(),
+                   "clone_model: state mismatch at '{}'", src[i].first);
+      // keep the source dtype (e.g. a model converted to f64)
+      Tensor& slot = dst[i].second;
+      if (slot.dtype() != src[i].second.dtype()) {
+        const auto dot = src[i].first.rfind('.');
+        ModulePtr owner = copy->find(dot == std::string::npos ? "" : src[i].first.substr(0, dot));
+        const std::string leaf = dot == std::string::npos ? src[i].first : src[i].first.substr(dot + 1);
+        Tensor t = src[i].second.detach().clone();
+        if (owner->has_param(leaf)) owner->register_parameter(leaf, t, src[i].second.requires_grad());
+        else owner->buffer(leaf) = t;
+      } else {
+        Tensor d = slot;
+        d.copy_(src[i].second);
+      }
+    }
+  }
+  auto src_mods = model.named_modules();
+  auto dst_mods = copy->named_modules();
+  // train() recurses; in pre-order each module's own call comes last for it, so it keeps its own flag.
+  if (src_mods.size() == dst_mods.size())
+    for (size_t i = 0; i < src_mods.size(); ++i) dst_mods[i].second->train(src_mods[i].second->is_training());
+  return copy;
 }
 
 void save_model_spec(const Module& model, const std::string& path) {

@@ -61,6 +61,10 @@ std::shared_ptr<Graph> load_model_spec(const std::string& path, const BuildOptio
 nlohmann::json write_spec(const Module& model);
 void save_model_spec(const Module& model, const std::string& path);  // atomic (temp file + rename)
 
+// A deep copy of a spec-expressible model (Graph or Sequential): same architecture, a copy of every
+// parameter and buffer, the same training flags; no hooks or parameter transforms. Returned as a Graph.
+std::shared_ptr<Graph> clone_model(Module& model);
+
 // Layer types build_model knows.
 std::vector<std::string> spec_layer_types();
 

@@ -239,3 +239,26 @@ TEST_CASE("spec: files are saved atomically and load errors name the file") {
   CHECK_THROWS_WITH_AS(load_model_spec((dir / "missing.json").string()), doctest::Contains("missing.json"), InputError);
   fs::remove_all(dir);
 }
+
+TEST_CASE("spec: clone_model deep-copies weights, buffers and modes") {
+  auto a = build_zoo_model("resnet-tiny", {}, {1});
+  Generator g(2);
+  a->train();
+  (*a)(Tensor::rand({2, 1, 28, 28}, g));  // moves BN running stats away from their initial values
+  a->find("block1.bn1")->eval();
+  auto b = clone_model(*a);
+  auto sa = a->state_dict(), sb = b->state_dict();
+  REQUIRE(sa.size() == sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) {
+    CHECK(sa[i].first == sb[i].first);
+    CHECK(sa[i].second.to_vector<double>() == sb[i].second.to_vector<double>());
+    CHECK_FALSE(sa[i].second.storage() == sb[i].second.storage());
+  }
+  CHECK(b->is_training());
+  CHECK_FALSE(b->find("block1.bn1")->is_training());
+  CHECK(b->find("block1.bn2")->is_training());
+  a->eval(), b->eval();
+  Tensor x = Tensor::rand({2, 1, 28, 28}, g);
+  autograd::NoGradGuard ng;
+  CHECK((*a)(x).to_vector<float>() == (*b)(x).to_vector<float>());
+}
