@@ -108,9 +108,10 @@ public:
 private:
   void remember(const Tensor& t, TraceSource s) {
     keep_.push_back(t);  // keeps the pointers below from being reused during the trace
-    by_impl_.emplace(t.impl_ptr(), s);
-    if (t.grad_fn()) by_fn_.emplace(t.grad_fn().get(), s);
-    by_storage_.emplace(t.storage().get(), s);
+    // The latest producer wins: a module may return its input unchanged (Identity, Dropout in eval).
+    by_impl_.insert_or_assign(t.impl_ptr(), s);
+    if (t.grad_fn()) by_fn_.insert_or_assign(t.grad_fn().get(), s);
+    by_storage_.insert_or_assign(t.storage().get(), s);
   }
 
   TracedGraph& g_;

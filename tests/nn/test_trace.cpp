@@ -162,3 +162,17 @@ TEST_CASE("trace: a single layer traced on its own is one node") {
   CHECK(g.node(0).name == "");
   CHECK(g.model_outputs()[0].source().node == 0);
 }
+
+TEST_CASE("trace: a module returning its input unchanged is still the producer of what follows") {
+  Generator gen(3);
+  auto seq = std::make_shared<Sequential>(std::vector<ModulePtr>{
+      std::make_shared<Linear>(4, 4, true, gen), std::make_shared<Dropout>(0.5, 1), std::make_shared<Identity>(),
+      std::make_shared<Linear>(4, 2, true, gen)});
+  auto g = trace(*seq, {Tensor::ones({3, 4})});
+  REQUIRE(g.size() == 4);
+  CHECK(g.node(0).name == "0");
+  CHECK(g.node(1).inputs[0].source().node == 0);
+  CHECK(g.node(2).inputs[0].source().node == 1);
+  CHECK(g.node(3).inputs[0].source().node == 2);
+  CHECK(g.model_outputs()[0].source().node == 3);
+}
