@@ -3,11 +3,12 @@
 // Two kernels, both with forward and backward in ConvOp:
 //  * im2col + GEMM (general case). Per sample and group, the receptive fields are unrolled into a
 //    [cg*kh*kw, oh*ow] column matrix and multiplied by the group's weight block [og, cg*kh*kw]. Backward
-//    recomputes the columns (cheaper than keeping N column matrices alive): grad_w += g · col^T, and
+//    recomputes the columns (cheaper than keeping N column matrices alive): grad_w^T += col · g^T, and
 //    grad_col = W^T · g is scattered back with col2im. A 1x1/stride-1/unpadded conv uses the input as the
 //    column matrix directly.
 //  * direct (depthwise: one input channel per group). A GEMM with K = kh*kw is all overhead, so each
-//    output plane is accumulated tap by tap with contiguous, vectorisable row loops.
+//    plane is copied into a zero-bordered scratch plane and accumulated tap by tap with branch-free,
+//    vectorisable row loops.
 //
 // Parallelism: OpenMP over the batch (static schedule, so results are deterministic for a given thread
 // count), one column buffer and one grad_w accumulator per thread, each worker calling GEMM on its own
@@ -47,8 +48,9 @@ struct ConvGeom {
 };
 
 // Per-thread scratch, left uninitialised (every element is written before it is read). The block is
-// kept per thread (slot 0: columns, slot 1: column gradients) and reused by the next call, so the hot
-// loop neither allocates nor page-faults; blocks above kKeepScratchBytes are released after use.
+// kept per thread (slot 0: columns or a padded input plane, slot 1: column gradients or a padded
+// gradient plane) and reused by the next call, so the hot loop neither allocates nor page-faults;
+// blocks above kKeepScratchBytes are released after use.
 constexpr size_t kKeepScratchBytes = size_t(64) << 20;
 template <class T> class Scratch {
 public:
