@@ -172,3 +172,22 @@ TEST_CASE("linear: shape mismatches name the op and both shapes") {
   CHECK_THROWS_WITH_AS(ops::linear(Tensor::zeros({2, 5}), Tensor::zeros({4, 5, 1})),
                        doctest::Contains("[4, 5, 1]"), Error);
 }
+
+TEST_CASE("matmul: many small batched products (batch-parallel path) match per-batch 2-D products") {
+  Tensor a = rand_input({96, 16, 12}, 80), b = rand_input({96, 12, 20}, 81);
+  Tensor g = rand_input({96, 16, 20}, 83, -1, 1, false);
+  Tensor y = ops::matmul(a, b);
+  y.backward(g);
+  for (int64_t i : {0, 37, 95}) {
+    CAPTURE(i);
+    CHECK(max_abs_diff(y.select(0, i), ops::matmul(a.select(0, i), b.select(0, i))) < 1e-12);
+    CHECK(max_abs_diff(a.grad().select(0, i), ops::matmul(g.select(0, i), b.select(0, i).transpose(0, 1))) < 1e-12);
+    CHECK(max_abs_diff(b.grad().select(0, i), ops::matmul(a.select(0, i).transpose(0, 1), g.select(0, i))) < 1e-12);
+  }
+  // A broadcast right operand accumulates its gradient over the batch.
+  Tensor w = rand_input({1, 12, 20}, 84);
+  Tensor z = ops::matmul(a.detach(), w);
+  z.backward(g);
+  Tensor ref = ops::matmul(a.detach().reshape({96 * 16, 12}).transpose(0, 1), g.reshape({96 * 16, 20})).unsqueeze(0);
+  CHECK(max_abs_diff(w.grad(), ref) < 1e-10);
+}
