@@ -174,3 +174,26 @@ TEST_CASE("conv2d: shape mismatches name the op and both shapes") {
   CHECK_THROWS_WITH_AS(ops::conv2d(x, Tensor::zeros({2, 4, 3, 3}), Tensor(), bad),
                        doctest::Contains("conv2d: invalid parameters"), Error);
 }
+
+TEST_CASE("conv2d: repeated forward and backward give bit-identical results (deterministic threading)") {
+  const auto p = params({1, 1}, {1, 1}, {1, 1}, 1);
+  Tensor x = rand_input({8, 4, 12, 12}, 600).to(DType::f32).detach().set_requires_grad();
+  Tensor w = rand_input({6, 4, 3, 3}, 601).to(DType::f32).detach().set_requires_grad();
+  Tensor g = rand_input({8, 6, 12, 12}, 602, -1, 1, false).to(DType::f32);
+  std::vector<float> y0, gx0, gw0;
+  for (int run = 0; run < 3; ++run) {
+    x.zero_grad();
+    w.zero_grad();
+    Tensor y = ops::conv2d(x, w, Tensor(), p);
+    y.backward(g);
+    if (run == 0) {
+      y0 = y.to_vector<float>();
+      gx0 = x.grad().to_vector<float>();
+      gw0 = w.grad().to_vector<float>();
+    } else {
+      CHECK(y.to_vector<float>() == y0);
+      CHECK(x.grad().to_vector<float>() == gx0);
+      CHECK(w.grad().to_vector<float>() == gw0);
+    }
+  }
+}
