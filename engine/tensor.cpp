@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <malloc.h>
 #include <cstring>
 #include <ostream>
 #include <sstream>
@@ -34,15 +35,30 @@ Shape contiguous_strides(const Shape& s) {
 // Plain malloc plus manual 64-byte alignment (the raw pointer is kept just below `data`): glibc's
 // aligned_alloc leaves the freed block unusable for the next request of the same size, so every large
 // tensor landed on fresh pages and paid ~1.5 ms of page faults per 6 MB; malloc reuses the block.
-Storage::Storage(size_t n) : nbytes(n) {
+// Note [Allocator]
+// Training allocates and frees the same large activation buffers every step. glibc serves blocks above
+// its mmap threshold with fresh mmaps, so every step would page-fault its activations in again (the
+// dominant cost of batch_norm/conv backward at batch 64). Raising the mmap and trim thresholds once keeps
+// freed blocks in the heap for reuse: a simple, process-wide caching allocator.
+static void tune_allocator_once() {
+  static const bool done = [] {
+    mallopt(M_MMAP_THRESHOLD, 512 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)done;
+}
+
+Storage::Storage(size_t n, bool zero) : nbytes(n) {
+  tune_allocator_once();
   const size_t rounded = ((n + 63) / 64) * 64;
   const size_t bytes = rounded == 0 ? 64 : rounded;
-  void* raw = std::malloc(bytes + 64);
+  void* raw = std::malloc(bytes + 128);
   if (raw == nullptr) throw Error(fmt::format("out of memory allocating {} bytes", n));
   const auto addr = (reinterpret_cast<uintptr_t>(raw) + sizeof(void*) + 63) & ~uintptr_t(63);
   data = reinterpret_cast<void*>(addr);
   reinterpret_cast<void**>(data)[-1] = raw;
-  std::memset(data, 0, bytes);
+  if (zero) std::memset(data, 0, bytes);
 }
 
 Storage::~Storage() {
@@ -58,6 +74,17 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
     QFORGE_CHECK(d >= 0, "Tensor: negative dimension in shape {}", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype));
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::uninitialized(const Shape& shape, DType dtype) {
+  for (int64_t d : shape)
+    QFORGE_CHECK(d >= 0, "Tensor: negative dimension in shape {}", shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), false);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

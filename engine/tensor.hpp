@@ -29,7 +29,7 @@ Shape contiguous_strides(const Shape& s);
 
 // 64-byte-aligned, zero-initialised buffer with the version counter shared by all its views.
 struct Storage {
-  explicit Storage(size_t nbytes);
+  explicit Storage(size_t nbytes, bool zero = true);  // 64-byte aligned; zero-filled unless told not to
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -64,6 +64,8 @@ public:
 
   // ---- creation -------------------------------------------------------------------------------
   static Tensor empty(const Shape& shape, DType dtype = DType::f32);  // zero-filled
+  // Contents undefined: for op outputs that are fully overwritten (saves a memset pass).
+  static Tensor uninitialized(const Shape& shape, DType dtype = DType::f32);
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32) { return empty(shape, dtype); }
   static Tensor ones(const Shape& shape, DType dtype = DType::f32);
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32);

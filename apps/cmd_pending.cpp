@@ -1,0 +1,19 @@
+// Subcommands whose libraries have not landed yet. Each is replaced by its own cmd_*.cpp.
+#include "apps/cli.hpp"
+
+namespace qforge::apps {
+
+namespace {
+int pending(const char* name) {
+  throw Error(fmt::format("qforge {} is not available in this build yet", name));
+}
+}  // namespace
+
+int cmd_quantize(int, char**) { return pending("quantize"); }
+int cmd_finetune(int, char**) { return pending("finetune"); }
+int cmd_export(int, char**) { return pending("export"); }
+int cmd_bench(int, char**) { return pending("bench"); }
+int cmd_compare(int, char**) { return pending("compare"); }
+int cmd_analyze(int, char**) { return pending("analyze"); }
+
+}  // namespace qforge::apps

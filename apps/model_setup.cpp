@@ -1,0 +1,80 @@
+#include "apps/model_setup.hpp"
+
+#include "nn/spec.hpp"
+#include "nn/zoo.hpp"
+#include "train/threads.hpp"
+
+namespace qforge::apps {
+
+namespace fs = std::filesystem;
+
+data::DataSplits load_data_spec(const std::string& spec, uint64_t seed) {
+  data::DataOptions opt;
+  opt.seed = seed;
+  return data::load_data(spec.empty() ? "synthetic" : spec, opt);
+}
+
+ModelChoice choose_model(const std::string& model, const data::DataSplits& data) {
+  ModelChoice c;
+  if (nn::is_zoo_model(model)) {
+    nn::ZooOptions zo;
+    if (data.vocab) zo.vocab = data.train->num_classes();
+    if (model == "char-lstm" && !data.vocab)
+      throw UsageError("model char-lstm needs text data (--data text:FILE)");
+    c.name = model;
+    c.spec = nn::zoo_spec(model, zo);
+    return c;
+  }
+  if (fs::exists(model)) {
+    c.spec = nn::read_json_file(model);
+    c.name = c.spec.value("name", fs::path(model).stem().string());
+    return c;
+  }
+  std::string names;
+  for (const auto& n : nn::zoo_names()) names += (names.empty() ? "" : ", ") + n;
+  throw UsageError(fmt::format("unknown model '{}' (zoo models: {}; or a path to a spec .json file)", model, names));
+}
+
+void check_model_fits_data(const std::string& model_name, const data::DataSplits& data) {
+  const bool text = data.train->kind() == data::TaskKind::language_model;
+  if (model_name == "char-lstm" && !text) throw UsageError("model char-lstm needs text data (--data text:FILE)");
+  if (nn::is_zoo_model(model_name) && model_name != "char-lstm" && text)
+    throw UsageError(fmt::format("model {} takes images; data '{}' is text", model_name, data.spec));
+  if (nn::is_zoo_model(model_name) && model_name != "char-lstm") {
+    const Shape ex = data.train->example_shape();
+    if (ex != Shape{1, 28, 28})
+      throw UsageError(fmt::format("model {} takes 1x28x28 images; data '{}' has examples of shape {}", model_name,
+                                   data.spec, shape_str(ex)));
+  }
+}
+
+void check_out_dir(const fs::path& out, const nlohmann::json& spec, bool resume) {
+  if (out.empty()) throw UsageError("--out is required");
+  if (fs::exists(out) && !fs::is_directory(out))
+    throw UsageError(fmt::format("--out {}: exists and is not a directory", out.string()));
+  const fs::path existing = out / "model.json";
+  if (!fs::exists(existing)) return;
+  nlohmann::json have = nn::read_json_file(existing);
+  // Compare architectures by their built specs (names, types and arguments), ignoring the name field.
+  auto normalized = [](nlohmann::json s) {
+    s.erase("name");
+    return nn::write_spec(*nn::build_model(s)).dump();
+  };
+  std::string a, b;
+  try {
+    a = normalized(have);
+  } catch (const std::exception&) {
+    throw UsageError(fmt::format("--out {}: holds an unreadable model.json; choose another directory", out.string()));
+  }
+  b = normalized(spec);
+  if (a != b)
+    throw UsageError(fmt::format("--out {}: holds a different model; choose another directory or delete it",
+                                 out.string()));
+  (void)resume;
+}
+
+void apply_threads(int threads) {
+  if (threads > 0) train::set_num_threads(threads);
+}
+
+}  // namespace qforge::apps

@@ -1,0 +1,35 @@
+// Shared steps of the CLI commands that build or load models and data.
+#pragma once
+
+#include "apps/cli.hpp"
+#include "data/data.hpp"
+#include "nn/graph.hpp"
+#include "nn/model_dir.hpp"
+
+#include <filesystem>
+#include <string>
+
+namespace qforge::apps {
+
+// A zoo name or a path to a spec file -> (spec JSON, name). char-lstm takes its vocabulary size from
+// the data. InputError for unknown names / unreadable specs.
+struct ModelChoice {
+  std::string name;
+  nlohmann::json spec;
+};
+ModelChoice choose_model(const std::string& model, const data::DataSplits& data);
+
+// Loads the data spec; "synthetic" by default. Seed drives synthetic data.
+data::DataSplits load_data_spec(const std::string& spec, uint64_t seed);
+
+// Checks that a model's input matches the data (images vs tokens, classes vs outputs) before training,
+// with a message naming both.
+void check_model_fits_data(const std::string& model_name, const data::DataSplits& data);
+
+// Refuses an output directory that already holds a different model (exit 2), unless resuming.
+void check_out_dir(const std::filesystem::path& out, const nlohmann::json& spec, bool resume);
+
+// Adds the common --threads option handling: sets OpenMP/OpenBLAS threads when > 0.
+void apply_threads(int threads);
+
+}  // namespace qforge::apps
