@@ -14,6 +14,10 @@
 #include "engine/ops/blas.hpp"
 #include "engine/ops/op.hpp"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <vector>
 
@@ -23,12 +27,64 @@ namespace {
 
 using ops::SavedTensor;
 
-using ops::detail::gemm;  // OpenMP-split OpenBLAS GEMM (Note [BLAS threads inside OpenMP])
+using ops::detail::gemm;      // OpenMP-split OpenBLAS GEMM (Note [BLAS threads inside OpenMP])
+using ops::detail::gemm_raw;  // on the calling thread
 
-template <class T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
+// Note [Recurrent batch split]
+// The recurrence couples time steps but never batch rows: h_t[b] depends only on h_{t-1}[b]. So the
+// threads split the batch once and each runs the whole sequence (GEMM and point-wise work on its rows)
+// with no barrier per step; a per-step parallel region would pay T fork/joins and stall badly when
+// the cores are shared.
+int batch_threads(int64_t B, double work) {
+  if (omp_in_parallel()) return 1;
+  const int64_t nt = std::min<int64_t>(omp_get_max_threads(), B / 8);
+  return work >= double(1 << 22) && nt > 1 ? int(nt) : 1;
+}
 
-// Point-wise work per step is parallelised over the batch only when it pays.
-constexpr int64_t kParallelElems = 16384;
+void batch_slice(int64_t B, int64_t& b0, int64_t& b1) {
+  const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+  b0 = B * id / nt;
+  b1 = B * (id + 1) / nt;
+}
+
+// Note [Recurrent activations]
+// The point-wise work is array loops the compiler vectorises: f32 uses a Cephes-style polynomial exp
+// (max relative error ~2 ulp; sigmoid and tanh built on it have absolute error < 1e-7), f64 uses libm so
+// that gradcheck sees full precision. Backward needs no transcendental at all: the forward saves the
+// activated gates and tanh(c).
+inline float exp_poly(float x) {
+  // Branch-free so that the loops calling it vectorise: clamp, round-to-nearest via the 1.5*2^23 trick.
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
+  const float t = x * 1.44269504088896341f + kShift;
+  const float nf = t - kShift;
+  const int32_t n = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kShift);
+  const float r = (x - nf * 0.693359375f) + nf * 2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  return y * std::bit_cast<float>((n + 127) << 23);
+}
+
+inline void sigmoid_inplace(float* v, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) v[i] = 1.0f / (1.0f + exp_poly(-v[i]));
+}
+inline void tanh_inplace(float* v, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) v[i] = 2.0f / (1.0f + exp_poly(-2.0f * v[i])) - 1.0f;
+}
+inline void sigmoid_inplace(double* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) v[i] = 1.0 / (1.0 + std::exp(-v[i]));
+}
+inline void tanh_inplace(double* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) v[i] = std::tanh(v[i]);
+}
 
 struct RecurrentSeqOp : ops::OpBase {
   static constexpr const char* kName = "recurrent_sequence";
@@ -38,6 +94,7 @@ struct RecurrentSeqOp : ops::OpBase {
   SavedTensor w_hh_saved, h0_saved, c0_saved, y_saved;
   Tensor acts;  // [T, B, G*H] post-activation gates (LSTM i,f,g,o; GRU r,z,n); private to this op
   Tensor cs;    // LSTM: c_t [T, B, H]
+  Tensor tcs;   // LSTM: tanh(c_t) [T, B, H]
   Tensor ghn;   // GRU: W_hn h_prev + b_hn [T, B, H]
 
   Tensor forward(const Tensor& xp_in, const Tensor& w_in, const Tensor& b_in, const Tensor& h0_in,
@@ -73,6 +130,7 @@ struct RecurrentSeqOp : ops::OpBase {
     Tensor y = Tensor::empty({type == CellType::lstm ? T + 1 : T, B, H}, dt);
     if (type == CellType::lstm || type == CellType::gru) acts = Tensor::empty({T, B, GH}, dt);
     if (type == CellType::lstm) cs = Tensor::empty({T, B, H}, dt);
+    if (type == CellType::lstm) tcs = Tensor::empty({T, B, H}, dt);
     if (type == CellType::gru) ghn = Tensor::empty({T, B, H}, dt);
     if (dt == DType::f32) run_forward<float>(xp, w, b, h0, c0, y, T, B, H);
     else run_forward<double>(xp, w, b, h0, c0, y, T, B, H);
@@ -82,7 +140,7 @@ struct RecurrentSeqOp : ops::OpBase {
       if (has_c0) c0_saved = c0;
       y_saved = y;
     } else {
-      acts = cs = ghn = Tensor();
+      acts = cs = tcs = ghn = Tensor();
     }
     return y;
   }
@@ -97,56 +155,57 @@ struct RecurrentSeqOp : ops::OpBase {
     S* y = y_t.data<S>();
     S* act = acts.defined() ? acts.data<S>() : nullptr;
     S* c_all = cs.defined() ? cs.data<S>() : nullptr;
+    S* tc_all = tcs.defined() ? tcs.data<S>() : nullptr;
     S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
-    std::vector<S> rec(size_t(B * GH));
+    const CellType ty = type;
+    const bool rev = reverse;
+    ops::detail::blas_single_threaded_once();
+#pragma omp parallel num_threads(batch_threads(B, double(T) * double(B) * double(GH) * double(H)))
+    {
+    int64_t b0, b1;
+    batch_slice(B, b0, b1);  // Note [Recurrent batch split]
+    const int64_t nb = b1 - b0;
+    std::vector<S> rec(size_t(std::max<int64_t>(nb, 1) * GH));
     const S* hp = h0_t.data<S>();
     const S* cp = c0_t.defined() ? c0_t.data<S>() : nullptr;
-    for (int64_t s = 0; s < T; ++s) {
-      const int64_t t = reverse ? T - 1 - s : s;
-      for (int64_t bb = 0; bb < B; ++bb)
-        for (int64_t j = 0; j < GH; ++j) rec[bb * GH + j] = bias ? bias[j] : S(0);
-      gemm(false, true, B, GH, H, S(1), hp, H, w, H, S(1), rec.data(), GH);
+    for (int64_t s = 0; s < T && nb > 0; ++s) {
+      const int64_t t = rev ? T - 1 - s : s;
+      for (int64_t r = 0; r < nb; ++r)
+        for (int64_t j = 0; j < GH; ++j) rec[r * GH + j] = bias ? bias[j] : S(0);
+      gemm_raw(false, true, nb, GH, H, S(1), hp + b0 * H, H, w, H, S(1), rec.data(), GH);
       const S* x = xp + t * B * GH;
       S* h = y + t * B * H;
-      const CellType ty = type;
-#pragma omp parallel for if (B * GH >= kParallelElems)
-      for (int64_t bb = 0; bb < B; ++bb) {
+      for (int64_t bb = b0; bb < b1; ++bb) {
         const S* xr = x + bb * GH;
-        const S* rr = rec.data() + bb * GH;
+        const S* rr = rec.data() + (bb - b0) * GH;
         S* hr = h + bb * H;
         const S* hpr = hp + bb * H;
         if (ty == CellType::lstm) {
           S* ar = act + (t * B + bb) * GH;
           S* cr = c_all + (t * B + bb) * H;
+          S* tcr = tc_all + (t * B + bb) * H;
           const S* cpr = cp + bb * H;
-          for (int64_t j = 0; j < H; ++j) {
-            const S i = sigm(xr[j] + rr[j]);
-            const S f = sigm(xr[H + j] + rr[H + j]);
-            const S g = std::tanh(xr[2 * H + j] + rr[2 * H + j]);
-            const S o = sigm(xr[3 * H + j] + rr[3 * H + j]);
-            const S c = f * cpr[j] + i * g;
-            ar[j] = i;
-            ar[H + j] = f;
-            ar[2 * H + j] = g;
-            ar[3 * H + j] = o;
-            cr[j] = c;
-            hr[j] = o * std::tanh(c);
-          }
+          for (int64_t j = 0; j < GH; ++j) ar[j] = xr[j] + rr[j];  // i f g o pre-activations
+          sigmoid_inplace(ar, 2 * H);
+          tanh_inplace(ar + 2 * H, H);
+          sigmoid_inplace(ar + 3 * H, H);
+          for (int64_t j = 0; j < H; ++j) tcr[j] = cr[j] = ar[H + j] * cpr[j] + ar[j] * ar[2 * H + j];
+          tanh_inplace(tcr, H);
+          for (int64_t j = 0; j < H; ++j) hr[j] = ar[3 * H + j] * tcr[j];
         } else if (ty == CellType::gru) {
           S* ar = act + (t * B + bb) * GH;
           S* gnr = gn + (t * B + bb) * H;
+          for (int64_t j = 0; j < 2 * H; ++j) ar[j] = xr[j] + rr[j];  // r z pre-activations
+          sigmoid_inplace(ar, 2 * H);
           for (int64_t j = 0; j < H; ++j) {
-            const S r = sigm(xr[j] + rr[j]);
-            const S z = sigm(xr[H + j] + rr[H + j]);
-            const S n = std::tanh(xr[2 * H + j] + r * rr[2 * H + j]);
-            ar[j] = r;
-            ar[H + j] = z;
-            ar[2 * H + j] = n;
             gnr[j] = rr[2 * H + j];
-            hr[j] = n + z * (hpr[j] - n);
+            ar[2 * H + j] = xr[2 * H + j] + ar[j] * rr[2 * H + j];
           }
+          tanh_inplace(ar + 2 * H, H);
+          for (int64_t j = 0; j < H; ++j) hr[j] = ar[2 * H + j] + ar[H + j] * (hpr[j] - ar[2 * H + j]);
         } else if (ty == CellType::rnn_tanh) {
-          for (int64_t j = 0; j < H; ++j) hr[j] = std::tanh(xr[j] + rr[j]);
+          for (int64_t j = 0; j < H; ++j) hr[j] = xr[j] + rr[j];
+          tanh_inplace(hr, H);
         } else {
           for (int64_t j = 0; j < H; ++j) {
             const S v = xr[j] + rr[j];
@@ -155,10 +214,11 @@ struct RecurrentSeqOp : ops::OpBase {
         }
       }
       hp = h;
-      if (type == CellType::lstm) cp = c_all + t * B * H;
+      if (ty == CellType::lstm) cp = c_all + t * B * H;
+    }
     }
     if (type == CellType::lstm) {
-      const S* last = cp;
+      const S* last = c_all + (reverse ? 0 : T - 1) * B * H;
       std::copy(last, last + B * H, y + T * B * H);
     }
   }
@@ -196,6 +256,7 @@ struct RecurrentSeqOp : ops::OpBase {
     const S* c0 = c0_t.defined() ? c0_t.data<S>() : nullptr;
     const S* act = acts.defined() ? acts.data<S>() : nullptr;
     const S* c_all = cs.defined() ? cs.data<S>() : nullptr;
+    const S* tc_all = tcs.defined() ? tcs.data<S>() : nullptr;
     const S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
     S* dx = dxp_t.data<S>();
     S* dg = dgh_t.data<S>();
@@ -203,13 +264,19 @@ struct RecurrentSeqOp : ops::OpBase {
     std::vector<S> dc_rec;
     if (type == CellType::lstm) dc_rec.assign(gy + T * B * H, gy + (T + 1) * B * H);  // d c_n
     const CellType ty = type;
-    for (int64_t s = T - 1; s >= 0; --s) {
-      const int64_t t = reverse ? T - 1 - s : s;
-      const int64_t tp = reverse ? t + 1 : t - 1;  // previous step's time index (if s > 0)
+    const bool rev = reverse;
+    ops::detail::blas_single_threaded_once();
+#pragma omp parallel num_threads(batch_threads(B, double(T) * double(B) * double(GH) * double(H)))
+    {
+    int64_t b0, b1;
+    batch_slice(B, b0, b1);  // Note [Recurrent batch split]
+    const int64_t nb = b1 - b0;
+    for (int64_t s = T - 1; s >= 0 && nb > 0; --s) {
+      const int64_t t = rev ? T - 1 - s : s;
+      const int64_t tp = rev ? t + 1 : t - 1;  // previous step's time index (if s > 0)
       const S* hp = s > 0 ? y + tp * B * H : h0;
       const S* cp = ty == CellType::lstm ? (s > 0 ? c_all + tp * B * H : c0) : nullptr;
-#pragma omp parallel for if (B * GH >= kParallelElems)
-      for (int64_t bb = 0; bb < B; ++bb) {
+      for (int64_t bb = b0; bb < b1; ++bb) {
         const S* gyr = gy + (t * B + bb) * H;
         S* dhr = dh_rec + bb * H;
         S* dxr = dx + (t * B + bb) * GH;
@@ -217,13 +284,13 @@ struct RecurrentSeqOp : ops::OpBase {
         const S* hr = y + (t * B + bb) * H;
         if (ty == CellType::lstm) {
           const S* ar = act + (t * B + bb) * GH;
-          const S* cr = c_all + (t * B + bb) * H;
+          const S* tcr = tc_all + (t * B + bb) * H;
           const S* cpr = cp + bb * H;
           S* dcr = dc_rec.data() + bb * H;
           for (int64_t j = 0; j < H; ++j) {
             const S i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];
             const S dh = gyr[j] + dhr[j];
-            const S tc = std::tanh(cr[j]);
+            const S tc = tcr[j];
             const S dc = dcr[j] + dh * o * (S(1) - tc * tc);
             dxr[j] = dc * g * i * (S(1) - i);
             dxr[H + j] = dc * cpr[j] * f * (S(1) - f);
@@ -255,7 +322,9 @@ struct RecurrentSeqOp : ops::OpBase {
         }
       }
       // dh_rec = (GRU: dh * z) + dGH[t] W_hh
-      gemm(false, false, B, H, GH, S(1), dg + t * B * GH, GH, w, H, ty == CellType::gru ? S(1) : S(0), dh_rec, H);
+      gemm_raw(false, false, nb, H, GH, S(1), dg + (t * B + b0) * GH, GH, w, H, ty == CellType::gru ? S(1) : S(0),
+               dh_rec + b0 * H, H);
+    }
     }
     if (c0) std::copy(dc_rec.begin(), dc_rec.end(), dc0_t.data<S>());
     if (dw_t.defined()) {

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <omp.h>
+
 #include <cmath>
 
 using namespace qforge;
@@ -295,4 +297,43 @@ TEST_CASE("make_recurrent: builds from spec arguments and rejects bad ones namin
         std::string::npos);
   CHECK(msg("LSTM", {{"input_size", 2}, {"hidden_size", 3}, {"dropout", 0.5}}).find("dropout") != std::string::npos);
   CHECK(!msg("Conv", nlohmann::json::object()).empty());
+}
+
+TEST_CASE("recurrent_sequence: the batch-split threaded path equals the composition (large batch)") {
+  // Large enough that the op splits the batch over threads (Note [Recurrent batch split]).
+  const int prev_threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  const int64_t T = 8, B = 32, H = 96;  // work T*B*G*H*H well above the threading threshold
+  for (CellType type : {CellType::lstm, CellType::gru}) {
+    for (bool reverse : {false, true}) {
+      CAPTURE(nn::cell_type_name(type));
+      CAPTURE(reverse);
+      const int64_t GH = nn::gate_count(type) * H;
+      const bool lstm = type == CellType::lstm;
+      auto make_inputs = [&]() {
+        return std::vector<Tensor>{testing::rand_input({T, B, GH}, 1), testing::rand_input({GH, H}, 2, -0.2, 0.2),
+                                   testing::rand_input({GH}, 3), testing::rand_input({B, H}, 4),
+                                   lstm ? testing::rand_input({B, H}, 5) : Tensor()};
+      };
+      Generator gw(9);
+      const Tensor wy = Tensor::rand({T, B, H}, gw, -1, 1, DType::f64);
+      auto fin = make_inputs();
+      const Tensor y = nn::recurrent_sequence(type, fin[0], fin[1], fin[2], fin[3], fin[4], reverse);
+      ops::sum(y.narrow(0, 0, T) * wy).backward();
+      auto cin = make_inputs();
+      nn::CellState st{cin[3], cin[4]};
+      std::vector<Tensor> hs(T);
+      for (int64_t s = 0; s < T; ++s) {
+        const int64_t t = reverse ? T - 1 - s : s;
+        st = nn::cell_step_projected(type, cin[0].select(0, t), st, cin[1], cin[2]);
+        hs[t] = st.h;
+      }
+      ops::sum(ops::stack(hs, 0) * wy).backward();
+      CHECK(testing::max_abs_diff(y.narrow(0, 0, T), ops::stack(hs, 0).detach()) < 1e-12);
+      if (lstm) CHECK(testing::max_abs_diff(y.select(0, T), st.c) < 1e-12);
+      for (size_t i = 0; i < fin.size(); ++i)
+        if (fin[i].defined()) CHECK(testing::max_abs_diff(fin[i].grad(), cin[i].grad()) < 1e-10);
+    }
+  }
+  omp_set_num_threads(prev_threads);
 }
