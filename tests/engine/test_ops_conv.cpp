@@ -197,3 +197,22 @@ TEST_CASE("conv2d: repeated forward and backward give bit-identical results (det
     }
   }
 }
+
+TEST_CASE("conv2d: the fused bias matches conv2d without bias plus a broadcast add, forward and backward") {
+  for (int64_t groups : {1, 3}) {
+    CAPTURE(groups);
+    const auto p = params({2, 1}, {1, 1}, {1, 1}, groups);
+    Tensor x1 = rand_input({2, 3, 6, 5}, 700), w1 = rand_input({6, 3 / groups, 3, 3}, 701), b1 = rand_input({6}, 702);
+    Tensor x2 = x1.detach().clone().set_requires_grad(), w2 = w1.detach().clone().set_requires_grad();
+    Tensor b2 = b1.detach().clone().set_requires_grad();
+    Tensor y1 = ops::conv2d(x1, w1, b1, p);
+    Tensor y2 = ops::add(ops::conv2d(x2, w2, Tensor(), p), b2.reshape({1, 6, 1, 1}));
+    CHECK(max_abs_diff(y1, y2) < 1e-12);
+    Tensor g = rand_input(y1.shape(), 703, -1, 1, false);
+    y1.backward(g);
+    y2.backward(g);
+    CHECK(max_abs_diff(x1.grad(), x2.grad()) < 1e-12);
+    CHECK(max_abs_diff(w1.grad(), w2.grad()) < 1e-12);
+    CHECK(max_abs_diff(b1.grad(), b2.grad()) < 1e-12);
+  }
+}
