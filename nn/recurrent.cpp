@@ -160,19 +160,96 @@ nlohmann::json RNNBase::spec_args() const {
   return j;
 }
 
-bool is_recurrent_type(const std::string& type) { return type == "RNN" || type == "LSTM" || type == "GRU"; }
+bool is_recurrent_type(const std::string& type) {
+  return type == "RNN" || type == "LSTM" || type == "GRU" || type == "RNNCell" || type == "LSTMCell" ||
+         type == "GRUCell";
+}
+
+// ---- single-step cells ----------------------------------------------------------------------------
+
+namespace {
+std::string cell_module_name(CellType t) { return std::string(module_name(t)) + "Cell"; }
+}  // namespace
+
+RecurrentCell::RecurrentCell(CellType type, int64_t input_size, int64_t hidden_size, bool bias, Generator& gen)
+    : Module(cell_module_name(type)), type_(type), in_(input_size), hidden_(hidden_size), bias_(bias) {
+  if (input_size <= 0 || hidden_size <= 0)
+    throw InputError(fmt::format("{}: input_size and hidden_size must be positive, got {}, {}", type_name(),
+                                 input_size, hidden_size));
+  const int64_t GH = gate_count(type) * hidden_size;
+  const double k = 1.0 / std::sqrt(double(hidden_size));
+  Tensor w_ih = Tensor::empty({GH, input_size}), w_hh = Tensor::empty({GH, hidden_size});
+  init::uniform_(w_ih, -k, k, gen);
+  init::uniform_(w_hh, -k, k, gen);
+  register_parameter("weight_ih", w_ih);
+  register_parameter("weight_hh", w_hh);
+  if (bias) {
+    Tensor b_ih = Tensor::empty({GH}), b_hh = Tensor::empty({GH});
+    init::uniform_(b_ih, -k, k, gen);
+    init::uniform_(b_hh, -k, k, gen);
+    register_parameter("bias_ih", b_ih);
+    register_parameter("bias_hh", b_hh);
+  }
+}
+
+CellWeights RecurrentCell::cell_weights() {
+  return {param("weight_ih"), param("weight_hh"), maybe_param("bias_ih"), maybe_param("bias_hh")};
+}
+
+std::vector<Tensor> RecurrentCell::forward(const std::vector<Tensor>& inputs) {
+  const bool lstm = type_ == CellType::lstm;
+  QFORGE_CHECK(!inputs.empty() && inputs.size() <= (lstm ? 3u : 2u), "{}: expected inputs {{x{}}}, got {} tensors",
+               type_name(), lstm ? ", [h, c]" : ", [h]", inputs.size());
+  const Tensor& x = inputs[0];
+  QFORGE_CHECK(x.defined() && x.dim() == 2 && x.size(1) == in_, "{}: input must be [B, {}], got {}", type_name(), in_,
+               x.defined() ? shape_str(x.shape()) : "undefined");
+  const Shape st{x.size(0), hidden_};
+  auto state = [&](size_t i, const char* what) {
+    if (inputs.size() > i && inputs[i].defined()) {
+      QFORGE_CHECK(inputs[i].shape() == st, "{}: {} must be {}, got {}", type_name(), what, shape_str(st),
+                   shape_str(inputs[i].shape()));
+      return inputs[i];
+    }
+    return Tensor::zeros(st, x.dtype());
+  };
+  const CellState prev{state(1, "h"), lstm ? state(2, "c") : Tensor()};
+  SiteFn fn;
+  if (hook_.fn)
+    fn = [this](CellSite s, const Tensor& t) { return hook_.wants(s) ? hook_.fn(0, false, s, t) : t; };
+  const CellState next = cell_step(type_, x, prev, cell_weights(), fn);
+  if (lstm) return {next.h, next.c};
+  return {next.h};
+}
+
+std::string RecurrentCell::extra_repr() const {
+  std::string s = fmt::format("{}, {}", in_, hidden_);
+  if (!bias_) s += ", bias=False";
+  if (type_ == CellType::rnn_relu) s += ", nonlinearity=relu";
+  return s;
+}
+
+nlohmann::json RecurrentCell::spec_args() const {
+  nlohmann::json j = {{"input_size", in_}, {"hidden_size", hidden_}, {"bias", bias_}};
+  if (type_ == CellType::rnn_tanh || type_ == CellType::rnn_relu)
+    j["nonlinearity"] = type_ == CellType::rnn_relu ? "relu" : "tanh";
+  return j;
+}
 
 std::shared_ptr<Module> make_recurrent(const std::string& type, const nlohmann::json& args, Generator& gen) {
   if (!is_recurrent_type(type)) throw InputError(fmt::format("unknown recurrent layer type \"{}\"", type));
   if (!args.is_object() && !args.is_null())
     throw InputError(fmt::format("{}: arguments must be an object, got {}", type, args.dump()));
   const nlohmann::json a = args.is_null() ? nlohmann::json::object() : args;
+  const bool is_cell = type.size() > 4 && type.compare(type.size() - 4, 4, "Cell") == 0;
   for (auto it = a.begin(); it != a.end(); ++it) {
     static const char* kKnown[] = {"input_size", "hidden_size", "num_layers", "bias",
                                    "batch_first", "bidirectional", "dropout", "nonlinearity"};
     bool known = false;
     for (const char* k : kKnown) known = known || it.key() == k;
-    if (!known || (it.key() == "nonlinearity" && type != "RNN"))
+    if (is_cell && (it.key() == "num_layers" || it.key() == "batch_first" || it.key() == "bidirectional" ||
+                    it.key() == "dropout"))
+      known = false;
+    if (!known || (it.key() == "nonlinearity" && type != "RNN" && type != "RNNCell"))
       throw InputError(fmt::format("{}: unknown argument \"{}\"", type, it.key()));
   }
   auto get_int = [&](const char* key, std::optional<int64_t> dflt) -> int64_t {
@@ -203,13 +280,18 @@ std::shared_ptr<Module> make_recurrent(const std::string& type, const nlohmann::
                                  a["dropout"].dump()));
   if (type == "LSTM") return std::make_shared<LSTM>(opt, gen);
   if (type == "GRU") return std::make_shared<GRU>(opt, gen);
+  if (type == "LSTMCell") return std::make_shared<RecurrentCell>(CellType::lstm, opt.input_size, opt.hidden_size, opt.bias, gen);
+  if (type == "GRUCell") return std::make_shared<RecurrentCell>(CellType::gru, opt.input_size, opt.hidden_size, opt.bias, gen);
   std::string nl = "tanh";
   if (a.contains("nonlinearity")) {
-    if (!a["nonlinearity"].is_string())
-      throw InputError(fmt::format("RNN: argument \"nonlinearity\" must be \"tanh\" or \"relu\", got {}",
+    if (!a["nonlinearity"].is_string() || (a["nonlinearity"] != "tanh" && a["nonlinearity"] != "relu"))
+      throw InputError(fmt::format("{}: argument \"nonlinearity\" must be \"tanh\" or \"relu\", got {}", type,
                                    a["nonlinearity"].dump()));
     nl = a["nonlinearity"].get<std::string>();
   }
+  if (type == "RNNCell")
+    return std::make_shared<RecurrentCell>(nl == "relu" ? CellType::rnn_relu : CellType::rnn_tanh, opt.input_size,
+                                           opt.hidden_size, opt.bias, gen);
   return std::make_shared<RNN>(opt, nl, gen);
 }
 

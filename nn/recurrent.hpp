@@ -89,7 +89,35 @@ public:
   GRU(const RecurrentOptions& opt, Generator& gen) : RNNBase(CellType::gru, opt, gen) {}
 };
 
-// For the spec builder: type "RNN", "LSTM" or "GRU"; args input_size, hidden_size (required),
+// One step as a Module, like torch.nn.RNNCell / LSTMCell / GRUCell: parameters weight_ih [G*H, I],
+// weight_hh [G*H, H], bias_ih, bias_hh (no suffix). Inputs {x [B, I]} | {x, h} | {x, h, c} (missing states
+// are zeros); outputs {h'} (RNNCell, GRUCell) or {h', c'} (LSTMCell). The cell hook (layer 0, forward)
+// sees every site, as in the layers' step path.
+class RecurrentCell : public Module {
+public:
+  // nonlinearity "tanh"/"relu" for RNNCell only.
+  RecurrentCell(CellType type, int64_t input_size, int64_t hidden_size, bool bias, Generator& gen);
+  CellType cell_type() const { return type_; }
+  int64_t input_size() const { return in_; }
+  int64_t hidden_size() const { return hidden_; }
+  CellWeights cell_weights();
+  void set_cell_hook(CellHook hook) { hook_ = std::move(hook); }
+  void clear_cell_hook() { hook_ = CellHook{}; }
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs) override;
+
+private:
+  CellType type_;
+  int64_t in_, hidden_;
+  bool bias_;
+  CellHook hook_;
+};
+
+// For the spec builder: type "RNN", "LSTM" or "GRU" (layers) or "RNNCell", "LSTMCell", "GRUCell" (one
+// step; args input_size, hidden_size, bias, nonlinearity for RNNCell); args input_size, hidden_size (required),
 // num_layers (1), bias (true), batch_first (false), bidirectional (false), dropout (0 only),
 // nonlinearity ("tanh"/"relu", RNN only). Bad or unknown arguments throw InputError naming them.
 std::shared_ptr<Module> make_recurrent(const std::string& type, const nlohmann::json& args, Generator& gen);

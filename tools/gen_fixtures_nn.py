@@ -97,6 +97,10 @@ class Single(tnn.Module):
             state = (xs[1], xs[2]) if len(xs) > 2 else None
             out, (h, c) = self.layer(xs[0], state)
             return [out, h, c]
+        if isinstance(self.layer, (tnn.RNNCell, tnn.GRUCell)):
+            return [self.layer(xs[0], xs[1] if len(xs) > 1 else None)]
+        if isinstance(self.layer, tnn.LSTMCell):
+            return list(self.layer(xs[0], (xs[1], xs[2]) if len(xs) > 2 else None))
         if isinstance(self.layer, AddLayer):
             return [self.layer(xs[0], xs[1])]
         return [self.layer(*xs)]
@@ -291,6 +295,13 @@ def layer_cases():
     rnn("gru_bidir_2layer", "GRU", {"input_size": 4, "hidden_size": 3, "num_layers": 2, "bidirectional": True,
                                     "batch_first": True},
         tnn.GRU(4, 3, num_layers=2, bidirectional=True, batch_first=True), (2, 5, 4), [(4, 2, 3)])
+    rnn("rnncell_tanh", "RNNCell", {"input_size": 4, "hidden_size": 3}, tnn.RNNCell(4, 3), (2, 4), [(2, 3)])
+    rnn("rnncell_relu", "RNNCell", {"input_size": 4, "hidden_size": 3, "nonlinearity": "relu"},
+        tnn.RNNCell(4, 3, nonlinearity="relu"), (2, 4), [])
+    rnn("lstmcell", "LSTMCell", {"input_size": 4, "hidden_size": 3}, tnn.LSTMCell(4, 3), (2, 4), [(2, 3), (2, 3)])
+    rnn("grucell", "GRUCell", {"input_size": 4, "hidden_size": 3}, tnn.GRUCell(4, 3), (2, 4), [(2, 3)])
+    rnn("grucell_nobias", "GRUCell", {"input_size": 4, "hidden_size": 3, "bias": False},
+        tnn.GRUCell(4, 3, bias=False), (2, 4), [])
     return C
 
 

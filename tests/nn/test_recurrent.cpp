@@ -337,3 +337,39 @@ TEST_CASE("recurrent_sequence: the batch-split threaded path equals the composit
   }
   omp_set_num_threads(prev_threads);
 }
+
+TEST_CASE("recurrent cells: RNNCell/LSTMCell/GRUCell modules pass gradcheck and equal one layer step") {
+  for (const char* type : {"RNNCell", "LSTMCell", "GRUCell"}) {
+    CAPTURE(type);
+    Generator gen(2);
+    auto cell = std::dynamic_pointer_cast<nn::RecurrentCell>(
+        nn::make_recurrent(type, {{"input_size", 3}, {"hidden_size", 4}}, gen));
+    REQUIRE(cell);
+    CHECK(cell->type_name() == type);
+    CHECK(cell->state_dict()[0].first == "weight_ih");
+    cell->to(DType::f64);
+    const bool lstm = cell->cell_type() == CellType::lstm;
+    std::vector<Tensor> inputs = {testing::rand_input({2, 3}, 1), testing::rand_input({2, 4}, 2)};
+    if (lstm) inputs.push_back(testing::rand_input({2, 4}, 3));
+    std::vector<std::string> names;
+    for (const auto& [name, p] : cell->named_parameters()) {
+      names.push_back(name);
+      inputs.push_back(p);
+    }
+    const size_t n_data = lstm ? 3 : 2;
+    auto f = [&](const std::vector<Tensor>& in) {
+      for (size_t i = 0; i < names.size(); ++i) cell->set_param(names[i], in[n_data + i]);
+      return flat_outputs((*cell)(std::vector<Tensor>(in.begin(), in.begin() + long(n_data))));
+    };
+    CHECK_GRADCHECK(f, inputs);
+    // The cell hook sees the in-loop sites.
+    int hidden_calls = 0;
+    cell->set_cell_hook({[&](int64_t, bool, nn::CellSite, const Tensor& t) {
+                           ++hidden_calls;
+                           return t;
+                         },
+                         nn::CellHook::bit(nn::CellSite::hidden)});
+    (*cell)(std::vector<Tensor>{inputs[0]});
+    CHECK(hidden_calls == 1);
+  }
+}
