@@ -30,6 +30,14 @@ int Graph::add_node(const std::string& name, ModulePtr module, std::vector<Value
   return self;
 }
 
+void Graph::replace_node_module(int index, ModulePtr module) {
+  QFORGE_CHECK(index >= 0 && index < static_cast<int>(nodes_.size()), "Graph: no node #{} (graph has {})", index,
+               nodes_.size());
+  QFORGE_CHECK(module != nullptr, "Graph: node '{}' cannot be replaced by a null module", nodes_[index].name);
+  register_child(nodes_[index].name, module);
+  nodes_[index].module = std::move(module);
+}
+
 void Graph::set_outputs(std::vector<ValueRef> outputs) {
   for (const auto& r : outputs)
     QFORGE_CHECK(r.node == ValueRef::kModelInput ? r.index < static_cast<int>(input_names_.size())

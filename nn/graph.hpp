@@ -39,6 +39,9 @@ public:
   const std::vector<ValueRef>& outputs() const { return outputs_; }
 
   const std::vector<GraphNode>& nodes() const { return nodes_; }
+  // Swaps the module of an existing node (same name and inputs); used by passes that replace layers
+  // (cross-layer equalization: ReLU6 -> ReLU).
+  void replace_node_module(int index, ModulePtr module);
   const std::vector<std::string>& input_names() const { return input_names_; }
   int node_index(const std::string& name) const;  // -1 if absent
   // "input", "conv1", "lstm:1" — the spelling used in model specs.
