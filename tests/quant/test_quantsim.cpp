@@ -8,6 +8,7 @@
 #include "nn/recurrent.hpp"
 #include "nn/zoo.hpp"
 #include "quant/quantsim.hpp"
+#include "tests/support/fixtures.hpp"
 #include "tests/support/gradcheck.hpp"
 
 #include <cmath>
@@ -400,4 +401,40 @@ TEST_CASE("quantsim: unsupported bitwidths are rejected") {
   o.act_bw = 8;
   o.param_bw = 32;
   CHECK_THROWS_AS(QuantSim(model, {x}, o), Error);
+}
+
+TEST_CASE("quantsim: AIMET HTP v73 config without BN folding fuses Conv+BatchNormalization+Relu") {
+  const auto p = qforge::testing::source_root() / ".." / "shared" / "reference" / "aimet-configs" /
+                 "htp_quantsim_config_v73.json";
+  if (!std::filesystem::exists(p)) return;
+  auto model = mnist_cnn();
+  Tensor x = randn({2, 1, 28, 28}, 12);
+  QuantSimOptions o;
+  o.config = p.string();
+  o.fold_bn = false;
+  QuantSim sim(model, {x}, o);
+  CHECK(sim.folded_bn().empty());
+  CHECK_FALSE(sim.quantizer("conv1.output").enabled());
+  CHECK_FALSE(sim.quantizer("bn1.output").enabled());
+  CHECK_FALSE(sim.quantizer("relu1.input").enabled());
+  CHECK(sim.quantizer("relu1.output").enabled());
+  CHECK(sim.quantizer("conv1.weight").settings().per_channel);
+  CHECK_FALSE(sim.quantizer("pool1.output").enabled());  // MaxPool output off in the HTP config
+  CHECK(sim.config().hw_version == "V73");
+  calibrate(sim, x);
+  CHECK(sim.quantizer("relu1.output").has_encoding());
+}
+
+TEST_CASE("quantsim: op_type output False keeps the tensor unquantized at its consumers too") {
+  auto cfg = default_config();
+  cfg.op_type["MaxPool"].is_output_quantized = false;
+  cfg.op_type["Conv"].is_input_quantized = true;
+  auto model = mnist_cnn();
+  Tensor x = randn({2, 1, 28, 28}, 13);
+  QuantSimOptions o;
+  o.config_obj = cfg;
+  QuantSim sim(model, {x}, o);
+  CHECK_FALSE(sim.quantizer("pool1.output").enabled());
+  CHECK_FALSE(sim.quantizer("conv2.input").enabled());  // consumer of the unquantized pool output
+  CHECK(sim.quantizer("conv1.input").enabled());
 }

@@ -1,0 +1,72 @@
+#include "quant/quant_dir.hpp"
+
+#include "engine/file_io.hpp"
+#include "nn/spec.hpp"
+
+namespace qforge::quant {
+
+namespace fs = std::filesystem;
+
+QuantSimOptions options_from_quantsim_json(const nlohmann::json& qs, const fs::path& dir) {
+  if (!qs.is_object() || qs.value("format", "") != "qforge-quantsim")
+    throw InputError(fmt::format("{}: not a qforge quantsim.json", (dir / "quantsim.json").string()));
+  QuantSimOptions o;
+  try {
+    o.scheme = parse_scheme(qs.value("scheme", "tf"));
+    o.act_bw = qs.value("act_bw", 8);
+    o.param_bw = qs.value("param_bw", 8);
+    o.bias_bw = qs.value("bias_bw", 32);
+    o.range_learning = parse_range_learning(qs.value("range_learning", "none"));
+    o.fold_bn = qs.value("fold_bn", true);
+    o.quantize_cell_state = qs.value("quantize_cell_state", false);
+    o.quantize_gates = qs.value("quantize_gates", false);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{}: {}", (dir / "quantsim.json").string(), e.what()));
+  }
+  const fs::path cfg = dir / "config.json";
+  o.config = fs::exists(cfg) ? cfg.string() : qs.value("config", std::string("default"));
+  if (o.config.rfind("<builtin:", 0) == 0) o.config = o.config.find("per_channel") != std::string::npos ? "per_channel" : "default";
+  return o;
+}
+
+QuantizedModel load_quantized_dir(const fs::path& dir, const std::vector<Tensor>& sample_inputs) {
+  QuantizedModel q;
+  q.dir = nn::load_model_dir(dir);
+  const fs::path qs_path = dir / "quantsim.json";
+  if (!fs::exists(qs_path)) throw InputError(fmt::format("{}: not a quantized model directory (no quantsim.json)", dir.string()));
+  const nlohmann::json qs = nn::read_json_file(qs_path);
+  QuantSimOptions opt = options_from_quantsim_json(qs, dir);
+  q.sim = std::make_unique<QuantSim>(q.dir.model, sample_inputs, opt);
+  // Per-quantizer enabled flags as saved (the analyzer and users may have changed them).
+  if (qs.contains("quantizers"))
+    for (const auto& e : qs["quantizers"])
+      if (q.sim->has_quantizer(e.value("name", ""))) q.sim->set_enabled(e["name"], e.value("enabled", true));
+  LoadEncodingsOptions lo;
+  lo.strict = true;
+  lo.partial = true;  // disabled quantizers have no entry
+  q.sim->load_encodings(dir / "encodings.json", lo);
+  if (opt.range_learning != RangeLearning::none) q.sim->set_range_learning(opt.range_learning);
+  return q;
+}
+
+void save_quantized_dir(const fs::path& dir, QuantSim& sim, const nlohmann::json& report,
+                        const std::string& encodings_version) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error(fmt::format("cannot create directory {}: {}", dir.string(), ec.message()));
+  // The config first, so quantsim.json never names a config that is not there.
+  const std::string& src = sim.options().config;
+  const fs::path cfg_out = dir / "config.json";
+  if (src == "default" || src.empty()) {
+    write_file_atomic(cfg_out, default_config_json());
+  } else if (src == "per_channel") {
+    write_file_atomic(cfg_out, per_channel_config_json());
+  } else if (!(fs::exists(cfg_out) && fs::equivalent(src, cfg_out, ec))) {
+    write_file_atomic(cfg_out, read_file(src));
+  }
+  nn::write_json_file(dir / "model.json", nn::write_spec(sim.model()));
+  sim.export_dir(dir, encodings_version);
+  nn::write_json_file(dir / "report.json", report);
+}
+
+}  // namespace qforge::quant
