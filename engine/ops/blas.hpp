@@ -43,8 +43,9 @@ inline void blas_single_threaded_once() noexcept {
   (void)done;
 }
 
-// Below this many multiply-adds a GEMM runs on the calling thread.
-inline constexpr double kParallelGemmWork = 1 << 20;
+// Below this many multiply-adds (~40 us of one core) a GEMM runs on the calling thread: splitting it
+// would save less than a parallel region costs.
+inline constexpr double kParallelGemmWork = 1 << 22;
 
 // Row-major C[m,n] = alpha * op(A) * op(B) + beta * C, split over OpenMP threads when large.
 template <class T>

@@ -174,8 +174,8 @@ TEST_CASE("linear: shape mismatches name the op and both shapes") {
 }
 
 TEST_CASE("matmul: many small batched products (batch-parallel path) match per-batch 2-D products") {
-  Tensor a = rand_input({96, 16, 12}, 80), b = rand_input({96, 12, 20}, 81);
-  Tensor g = rand_input({96, 16, 20}, 83, -1, 1, false);
+  Tensor a = rand_input({96, 24, 20}, 80), b = rand_input({96, 20, 24}, 81);
+  Tensor g = rand_input({96, 24, 24}, 83, -1, 1, false);
   Tensor y = ops::matmul(a, b);
   y.backward(g);
   for (int64_t i : {0, 37, 95}) {
@@ -185,9 +185,9 @@ TEST_CASE("matmul: many small batched products (batch-parallel path) match per-b
     CHECK(max_abs_diff(b.grad().select(0, i), ops::matmul(a.select(0, i).transpose(0, 1), g.select(0, i))) < 1e-12);
   }
   // A broadcast right operand accumulates its gradient over the batch.
-  Tensor w = rand_input({1, 12, 20}, 84);
+  Tensor w = rand_input({1, 20, 24}, 84);
   Tensor z = ops::matmul(a.detach(), w);
   z.backward(g);
-  Tensor ref = ops::matmul(a.detach().reshape({96 * 16, 12}).transpose(0, 1), g.reshape({96 * 16, 20})).unsqueeze(0);
+  Tensor ref = ops::matmul(a.detach().reshape({96 * 24, 20}).transpose(0, 1), g.reshape({96 * 24, 24})).unsqueeze(0);
   CHECK(max_abs_diff(w.grad(), ref) < 1e-10);
 }
