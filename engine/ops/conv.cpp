@@ -235,7 +235,7 @@ template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* 
 
 // Threads for a loop over `items` independent pieces of `work` multiply-adds in total. Small ops stay on
 // one thread: a parallel region costs microseconds, and far more when the cores are oversubscribed.
-constexpr int64_t kMinParallelWork = 1 << 16;
+constexpr int64_t kMinParallelWork = 1 << 19;
 int threads_for(int64_t items, int64_t work) {
   if (work < kMinParallelWork) return 1;
   return static_cast<int>(std::clamp<int64_t>(items, 1, omp_get_max_threads()));
