@@ -256,8 +256,17 @@ void QuantSim::place_quantizers() {
   for (const auto& n : nodes) {
     auto it = cfg_.op_type.find(onnx_type(n.type));
     if (it == cfg_.op_type.end() || !it->second.is_output_quantized || *it->second.is_output_quantized) continue;
-    for (auto [cid, slot] : consumers_of(n.id))
-      if (cid >= 0 && slot < static_cast<int>(nq[cid].in.size()) && nq[cid].in[slot]) nq[cid].in[slot]->set_enabled(false);
+    for (auto [cid, slot] : consumers_of(n.id)) {
+      if (cid < 0 || slot >= static_cast<int>(nq[cid].in.size()) || !nq[cid].in[slot]) continue;
+      // Two op_type rules setting one tensor quantizer differently: AIMET's error (_modify_tensor_quantizers).
+      auto ct = cfg_.op_type.find(onnx_type(nodes[cid].type));
+      if (ct != cfg_.op_type.end() && ct->second.is_input_quantized.value_or(false))
+        throw InputError(fmt::format(
+            "quantsim config {}: Conflicting tensor quantizer settings for the tensor {} -> {}: op_type {} sets "
+            "is_output_quantized \"False\" but op_type {} sets is_input_quantized \"True\"",
+            cfg_.source, nodes[n.id].name, nodes[cid].name, onnx_type(n.type), onnx_type(nodes[cid].type)));
+      nq[cid].in[slot]->set_enabled(false);
+    }
   }
   // supergroups: linear chains of the listed types; only the last op's output is quantized.
   for (const auto& n : nodes) {

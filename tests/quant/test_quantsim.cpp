@@ -428,7 +428,6 @@ TEST_CASE("quantsim: AIMET HTP v73 config without BN folding fuses Conv+BatchNor
 TEST_CASE("quantsim: op_type output False keeps the tensor unquantized at its consumers too") {
   auto cfg = default_config();
   cfg.op_type["MaxPool"].is_output_quantized = false;
-  cfg.op_type["Conv"].is_input_quantized = true;
   auto model = mnist_cnn();
   Tensor x = randn({2, 1, 28, 28}, 13);
   QuantSimOptions o;
@@ -436,5 +435,38 @@ TEST_CASE("quantsim: op_type output False keeps the tensor unquantized at its co
   QuantSim sim(model, {x}, o);
   CHECK_FALSE(sim.quantizer("pool1.output").enabled());
   CHECK_FALSE(sim.quantizer("conv2.input").enabled());  // consumer of the unquantized pool output
-  CHECK(sim.quantizer("conv1.input").enabled());
+  CHECK(sim.quantizer("conv1.input").enabled());  // model input
+}
+
+TEST_CASE("quantsim: conflicting op_type rules on one tensor are an error, like AIMET") {
+  auto cfg = default_config();
+  cfg.op_type["MaxPool"].is_output_quantized = false;  // pool1 -> conv2 unquantized ...
+  cfg.op_type["Conv"].is_input_quantized = true;       // ... and quantized: a conflict
+  auto model = mnist_cnn();
+  Tensor x = randn({1, 1, 28, 28}, 14);
+  QuantSimOptions o;
+  o.config_obj = cfg;
+  CHECK_THROWS_WITH_AS(QuantSim(model, {x}, o), doctest::Contains("Conflicting tensor quantizer settings"), InputError);
+}
+
+TEST_CASE("quantsim: GRU with gate pre-activation quantizers (optional) runs and calibrates") {
+  Generator g(3);
+  nn::RecurrentOptions ro;
+  ro.input_size = 3;
+  ro.hidden_size = 4;
+  auto seq = std::make_shared<nn::Sequential>();
+  seq->push_back("gru", std::make_shared<nn::GRU>(ro, g));
+  Tensor x = randn({5, 2, 3}, 15);
+  QuantSimOptions o;
+  o.quantize_gates = true;
+  o.quantize_cell_state = true;  // ignored for GRU (no cell state)
+  QuantSim sim(seq, {x}, o);
+  CHECK(sim.has_quantizer("gru.gates_l0"));
+  CHECK_FALSE(sim.has_quantizer("gru.cell_l0"));
+  calibrate(sim, x);
+  CHECK(sim.quantizer("gru.gates_l0").has_encoding());
+  CHECK(sim.quantizer("gru.hidden_l0").has_encoding());
+  Tensor y = sim.model()(x);
+  y.backward(Tensor::ones(y.shape()));
+  CHECK(seq->find("gru")->raw_param("weight_hh_l0").grad().defined());
 }

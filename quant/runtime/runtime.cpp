@@ -1,0 +1,356 @@
+// Integer runtime: packing and execution of a Program. See runtime.hpp.
+#include "quant/runtime/runtime.hpp"
+
+#include "engine/error.hpp"
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace qforge::quant::runtime {
+
+namespace kn = qforge::kernels;
+
+struct Runtime::Prepared {
+  // conv2d (general) / depthwise 3x3
+  kn::PackedConv2d conv;
+  std::size_t conv_ws_per_sample = 0;
+  bool depthwise = false;
+  std::vector<std::int8_t> dw_weights;  // [9][C]
+  std::vector<std::int32_t> mq, ms;     // per channel multiplier / shift (depthwise)
+  // linear
+  kn::PackedGemm gemm;
+  // recurrent
+  kn::PackedGemm gi, gh;
+};
+
+namespace {
+
+bool is_image(const Value& v) { return v.shape.size() == 3; }
+
+int conv_out(std::int64_t in, std::int64_t pad, std::int64_t dil, std::int64_t k, std::int64_t stride) {
+  return static_cast<int>((in + 2 * pad - dil * (k - 1) - 1) / stride + 1);
+}
+
+}  // namespace
+
+Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(program)), opt_(opt) {
+  threads_ = opt_.threads > 0 ? opt_.threads : omp_get_max_threads();
+  for (const Op& op : program_.ops) {
+    auto p = std::make_unique<Prepared>();
+    const Value& in = program_.values.at(op.inputs.at(0));
+    const Value& out = program_.values.at(op.output);
+    switch (op.kind) {
+      case OpKind::conv2d: {
+        const int C = static_cast<int>(op.in_c), O = static_cast<int>(op.out_c);
+        if (op.groups == C && C == O && op.kh == 3 && op.kw == 3 && op.dilation_h == 1 && op.dilation_w == 1) {
+          p->depthwise = true;
+          p->dw_weights.resize(9 * static_cast<std::size_t>(C));
+          kn::pack_dwconv3x3_weights(op.weights.data(), C, p->dw_weights.data());
+          for (const auto& m : op.mult) {
+            p->mq.push_back(m.multiplier);
+            p->ms.push_back(m.shift);
+          }
+        } else {
+          kn::Conv2dShape s;
+          s.batch = 1;
+          s.in_c = C;
+          s.in_h = static_cast<int>(in.shape[1]);
+          s.in_w = static_cast<int>(in.shape[2]);
+          s.out_c = O;
+          s.kernel_h = static_cast<int>(op.kh);
+          s.kernel_w = static_cast<int>(op.kw);
+          s.stride_h = static_cast<int>(op.stride_h);
+          s.stride_w = static_cast<int>(op.stride_w);
+          s.pad_top = s.pad_bottom = static_cast<int>(op.pad_h);
+          s.pad_left = s.pad_right = static_cast<int>(op.pad_w);
+          s.dilation_h = static_cast<int>(op.dilation_h);
+          s.dilation_w = static_cast<int>(op.dilation_w);
+          s.groups = static_cast<int>(op.groups);
+          p->conv = kn::PackedConv2d(s, op.weights.data(), op.bias.data(), kn::ActType::s8, in.q.zero_point,
+                                     op.mult.data(), true, kn::ActType::s8, out.q.zero_point, op.range);
+          const std::size_t ws = p->conv.workspace_bytes();
+          p->conv_ws_per_sample = ws > 64 ? ws - 64 : ws;
+        }
+        break;
+      }
+      case OpKind::linear: {
+        kn::GemmLayer l;
+        l.weights = op.weights.data();
+        l.n = static_cast<int>(op.out_c);
+        l.k = static_cast<int>(op.in_c);
+        l.bias = op.bias.data();
+        l.in_type = kn::ActType::s8;
+        l.in_zero_point = in.q.zero_point;
+        l.multipliers = op.mult.data();
+        l.per_channel = true;
+        l.out_type = kn::ActType::s8;
+        l.out_zero_point = out.q.zero_point;
+        l.range = op.range;
+        p->gemm = kn::PackedGemm(l);
+        break;
+      }
+      case OpKind::lstm:
+      case OpKind::gru: {
+        kn::GemmLayer a;
+        a.weights = op.weights.data();
+        a.n = static_cast<int>(op.out_c);
+        a.k = static_cast<int>(op.in_c);
+        a.bias = op.bias.data();
+        a.in_type = kn::ActType::s8;
+        a.in_zero_point = in.q.zero_point;
+        a.multipliers = op.mult.data();
+        a.per_channel = true;
+        p->gi = kn::PackedGemm(a);
+        kn::GemmLayer b = a;
+        b.weights = op.weights_hh.data();
+        b.k = static_cast<int>(op.hidden);
+        b.bias = op.kind == OpKind::gru ? op.bias_hh.data() : nullptr;
+        b.in_zero_point = op.cell.hidden_zero_point;
+        b.multipliers = op.mult_hh.data();
+        p->gh = kn::PackedGemm(b);
+        break;
+      }
+      default: break;
+    }
+    prepared_.push_back(std::move(p));
+  }
+}
+
+Runtime::~Runtime() = default;
+Runtime::Runtime(Runtime&&) noexcept = default;
+Runtime& Runtime::operator=(Runtime&&) noexcept = default;
+
+void Runtime::ensure_buffers(std::int64_t batch) {
+  if (batch == batch_ && buf_.size() == program_.values.size()) return;
+  buf_.assign(program_.values.size(), {});
+  for (std::size_t v = 0; v < program_.values.size(); ++v)
+    buf_[v].resize(static_cast<std::size_t>(batch * program_.values[v].numel()));
+  std::size_t ws = 0;
+  for (std::size_t i = 0; i < program_.ops.size(); ++i) {
+    const Op& op = program_.ops[i];
+    if (op.kind == OpKind::conv2d && !prepared_[i]->depthwise)
+      ws = std::max(ws, static_cast<std::size_t>(batch) * prepared_[i]->conv_ws_per_sample + 64);
+    if (op.kind == OpKind::lstm || op.kind == OpKind::gru)
+      ws = std::max(ws, static_cast<std::size_t>(batch * op.hidden) * (8 * 4 + 2 + 1 + 16));
+  }
+  workspace_.assign(ws + 64, 0);
+  batch_ = batch;
+}
+
+void Runtime::quantize_input(const Tensor& x_in) {
+  const Value& iv = program_.input_value();
+  QFORGE_CHECK(x_in.defined() && x_in.dim() == static_cast<int64_t>(iv.shape.size()) + 1,
+               "int8 runtime: input must be [N, {}], got {}", fmt::join(iv.shape, ", "),
+               x_in.defined() ? shape_str(x_in.shape()) : "undefined");
+  for (std::size_t d = 0; d < iv.shape.size(); ++d)
+    QFORGE_CHECK(x_in.size(static_cast<int64_t>(d) + 1) == iv.shape[d], "int8 runtime: input must be [N, {}], got {}",
+                 fmt::join(iv.shape, ", "), shape_str(x_in.shape()));
+  Tensor x = x_in.to(DType::f32);
+  if (is_image(iv)) x = x.permute({0, 2, 3, 1});
+  x = x.contiguous();
+  ensure_buffers(x.size(0));
+  kn::active_kernels().quantize(x.numel(), x.data<float>(), buf_[program_.input].data(), 1.0f / iv.q.scale,
+                                iv.q.zero_point, kn::ActType::s8);
+  // quantize clamps to the int8 range; narrower grids (strict symmetric) clamp further.
+  if (iv.q.qmin != -128 || iv.q.qmax != 127)
+    for (auto& c : buf_[program_.input]) c = static_cast<std::int8_t>(std::clamp<int>(c, iv.q.qmin, iv.q.qmax));
+}
+
+void Runtime::load_input_codes(const Tensor& codes_in) {
+  const Value& iv = program_.input_value();
+  QFORGE_CHECK(codes_in.dtype() == DType::i8 && codes_in.dim() == static_cast<int64_t>(iv.shape.size()) + 1,
+               "int8 runtime: input codes must be i8 [N, {}]", fmt::join(iv.shape, ", "));
+  Tensor c = is_image(iv) ? codes_in.permute({0, 2, 3, 1}).contiguous() : codes_in.contiguous();
+  ensure_buffers(c.size(0));
+  std::memcpy(buf_[program_.input].data(), c.data<std::int8_t>(), static_cast<std::size_t>(c.numel()));
+}
+
+void Runtime::execute() {
+  const kn::KernelTable& K = kn::active_kernels();
+  const int N = static_cast<int>(batch_);
+  for (std::size_t i = 0; i < program_.ops.size(); ++i) {
+    const Op& op = program_.ops[i];
+    Prepared& p = *prepared_[i];
+    const Value& iv = program_.values[op.inputs[0]];
+    const Value& ov = program_.values[op.output];
+    const std::int8_t* x = buf_[op.inputs[0]].data();
+    std::int8_t* y = buf_[op.output].data();
+    switch (op.kind) {
+      case OpKind::conv2d: {
+        if (p.depthwise) {
+          kn::DwConv3x3Params d;
+          d.batch = N;
+          d.in_h = static_cast<int>(iv.shape[1]);
+          d.in_w = static_cast<int>(iv.shape[2]);
+          d.channels = static_cast<int>(op.in_c);
+          d.stride_h = static_cast<int>(op.stride_h);
+          d.stride_w = static_cast<int>(op.stride_w);
+          d.pad_top = d.pad_bottom = static_cast<int>(op.pad_h);
+          d.pad_left = d.pad_right = static_cast<int>(op.pad_w);
+          d.weights = p.dw_weights.data();
+          d.bias = op.bias.data();
+          d.multiplier = p.mq.data();
+          d.shift = p.ms.data();
+          d.in_zero_point = iv.q.zero_point;
+          d.out_zero_point = ov.q.zero_point;
+          d.act_min = op.range.min;
+          d.act_max = op.range.max;
+          K.dwconv3x3(d, x, y, threads_);
+        } else {
+          kn::Conv2dWeights w = p.conv.view();
+          w.shape.batch = N;
+          K.conv2d(w, x, y, workspace_.data(), threads_);
+        }
+        break;
+      }
+      case OpKind::linear: {
+        const int rows = static_cast<int>(N * (iv.numel() / op.in_c));
+        K.gemm_requant(rows, x, op.in_c, p.gemm.view(), y, op.out_c, threads_);
+        break;
+      }
+      case OpKind::maxpool2d:
+      case OpKind::avgpool2d: {
+        kn::Pool2dParams pp;
+        pp.batch = N;
+        pp.in_h = static_cast<int>(iv.shape[1]);
+        pp.in_w = static_cast<int>(iv.shape[2]);
+        pp.channels = static_cast<int>(iv.shape[0]);
+        pp.kernel_h = static_cast<int>(op.kh);
+        pp.kernel_w = static_cast<int>(op.kw);
+        pp.stride_h = static_cast<int>(op.stride_h);
+        pp.stride_w = static_cast<int>(op.stride_w);
+        pp.pad_top = pp.pad_bottom = static_cast<int>(op.pad_h);
+        pp.pad_left = pp.pad_right = static_cast<int>(op.pad_w);
+        pp.zero_point = iv.q.zero_point;
+        pp.count_include_pad = op.count_include_pad;
+        (op.kind == OpKind::maxpool2d ? K.maxpool2d : K.avgpool2d)(pp, x, y, threads_);
+        break;
+      }
+      case OpKind::global_avgpool: {
+        const std::int64_t C = iv.shape[0], HW = iv.shape[1] * iv.shape[2];
+        const std::int32_t zi = iv.q.zero_point, zo = ov.q.zero_point;
+        for (std::int64_t n = 0; n < N; ++n) {
+          std::int32_t acc[1024];
+          for (std::int64_t c0 = 0; c0 < C; c0 += 1024) {
+            const std::int64_t cn = std::min<std::int64_t>(1024, C - c0);
+            for (std::int64_t c = 0; c < cn; ++c) acc[c] = 0;
+            for (std::int64_t s = 0; s < HW; ++s) {
+              const std::int8_t* px = x + (n * HW + s) * C + c0;
+              for (std::int64_t c = 0; c < cn; ++c) acc[c] += px[c] - zi;
+            }
+            for (std::int64_t c = 0; c < cn; ++c)
+              y[n * C + c0 + c] =
+                  static_cast<std::int8_t>(kn::requantize_output(acc[c], op.m, zo, op.range.min, op.range.max));
+          }
+        }
+        break;
+      }
+      case OpKind::add:
+        K.add(static_cast<std::int64_t>(N) * ov.numel(), x, buf_[op.inputs[1]].data(), y, op.add, kn::ActType::s8);
+        break;
+      case OpKind::requant: {
+        const std::int64_t n = static_cast<std::int64_t>(N) * ov.numel();
+        const std::int32_t zi = iv.q.zero_point, zo = ov.q.zero_point, lo = op.range.min, hi = op.range.max;
+        if (op.identity) {
+          for (std::int64_t k = 0; k < n; ++k) y[k] = static_cast<std::int8_t>(std::clamp<std::int32_t>(x[k], lo, hi));
+        } else {
+          for (std::int64_t k = 0; k < n; ++k)
+            y[k] = static_cast<std::int8_t>(kn::requantize_output(x[k] - zi, op.m, zo, lo, hi));
+        }
+        break;
+      }
+      case OpKind::flatten: {  // NHWC -> CHW order
+        const std::int64_t C = iv.shape[0], HW = iv.shape[1] * iv.shape[2];
+        for (std::int64_t n = 0; n < N; ++n)
+          for (std::int64_t s = 0; s < HW; ++s)
+            for (std::int64_t c = 0; c < C; ++c) y[(n * C + c) * HW + s] = x[(n * HW + s) * C + c];
+        break;
+      }
+      case OpKind::image_as_sequence: {  // NHWC [H][W][C] -> [H][C*W]
+        const std::int64_t C = iv.shape[0], H = iv.shape[1], W = iv.shape[2];
+        for (std::int64_t n = 0; n < N; ++n)
+          for (std::int64_t h = 0; h < H; ++h)
+            for (std::int64_t w = 0; w < W; ++w)
+              for (std::int64_t c = 0; c < C; ++c)
+                y[((n * H + h) * C + c) * W + w] = x[((n * H + h) * W + w) * C + c];
+        break;
+      }
+      case OpKind::last_step: {
+        const std::int64_t T = iv.shape[0], F = iv.shape[1];
+        for (std::int64_t n = 0; n < N; ++n) std::memcpy(y + n * F, x + (n * T + T - 1) * F, static_cast<std::size_t>(F));
+        break;
+      }
+      case OpKind::lstm:
+      case OpKind::gru: {
+        const bool lstm = op.kind == OpKind::lstm;
+        const std::int64_t T = iv.shape[0], F = iv.shape[1], H = op.hidden;
+        kn::RnnWeights w;
+        w.input = p.gi.view();
+        w.recurrent = p.gh.view();
+        w.cell = op.cell;
+        w.hidden = static_cast<int>(H);
+        auto* ws = reinterpret_cast<std::int32_t*>(workspace_.data());
+        auto* cell = reinterpret_cast<std::int16_t*>(ws + 8 * H * N);
+        auto* h0 = reinterpret_cast<std::int8_t*>(cell + H * N);
+        std::fill(cell, cell + H * N, std::int16_t{0});
+        std::fill(h0, h0 + H * N, static_cast<std::int8_t>(op.cell.hidden_zero_point));
+        for (std::int64_t t = 0; t < T; ++t) {
+          const std::int8_t* hp = t == 0 ? h0 : y + (t - 1) * H;
+          const std::int64_t ldh = t == 0 ? H : T * H;
+          if (lstm)
+            K.lstm_step(w, N, x + t * F, T * F, hp, ldh, cell, y + t * H, T * H, ws, threads_);
+          else
+            K.gru_step(w, N, x + t * F, T * F, hp, ldh, y + t * H, T * H, ws, threads_);
+        }
+        break;
+      }
+    }
+  }
+}
+
+Tensor Runtime::value_codes(int v) const {
+  const Value& val = program_.values[v];
+  Shape s{batch_};
+  if (is_image(val)) {
+    s.insert(s.end(), {val.shape[1], val.shape[2], val.shape[0]});
+    return Tensor::from_buffer(buf_[v].data(), s, DType::i8).permute({0, 3, 1, 2}).contiguous();
+  }
+  s.insert(s.end(), val.shape.begin(), val.shape.end());
+  return Tensor::from_buffer(buf_[v].data(), s, DType::i8);
+}
+
+Tensor Runtime::run_codes(const Tensor& x) {
+  quantize_input(x);
+  execute();
+  return value_codes(program_.output);
+}
+
+Tensor Runtime::run_from_codes(const Tensor& codes) {
+  load_input_codes(codes);
+  execute();
+  return value_codes(program_.output);
+}
+
+Tensor Runtime::run(const Tensor& x) {
+  quantize_input(x);
+  execute();
+  const Value& ov = program_.output_value();
+  Tensor codes = value_codes(program_.output);
+  Tensor out = Tensor::uninitialized(codes.shape(), DType::f32);
+  kn::active_kernels().dequantize(codes.numel(), codes.data<std::int8_t>(), out.data<float>(), ov.q.scale,
+                                  ov.q.zero_point, kn::ActType::s8);
+  return out;
+}
+
+std::vector<Tensor> Runtime::run_all(const Tensor& x) {
+  quantize_input(x);
+  execute();
+  std::vector<Tensor> out;
+  for (std::size_t v = 0; v < program_.values.size(); ++v) out.push_back(value_codes(static_cast<int>(v)));
+  return out;
+}
+
+}  // namespace qforge::quant::runtime
