@@ -214,8 +214,6 @@ struct Fp16Op : OpBase {
   std::vector<Tensor> backward(const Tensor& g) { return {g}; }
 };
 
-std::vector<float> to_floats(const Tensor& t) { return t.detach().contiguous().to_vector<float>(); }
-
 }  // namespace
 
 // ---- Quantizer ---------------------------------------------------------------------------------------
