@@ -15,7 +15,9 @@
 //     input_l{k}, hidden_l{k} (h after every time step), W_l{k}, R_l{k} (shared by both directions),
 //     bias_l{k} (per config "bias"), and optionally cell_l{k} and gates_l{k} (off by default), through
 //     the layer's cell hook (nn/recurrent.hpp). Their output is the quantized hidden state, so recurrent
-//     nodes get no separate output quantizer.
+//     nodes get no separate output quantizer. Limitations: a caller-supplied h0/c0 is not quantized
+//     (AIMET shares hidden_l{k} with initial_h); per-step quantization makes the layer take its per-step
+//     path (nn/recurrent.hpp Note [Two recurrent paths]), which is slower than the fused sequence op.
 // Module types map to ONNX op types (Conv2d -> Conv, Linear -> Gemm, ReLU -> Relu, ReLU6 -> Clip, ...;
 // onnx_type()). Quantizer names: "<module>.output[i]", "<module>.input[i]", "<module>.<param>",
 // "<module>.<quantizer>_l{k}" for recurrent layers; activation encodings are exported under these names,
