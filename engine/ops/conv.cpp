@@ -10,9 +10,11 @@
 //    plane is copied into a zero-bordered scratch plane and accumulated tap by tap with branch-free,
 //    vectorisable row loops.
 //
-// Parallelism: OpenMP over the batch (static schedule, so results are deterministic for a given thread
-// count), one column buffer and one grad_w accumulator per thread, each worker calling GEMM on its own
-// (Note [BLAS threads inside OpenMP] in blas.hpp). With a batch of one the GEMMs themselves are split.
+// Parallelism: OpenMP over the batch, one column buffer per thread, each worker calling GEMM on its own
+// (Note [BLAS threads inside OpenMP] in blas.hpp); with a batch of one the GEMMs themselves are split.
+// Samples are scheduled dynamically (a worker preempted on a busy machine stalls only its own piece),
+// and the weight gradient is summed over fixed sample chunks in a fixed order, so results are
+// bit-identical whatever the schedule or thread count.
 #include "engine/ops/blas.hpp"
 #include "engine/ops/loops.hpp"
 #include "engine/ops/op.hpp"
@@ -236,6 +238,7 @@ template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* 
 // Threads for a loop over `items` independent pieces of `work` multiply-adds in total. Small ops stay on
 // one thread: a parallel region costs microseconds, and far more when the cores are oversubscribed.
 constexpr int64_t kMinParallelWork = 1 << 19;
+constexpr int64_t kChunks = 16;  // weight-gradient partial sums per backward (see ConvOp::backward)
 int threads_for(int64_t items, int64_t work) {
   if (work < kMinParallelWork) return 1;
   return static_cast<int>(std::clamp<int64_t>(items, 1, omp_get_max_threads()));
@@ -280,7 +283,7 @@ struct ConvOp : OpBase {
 #pragma omp parallel num_threads(nt)
       {
         Scratch<T> col(0, g.pointwise() ? 0 : K * P);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t n = 0; n < g.n; ++n)
           for (int64_t grp = 0; grp < g.groups; ++grp) {
             const T* xg = px + (n * g.c + grp * cg) * g.h * g.w;
@@ -368,52 +371,52 @@ struct ConvOp : OpBase {
         }
         return;
       }
+      // Samples are processed in kChunks fixed, contiguous chunks handed out dynamically (a worker that
+      // loses its core holds up one chunk, not half the batch); each chunk accumulates its own grad_w,
+      // summed in chunk order afterwards, so the bits do not depend on scheduling or thread count.
       const int nt = threads_for(g.n, g.n * g.o * P * K);
-      std::vector<std::vector<T>> gw_parts(static_cast<size_t>(want_w ? nt : 0));
+      const int64_t chunks = std::min<int64_t>(g.n, kChunks), per_chunk = (g.n + chunks - 1) / std::max<int64_t>(chunks, 1);
+      std::vector<T> gw_parts(want_w ? static_cast<size_t>(chunks * g.o * K) : 0, T(0));
 #pragma omp parallel num_threads(nt)
       {
         const bool direct = g.pointwise();
         Scratch<T> col(0, direct || !want_w ? 0 : K * P);
         Scratch<T> gcol(1, direct || !want_x ? 0 : K * P);
-        T* gw_acc = nullptr;
-        if (want_w) {
-          auto& part = gw_parts[static_cast<size_t>(omp_get_thread_num())];
-          part.assign(static_cast<size_t>(g.o * K), T(0));
-          gw_acc = part.data();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ch = 0; ch < chunks; ++ch) {
+          T* gw_acc = want_w ? gw_parts.data() + ch * g.o * K : nullptr;
+          for (int64_t n = ch * per_chunk; n < std::min(g.n, (ch + 1) * per_chunk); ++n)
+            for (int64_t grp = 0; grp < g.groups; ++grp) {
+              const T* gg = pg + (n * g.o + grp * og) * P;
+              if (want_w) {
+                const T* xg = px + (n * g.c + grp * cg) * HW;
+                const T* B = xg;
+                if (!direct) {
+                  im2col(xg, g, col.data());
+                  B = col.data();
+                }
+                // grad_w^T [K, og] += col · g^T: measurably faster in OpenBLAS than g · col^T.
+                gemm(false, true, K, og, P, T(1), B, P, gg, P, T(1), gw_acc + grp * K * og, og);
+              }
+              if (want_x) {
+                T* gxg = pgx + (n * g.c + grp * cg) * HW;
+                const T* wg = pw + grp * og * K;
+                if (direct) {
+                  gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gxg, P);
+                } else {
+                  gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gcol.data(), P);
+                  col2im(gcol.data(), g, gxg);
+                }
+              }
+            }
         }
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g.n; ++n)
-          for (int64_t grp = 0; grp < g.groups; ++grp) {
-            const T* gg = pg + (n * g.o + grp * og) * P;
-            if (want_w) {
-              const T* xg = px + (n * g.c + grp * cg) * HW;
-              const T* B = xg;
-              if (!direct) {
-                im2col(xg, g, col.data());
-                B = col.data();
-              }
-              // grad_w^T [K, og] += col · g^T: measurably faster in OpenBLAS than g · col^T.
-              gemm(false, true, K, og, P, T(1), B, P, gg, P, T(1), gw_acc + grp * K * og, og);
-            }
-            if (want_x) {
-              T* gxg = pgx + (n * g.c + grp * cg) * HW;
-              const T* wg = pw + grp * og * K;
-              if (direct) {
-                gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gxg, P);
-              } else {
-                gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gcol.data(), P);
-                col2im(gcol.data(), g, gxg);
-              }
-            }
-          }
       }
-      if (want_w) {  // sum the per-thread [groups][K][og] parts into grad_w [O][K] (fixed order)
+      if (want_w) {  // sum the per-chunk [groups][K][og] parts into grad_w [O][K], in chunk order
         for (int64_t grp = 0; grp < g.groups; ++grp)
           for (int64_t oc = 0; oc < og; ++oc) {
             T* dst = pgw + (grp * og + oc) * K;
-            for (const auto& part : gw_parts) {
-              if (part.empty()) continue;  // the runtime gave us fewer threads than asked for
-              const T* src = part.data() + grp * K * og + oc;
+            for (int64_t ch = 0; ch < chunks; ++ch) {
+              const T* src = gw_parts.data() + ch * g.o * K + grp * K * og + oc;
               for (int64_t k = 0; k < K; ++k) dst[k] += src[k * og];
             }
           }

@@ -3,6 +3,8 @@
 #include "engine/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
 
+#include <omp.h>
+
 #include <string>
 #include <vector>
 
@@ -175,26 +177,37 @@ TEST_CASE("conv2d: shape mismatches name the op and both shapes") {
                        doctest::Contains("conv2d: invalid parameters"), Error);
 }
 
-TEST_CASE("conv2d: repeated forward and backward give bit-identical results (deterministic threading)") {
-  const auto p = params({1, 1}, {1, 1}, {1, 1}, 1);
-  Tensor x = rand_input({8, 8, 16, 16}, 600).to(DType::f32).detach().set_requires_grad();
-  Tensor w = rand_input({8, 8, 3, 3}, 601).to(DType::f32).detach().set_requires_grad();
-  Tensor g = rand_input({8, 8, 16, 16}, 602, -1, 1, false).to(DType::f32);
-  std::vector<float> y0, gx0, gw0;
-  for (int run = 0; run < 3; ++run) {
-    x.zero_grad();
-    w.zero_grad();
-    Tensor y = ops::conv2d(x, w, Tensor(), p);
-    y.backward(g);
-    if (run == 0) {
-      y0 = y.to_vector<float>();
-      gx0 = x.grad().to_vector<float>();
-      gw0 = w.grad().to_vector<float>();
-    } else {
-      CHECK(y.to_vector<float>() == y0);
-      CHECK(x.grad().to_vector<float>() == gx0);
-      CHECK(w.grad().to_vector<float>() == gw0);
+TEST_CASE("conv2d: results are bit-identical across runs and thread counts") {
+  const int threads = omp_get_max_threads();
+  for (int64_t groups : {1, 8}) {
+    CAPTURE(groups);
+    const auto p = params({1, 1}, {1, 1}, {1, 1}, groups);
+    Tensor x = rand_input({8, 8, 16, 16}, 600).to(DType::f32).detach().set_requires_grad();
+    Tensor w = rand_input({8, 8 / groups, 3, 3}, 601).to(DType::f32).detach().set_requires_grad();
+    Tensor b = rand_input({8}, 603).to(DType::f32).detach().set_requires_grad();
+    Tensor g = rand_input({8, 8, 16, 16}, 602, -1, 1, false).to(DType::f32);
+    std::vector<float> y0, gx0, gw0, gb0;
+    for (int run = 0; run < 3; ++run) {
+      CAPTURE(run);
+      omp_set_num_threads(run == 2 ? 1 : threads);
+      x.zero_grad();
+      w.zero_grad();
+      b.zero_grad();
+      Tensor y = ops::conv2d(x, w, b, p);
+      y.backward(g);
+      if (run == 0) {
+        y0 = y.to_vector<float>();
+        gx0 = x.grad().to_vector<float>();
+        gw0 = w.grad().to_vector<float>();
+        gb0 = b.grad().to_vector<float>();
+      } else {
+        CHECK(y.to_vector<float>() == y0);
+        CHECK(x.grad().to_vector<float>() == gx0);
+        CHECK(w.grad().to_vector<float>() == gw0);
+        CHECK(b.grad().to_vector<float>() == gb0);
+      }
     }
+    omp_set_num_threads(threads);
   }
 }
 
