@@ -25,7 +25,10 @@ namespace {
 enum class Out { requant, s32 };
 
 #ifndef QFORGE_VNNI_PREFETCH
-#define QFORGE_VNNI_PREFETCH 8
+#define QFORGE_VNNI_PREFETCH 0
+#endif
+#ifndef QFORGE_VNNI_EMBEDDED_BCAST
+#define QFORGE_VNNI_EMBEDDED_BCAST 0
 #endif
 constexpr int kPrefetchQuads = QFORGE_VNNI_PREFETCH;  // weight prefetch distance (k-quads ahead)
 
@@ -51,7 +54,24 @@ struct TileArgs {
   int col0;                  // first column of this tile
   void* c;
   std::int64_t ldc;
+  const std::int32_t* row_corr;  // [MR] −128·Σ_k x per row (s8 activations)
 };
+
+// −128·Σ_k x for `rows` rows of s8 activations (Note [s8 activations on VNNI]), via vpdpbusd with ones.
+void row_corrections(const std::uint8_t* a, std::int64_t lda, int rows, int k, std::int32_t* out) noexcept {
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int r = 0; r < rows; ++r) {
+    const std::uint8_t* row = a + r * lda;
+    __m512i sum = _mm512_setzero_si512();
+    int kk = 0;
+    for (; kk + 64 <= k; kk += 64) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_loadu_si512(row + kk));
+    if (kk < k) {
+      const __mmask64 m = (~0ull) >> (64 - (k - kk));
+      sum = _mm512_dpbusd_epi32(sum, ones, _mm512_maskz_loadu_epi8(m, row + kk));
+    }
+    out[r] = -128 * _mm512_reduce_add_epi32(sum);
+  }
+}
 
 // acc += u8 operand · s8 operand (4-byte groups). Inline asm with a tied "+v" accumulator: GCC 12 treats
 // the vpdpbusd builtin as non-destructive and shuffled/spilled the 24 accumulators on every update.
@@ -113,11 +133,22 @@ void tile(const TileArgs& t) noexcept {
     __m512i b[NB];
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) {
-      _mm_prefetch(reinterpret_cast<const char*>(wq + kPrefetchQuads * stride + 64 * j), _MM_HINT_T0);
+      if constexpr (kPrefetchQuads > 0)
+        _mm_prefetch(reinterpret_cast<const char*>(wq + kPrefetchQuads * stride + 64 * j), _MM_HINT_T0);
       b[j] = _mm512_loadu_si512(wq + 64 * j);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
+#if QFORGE_VNNI_EMBEDDED_BCAST
+      if constexpr (S8) {
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; ++j)
+          __asm__("vpdpbusd %[a]%{1to16%}, %[w], %[acc]"
+                  : [acc] "+v"(acc[r][j])
+                  : [w] "v"(b[j]), [a] "m"(*reinterpret_cast<const std::int32_t*>(arow[r] + 4 * q)));
+        continue;
+      }
+#endif
       const __m512i av = load_quad(arow[r] + 4 * q);
 #pragma GCC unroll 4
       for (int j = 0; j < NB; ++j) dot<S8>(acc[r][j], av, b[j]);
@@ -144,23 +175,9 @@ void tile(const TileArgs& t) noexcept {
 #pragma GCC unroll 4
     for (int j = 0; j < NB; ++j) _mm512_store_si512(&res[r][16 * j], acc[r][j]);
 
-  // Row correction −128·Σ_k x for s8 activations (zero for u8).
+  // Row correction −128·Σ_k x for s8 activations (zero for u8), precomputed per row chunk by run().
   __m512i corr[MR];
-  for (int r = 0; r < MR; ++r) corr[r] = _mm512_setzero_si512();
-  if constexpr (S8) {
-    const int k = t.full_quads * 4 + t.k_rem;
-    const __m512i ones = _mm512_set1_epi8(1);
-    for (int r = 0; r < MR; ++r) {
-      __m512i sum = _mm512_setzero_si512();
-      int kk = 0;
-      for (; kk + 64 <= k; kk += 64) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_loadu_si512(arow[r] + kk));
-      if (kk < k) {
-        const __mmask64 m = (~0ull) >> (64 - (k - kk));
-        sum = _mm512_dpbusd_epi32(sum, ones, _mm512_maskz_loadu_epi8(m, arow[r] + kk));
-      }
-      corr[r] = _mm512_set1_epi32(-128 * _mm512_reduce_add_epi32(sum));
-    }
-  }
+  for (int r = 0; r < MR; ++r) corr[r] = _mm512_set1_epi32(S8 ? t.row_corr[r] : 0);
 
   // Epilogue.
   const GemmWeights& w = *t.w;
@@ -236,6 +253,7 @@ TileFn pick(int mr, int nb) {
 }
 
 constexpr int kMr = 6;
+constexpr int kMaxChunk = 64;  // row blocks per activation chunk (bounds the row-correction buffer)
 
 // Note [VNNI GEMM blocking]: rows are processed in chunks of ~96 KiB of activations (kept in L1/L2);
 // for each chunk every panel of the thread's share of N is swept, so the weights (the whole packed B for
@@ -247,7 +265,7 @@ void run(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c, 
   if (m <= 0 || w.n <= 0) return;
   const int panels = (w.n_pad + kPanelWidth - 1) / kPanelWidth;
   const int row_blocks = (m + kMr - 1) / kMr;
-  const int chunk = std::max(1, 98304 / (kMr * std::max(w.k, 1)));  // row blocks per A chunk
+  const int chunk = std::clamp(98304 / (kMr * std::max(w.k, 1)), 1, kMaxChunk);  // row blocks per A chunk
   const bool split_n = panels >= 2 * threads || row_blocks < threads;
 
   auto work = [&](int p0, int p1, int rb_begin, int rb_end) {
@@ -257,8 +275,13 @@ void run(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c, 
     t.k_rem = w.k % 4;
     t.w = &w;
     t.ldc = ldc;
+    std::int32_t corr[kMaxChunk * kMr];
     for (int rbc = rb_begin; rbc < rb_end; rbc += chunk) {
       const int rbc_end = std::min(rb_end, rbc + chunk);
+      if constexpr (S8) {
+        const int r0 = rbc * kMr, r1 = std::min(m, rbc_end * kMr);
+        row_corrections(static_cast<const std::uint8_t*>(a) + r0 * lda, lda, r1 - r0, w.k, corr);
+      }
       for (int p = p0; p < p1; ++p) {
         const int col0 = p * kPanelWidth;
         const int wp = w.n_pad - col0 < kPanelWidth ? w.n_pad - col0 : kPanelWidth;
@@ -270,6 +293,7 @@ void run(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c, 
           const int m0 = rb * kMr, mr = m - m0 < kMr ? m - m0 : kMr;
           t.a = static_cast<const std::uint8_t*>(a) + m0 * lda;
           t.c = static_cast<char*>(c) + m0 * ldc * static_cast<std::int64_t>(out_elem);
+          t.row_corr = corr + (rb - rbc) * kMr;
           (mr == kMr ? full : pick<S8, O>(mr, wp / 16))(t);
         }
       }
