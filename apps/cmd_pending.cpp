@@ -9,8 +9,6 @@ int pending(const char* name) {
 }
 }  // namespace
 
-int cmd_quantize(int, char**) { return pending("quantize"); }
-int cmd_finetune(int, char**) { return pending("finetune"); }
 int cmd_export(int, char**) { return pending("export"); }
 int cmd_bench(int, char**) { return pending("bench"); }
 int cmd_compare(int, char**) { return pending("compare"); }

@@ -136,7 +136,7 @@ int cmd_train(int argc, char** argv) {
   nlohmann::json report = {
       {"command", "train"},
       {"model", choice.name},
-      {"data", data.spec},
+      {"data", absolute_data_spec(data.spec)},
       {"seed", cfg.seed},
       {"epochs", cfg.epochs},
       {"batch_size", cfg.batch_size},

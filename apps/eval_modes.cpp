@@ -1,6 +1,7 @@
 #include "apps/eval_modes.hpp"
 
 #include "apps/model_setup.hpp"
+#include "apps/quant_setup.hpp"
 #include "data/loader.hpp"
 #include "engine/ops/ops.hpp"
 #include "nn/model_dir.hpp"
@@ -49,7 +50,6 @@ EvalOutcome run_eval(const EvalRequest& req) {
     throw UsageError(fmt::format("--mode {} needs a quantized model directory (from qforge quantize); {} has no "
                                  "encodings.json",
                                  mode, req.dir.string()));
-  nn::ModelDir md = nn::load_model_dir(req.dir);
   data::DataSplits data = data_for_dir(req.dir, req.data_spec);
   auto ds = req.split == "train" ? data.train : data.test;
 
@@ -58,7 +58,12 @@ EvalOutcome run_eval(const EvalRequest& req) {
   eo.keep_logits = req.keep_logits;
   train::EvalResult res;
   if (mode == "fp32") {
+    // A quantized directory's FP32 model is its shadow weights (BatchNorm folded) without quantizers.
+    nn::ModelDir md = nn::load_model_dir(req.dir);
     res = train::evaluate(*md.model, ds, eo);
+  } else if (mode == "sim") {
+    quant::QuantizedModel qm = quant::load_quantized_dir(req.dir, sample_batch(data.test));
+    res = train::evaluate(qm.sim->model(), ds, eo);
   } else {
     throw UsageError(fmt::format("--mode {} is not available in this build", mode));
   }

@@ -14,6 +14,16 @@ data::DataSplits load_data_spec(const std::string& spec, uint64_t seed) {
   return data::load_data(spec.empty() ? "synthetic" : spec, opt);
 }
 
+std::string absolute_data_spec(const std::string& spec) {
+  const auto colon = spec.find(':');
+  if (colon == std::string::npos) return spec;
+  const std::string kind = spec.substr(0, colon), path = spec.substr(colon + 1);
+  if (kind == "synthetic" || path.empty()) return spec;
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec);
+  return ec ? spec : kind + ":" + abs.lexically_normal().string();
+}
+
 ModelChoice choose_model(const std::string& model, const data::DataSplits& data) {
   ModelChoice c;
   if (nn::is_zoo_model(model)) {

@@ -22,6 +22,10 @@ ModelChoice choose_model(const std::string& model, const data::DataSplits& data)
 // Loads the data spec; "synthetic" by default. Seed drives synthetic data.
 data::DataSplits load_data_spec(const std::string& spec, uint64_t seed);
 
+// The spec with its path made absolute ("mnist:../d" -> "mnist:/abs/d"), so a model directory's
+// report names data that later commands find from any working directory.
+std::string absolute_data_spec(const std::string& spec);
+
 // Checks that a model's input matches the data (images vs tokens, classes vs outputs) before training,
 // with a message naming both.
 void check_model_fits_data(const std::string& model_name, const data::DataSplits& data);

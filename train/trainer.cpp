@@ -174,8 +174,19 @@ Trainer::Trainer(nn::ModulePtr model, std::shared_ptr<const data::Dataset> train
   validate(config_);
   const nn::NamedTensors params = model_->named_parameters();
   NamedTensors named(params.begin(), params.end());
-  optimizer_ = make_optimizer(config_.no_decay_on_bias_and_norm ? split_weight_decay(named) : single_group(named),
-                              config_.optimizer);
+  std::vector<ParamGroup> groups = config_.no_decay_on_bias_and_norm ? split_weight_decay(named) : single_group(named);
+  if (!config_.extra_parameters.empty()) {
+    ParamGroup extra;
+    extra.name = "extra";
+    for (const auto& [n, t] : config_.extra_parameters) {
+      extra.params.push_back(t);
+      extra.param_names.push_back(n);
+    }
+    extra.lr = config_.extra_lr;
+    extra.weight_decay = 0.0;
+    groups.push_back(std::move(extra));
+  }
+  optimizer_ = make_optimizer(std::move(groups), config_.optimizer);
   loader_ = std::make_unique<data::DataLoader>(train_, data::LoaderOptions{.batch_size = config_.batch_size,
                                                                            .shuffle = true,
                                                                            .drop_last = config_.drop_last,
@@ -204,7 +215,15 @@ nlohmann::json Trainer::trainer_state() const {
           {"epoch_seconds", epoch_seconds_},
           {"best_epoch", best_epoch_},
           {"best_metric", best_metric_},
-          {"dropout_generators", dropout}};
+          {"dropout_generators", dropout},
+          {"extra_parameters", extra_parameters_json()}};
+}
+
+// Extra parameters are small (quantizer ranges): stored as JSON numbers, exact for f32 values.
+nlohmann::json Trainer::extra_parameters_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [n, t] : config_.extra_parameters) j[n] = t.to_vector<double>();
+  return j;
 }
 
 void Trainer::restore(const nlohmann::json& j) {
@@ -228,6 +247,17 @@ void Trainer::restore(const nlohmann::json& j) {
                                        checkpoint_dir().string(), name));
         generator_from_json(d->generator(), dropout.at(name));
       }
+    const auto extra = j.value("extra_parameters", nlohmann::json::object());
+    for (auto& [n, t] : config_.extra_parameters) {
+      if (!extra.contains(n))
+        throw InputError(fmt::format("checkpoint in {} has no value for '{}'", checkpoint_dir().string(), n));
+      const auto v = extra.at(n).get<std::vector<double>>();
+      if (static_cast<int64_t>(v.size()) != t.numel())
+        throw InputError(fmt::format("checkpoint in {}: '{}' has {} values, expected {}", checkpoint_dir().string(), n,
+                                     v.size(), t.numel()));
+      NoGradGuard no_grad;
+      t.copy_(Tensor::from_vector(v, t.shape()));
+    }
   } catch (const nlohmann::json::exception& e) {
     throw InputError(fmt::format("checkpoint in {}: malformed trainer state ({})", checkpoint_dir().string(), e.what()));
   }

@@ -62,6 +62,11 @@ struct TrainConfig {
   ProgressMode progress = ProgressMode::automatic;
   int64_t log_every = 50;  // plain progress lines and metrics.jsonl step lines every N steps
   bool save_final_weights = true;  // out_dir/weights.safetensors when all epochs are done
+  // Trainable tensors that are not model parameters (QuantSim's learnable quantization ranges): one more
+  // parameter group "extra" with its own lr (unset: the optimizer's) and no weight decay. Their values
+  // are saved in checkpoints with the trainer state, so resuming stays bit-identical.
+  NamedTensors extra_parameters;
+  std::optional<double> extra_lr;
 };
 
 // Throws InputError for non-positive epochs, batch size, learning rate, etc.
@@ -160,6 +165,7 @@ public:
 
 private:
   nlohmann::json trainer_state() const;
+  nlohmann::json extra_parameters_json() const;
   void restore(const nlohmann::json& j);
   void save_ckpt();
   void log_jsonl(const nlohmann::json& j);

@@ -1,0 +1,135 @@
+// qforge finetune: quantization-aware training of a quantized model directory.
+// The optimizer updates the FP32 shadow weights (and, with --range-learning, the quantizers' ranges);
+// forward sees the quantized weights and activations. Writes a quantized model directory to --out.
+#include "apps/cli.hpp"
+#include "apps/eval_modes.hpp"
+#include "apps/model_setup.hpp"
+#include "apps/quant_setup.hpp"
+#include "train/progress.hpp"
+
+#include <csignal>
+#include <iostream>
+
+namespace qforge::apps {
+
+namespace fs = std::filesystem;
+
+namespace {
+train::Trainer* g_trainer = nullptr;
+extern "C" void on_sigint_finetune(int) {
+  if (g_trainer != nullptr) g_trainer->request_stop();
+}
+}  // namespace
+
+int cmd_finetune(int argc, char** argv) {
+  cxxopts::Options opts("qforge finetune", "Quantization-aware training (QAT) of a quantized model directory.");
+  opts.add_options()
+      ("model-dir", "quantized model directory (from qforge quantize)", cxxopts::value<std::string>())
+      ("data", "data spec (default: the one the model was trained on)", cxxopts::value<std::string>())
+      ("epochs", "epochs", cxxopts::value<int64_t>()->default_value("1"))
+      ("batch-size", "batch size", cxxopts::value<int64_t>()->default_value("64"))
+      ("lr", "learning rate for the weights", cxxopts::value<double>()->default_value("1e-3"))
+      ("range-lr", "learning rate for the quantization ranges (default: --lr)", cxxopts::value<double>())
+      ("optimizer", "sgd | adam | adamw", cxxopts::value<std::string>()->default_value("adam"))
+      ("momentum", "SGD momentum", cxxopts::value<double>()->default_value("0.9"))
+      ("schedule", "LR schedule (as qforge train)", cxxopts::value<std::string>()->default_value("cosine"))
+      ("range-learning", "none | aimet | lsq", cxxopts::value<std::string>()->default_value("none"))
+      ("seed", "seed for shuffling", cxxopts::value<uint64_t>()->default_value("0"))
+      ("threads", "threads (OpenMP + OpenBLAS); 0: all cores", cxxopts::value<int>()->default_value("0"))
+      ("out", "output quantized model directory", cxxopts::value<std::string>())
+      ("resume", "continue the fine-tuning saved in --out (its checkpoint/)")
+      ("max-steps", "stop after this many steps, with a checkpoint (0: no limit)", cxxopts::value<int64_t>()->default_value("0"))
+      ("progress", "auto | bar | lines | none", cxxopts::value<std::string>()->default_value("auto"))
+      ("log-every", "progress line every N steps", cxxopts::value<int64_t>()->default_value("50"))
+      ("json", "print one JSON result object as the last line of stdout");
+  cxxopts::ParseResult r;
+  if (parse_or_help(opts, argc, argv, r)) return 0;
+  apply_threads(r["threads"].as<int>());
+  const fs::path src = required(r, "model-dir");
+  const fs::path out = required(r, "out");
+  if (!is_quantized_dir(src))
+    throw UsageError(fmt::format("--model-dir {}: not a quantized model directory (run qforge quantize first)", src.string()));
+  if (fs::exists(out) && fs::equivalent(out, src)) throw UsageError("--out must differ from --model-dir");
+  const bool resume = r.count("resume") > 0;
+  if (resume && !fs::exists(out / "checkpoint"))
+    throw InputError(fmt::format("--resume: {} has no checkpoint/", out.string()));
+  if (!resume && fs::exists(out / "checkpoint"))
+    throw UsageError(fmt::format("--out {} already holds a fine-tuning run; pass --resume to continue it or choose "
+                                 "another directory",
+                                 out.string()));
+
+  train::TrainConfig cfg;
+  cfg.epochs = r["epochs"].as<int64_t>();
+  cfg.batch_size = r["batch-size"].as<int64_t>();
+  cfg.optimizer.type = r["optimizer"].as<std::string>();
+  cfg.optimizer.lr = r["lr"].as<double>();
+  if (cfg.optimizer.type == "sgd") cfg.optimizer.momentum = r["momentum"].as<double>();
+  cfg.schedule = r["schedule"].as<std::string>();
+  cfg.seed = r["seed"].as<uint64_t>();
+  cfg.out_dir = out;
+  cfg.resume = resume;
+  cfg.max_steps = r["max-steps"].as<int64_t>();
+  cfg.progress = train::parse_progress_mode(r["progress"].as<std::string>());
+  cfg.log_every = r["log-every"].as<int64_t>();
+  cfg.augment = false;
+  train::validate(cfg);
+  const quant::RangeLearning rl = quant::parse_range_learning(r["range-learning"].as<std::string>());
+
+  data::DataSplits data = data_for_dir(src, r.count("data") ? r["data"].as<std::string>() : "");
+  quant::QuantizedModel qm = quant::load_quantized_dir(src, sample_batch(data.test));
+  quant::QuantSim& sim = *qm.sim;
+  if (rl != quant::RangeLearning::none) sim.set_range_learning(rl);
+  const auto ranges = sim.range_parameters();
+  for (size_t i = 0; i < ranges.size(); ++i) cfg.extra_parameters.push_back({fmt::format("range.{}", i), ranges[i]});
+  if (r.count("range-lr")) cfg.extra_lr = r["range-lr"].as<double>();
+
+  const train::EvalResult before = evaluate_on(sim.model(), data.test);
+  say(fmt::format("fine-tuning {} ({} quantizers, range learning {}, {} range parameters): before {:.2f}%",
+                  src.string(), sim.num_enabled(), quant::range_learning_name(rl), ranges.size(),
+                  before.metrics.accuracy()));
+  fs::create_directories(out);
+  train::Trainer trainer(qm.dir.model, data.train, data.test, cfg);
+  g_trainer = &trainer;
+  auto prev = std::signal(SIGINT, on_sigint_finetune);
+  train::TrainResult result;
+  try {
+    result = trainer.fit();
+  } catch (...) {
+    std::signal(SIGINT, prev);
+    g_trainer = nullptr;
+    throw;
+  }
+  std::signal(SIGINT, prev);
+  g_trainer = nullptr;
+
+  const train::EvalResult after = evaluate_on(sim.model(), data.test);
+  nlohmann::json report = qm.dir.report;
+  report["command"] = "finetune";
+  report["source"] = fs::absolute(src).string();
+  report["finetune"] = {{"epochs", cfg.epochs}, {"lr", cfg.optimizer.lr}, {"optimizer", cfg.optimizer.type},
+                        {"range_learning", quant::range_learning_name(rl)}, {"result", result.to_json()}};
+  report["before"] = before.to_json();
+  report["sim"] = after.to_json();
+  if (result.finished) {
+    // Learned ranges become the exported encodings; training state stays in checkpoint/.
+    quant::save_quantized_dir(out, sim, report);
+  } else {
+    say(fmt::format("stopped ({}) after {} steps; continue with --resume", result.stop_reason, result.steps));
+  }
+  nlohmann::json summary = {{"out", out.string()},
+                            {"accuracy_before", before.metrics.accuracy()},
+                            {"accuracy", after.metrics.accuracy()},
+                            {"loss", after.metrics.loss()},
+                            {"samples", after.metrics.count},
+                            {"epochs_completed", result.epochs_completed},
+                            {"finished", result.finished},
+                            {"range_learning", quant::range_learning_name(rl)}};
+  if (r.count("json")) {
+    emit_json(summary);
+  } else {
+    std::cout << summary.dump(2) << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace qforge::apps

@@ -1,0 +1,128 @@
+// qforge quantize: post-training quantization of a trained model directory.
+//   load FP32 model -> QuantSim (AIMET config, BN folded) -> calibrate on training batches ->
+//   evaluate the simulated model -> write a quantized model directory (quant/quant_dir.hpp).
+// PTQ passes (CLE, bias correction, AdaRound, AutoQuant) run between folding and calibration when asked.
+#include "apps/cli.hpp"
+#include "apps/eval_modes.hpp"
+#include "apps/model_setup.hpp"
+#include "apps/ptq_passes.hpp"
+#include "apps/quant_setup.hpp"
+#include "quant/config.hpp"
+
+#include <iostream>
+
+namespace qforge::apps {
+
+namespace fs = std::filesystem;
+
+int cmd_quantize(int argc, char** argv) {
+  cxxopts::Options opts("qforge quantize",
+                        "Post-training quantization: calibrate, evaluate the simulated model, write a quantized model "
+                        "directory (model + encodings.json + quantsim.json).");
+  opts.add_options()
+      ("model-dir", "trained FP32 model directory", cxxopts::value<std::string>())
+      ("data", "data spec (default: the one the model was trained on)", cxxopts::value<std::string>())
+      ("out", "output quantized model directory", cxxopts::value<std::string>())
+      ("config", "AIMET quantsim config: default | per_channel | FILE.json", cxxopts::value<std::string>()->default_value("default"))
+      ("scheme", "tf | tf_enhanced | percentile | mse", cxxopts::value<std::string>()->default_value("tf"))
+      ("param-bw", "weight bitwidth (2-16)", cxxopts::value<int>()->default_value("8"))
+      ("output-bw", "activation bitwidth (2-16)", cxxopts::value<int>()->default_value("8"))
+      ("per-channel", "per-channel weight quantization (overrides the config's default)")
+      ("calib-batches", "calibration batches from the training split", cxxopts::value<int64_t>()->default_value("16"))
+      ("batch-size", "calibration and evaluation batch size", cxxopts::value<int64_t>()->default_value("64"))
+      ("no-fold-bn", "keep BatchNorm layers unfolded")
+      ("encodings-version", "AIMET encodings schema: 0.6.1 | 1.0.0", cxxopts::value<std::string>()->default_value("0.6.1"))
+      ("seed", "seed (calibration order, AdaRound)", cxxopts::value<uint64_t>()->default_value("0"))
+      ("threads", "threads (OpenMP + OpenBLAS); 0: all cores", cxxopts::value<int>()->default_value("0"))
+      ("json", "print one JSON result object as the last line of stdout");
+  add_ptq_options(opts);
+  cxxopts::ParseResult r;
+  if (parse_or_help(opts, argc, argv, r)) return 0;
+  apply_threads(r["threads"].as<int>());
+
+  const fs::path src = required(r, "model-dir");
+  const fs::path out = required(r, "out");
+  const int param_bw = r["param-bw"].as<int>(), output_bw = r["output-bw"].as<int>();
+  if (param_bw < 2 || param_bw > 16) throw UsageError(fmt::format("--param-bw {}: supported bitwidths are 2-16", param_bw));
+  if (output_bw < 2 || output_bw > 16) throw UsageError(fmt::format("--output-bw {}: supported bitwidths are 2-16", output_bw));
+  const int64_t calib = r["calib-batches"].as<int64_t>(), batch = r["batch-size"].as<int64_t>();
+  if (calib <= 0) throw UsageError(fmt::format("--calib-batches {}: must be positive", calib));
+  if (batch <= 0) throw UsageError(fmt::format("--batch-size {}: must be positive", batch));
+  const std::string enc_version = r["encodings-version"].as<std::string>();
+  if (enc_version != "0.6.1" && enc_version != "1.0.0")
+    throw UsageError(fmt::format("--encodings-version {}: expected 0.6.1 or 1.0.0", enc_version));
+  if (is_quantized_dir(src))
+    throw UsageError(fmt::format("--model-dir {} is already quantized; quantize the FP32 model directory", src.string()));
+  if (fs::exists(out) && fs::equivalent(out, src)) throw UsageError("--out must differ from --model-dir");
+
+  quant::QuantSimOptions qopt;
+  qopt.scheme = quant::parse_scheme(r["scheme"].as<std::string>());
+  qopt.param_bw = param_bw;
+  qopt.act_bw = output_bw;
+  qopt.fold_bn = r.count("no-fold-bn") == 0;
+  qopt.seed = r["seed"].as<uint64_t>();
+  qopt.config = r["config"].as<std::string>();
+  if (r.count("per-channel")) {
+    quant::QuantSimConfig cfg = quant::config_from_name_or_path(qopt.config);
+    cfg.per_channel = true;
+    qopt.config_obj = cfg;
+    if (qopt.config == "default") qopt.config = "per_channel";
+  } else {
+    qopt.config_obj = quant::config_from_name_or_path(qopt.config);  // errors in the config surface before any work
+  }
+  const PtqRequest ptq = ptq_request_from(r, param_bw);
+
+  nn::ModelDir md = nn::load_model_dir(src);
+  data::DataSplits data = data_for_dir(src, r.count("data") ? r["data"].as<std::string>() : "");
+  const uint64_t seed = r["seed"].as<uint64_t>();
+
+  say(fmt::format("quantizing {} (W{}A{}, {}, config {}{})", src.string(), param_bw, output_bw,
+                  r["scheme"].as<std::string>(), qopt.config, r.count("per-channel") ? ", per-channel" : ""));
+  const train::EvalResult fp32 = evaluate_on(*md.model, data.test);
+  say(fmt::format("FP32: accuracy {:.2f}%  loss {:.4f}", fp32.metrics.accuracy(), fp32.metrics.loss()));
+
+  PtqContext ctx{md.model, data, qopt, calib, batch, seed, fp32.metrics.accuracy()};
+  PtqOutcome q = run_ptq(ctx, ptq);
+  quant::QuantSim& sim = *q.sim;
+  const train::EvalResult simres = evaluate_on(sim.model(), data.test);
+  say(fmt::format("simulated W{}A{}: accuracy {:.2f}%  loss {:.4f}  ({} quantizers enabled)", param_bw, output_bw,
+                  simres.metrics.accuracy(), simres.metrics.loss(), sim.num_enabled()));
+
+  nlohmann::json prior = md.report;
+  nlohmann::json report = {
+      {"command", "quantize"},
+      {"model", prior.value("model", md.spec.value("name", std::string("model")))},
+      {"data", absolute_data_spec(data.spec)},
+      {"seed", prior.value("seed", uint64_t{0})},
+      {"seq_len", prior.value("seq_len", int64_t{100})},
+      {"source", fs::absolute(src).string()},
+      {"param_bw", param_bw},
+      {"output_bw", output_bw},
+      {"scheme", r["scheme"].as<std::string>()},
+      {"config", qopt.config},
+      {"per_channel", r.count("per-channel") > 0},
+      {"calib_batches", calib},
+      {"fp32", fp32.to_json()},
+      {"sim", simres.to_json()},
+      {"ptq", q.stages},
+  };
+  quant::save_quantized_dir(out, sim, report, enc_version);
+  nlohmann::json summary = {{"out", out.string()},
+                            {"fp32_accuracy", fp32.metrics.accuracy()},
+                            {"accuracy", simres.metrics.accuracy()},
+                            {"loss", simres.metrics.loss()},
+                            {"samples", simres.metrics.count},
+                            {"drop", fp32.metrics.accuracy() - simres.metrics.accuracy()},
+                            {"param_bw", param_bw},
+                            {"output_bw", output_bw},
+                            {"quantizers_enabled", sim.num_enabled()},
+                            {"ptq", q.stages}};
+  if (r.count("json")) {
+    emit_json(summary);
+  } else {
+    std::cout << sim.listing() << "\n" << summary.dump(2) << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace qforge::apps

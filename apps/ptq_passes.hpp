@@ -1,0 +1,44 @@
+// The PTQ pipeline behind `qforge quantize`: optional passes on the FP32 model (CLE, bias correction,
+// AdaRound, AutoQuant), then QuantSim construction and calibration.
+#pragma once
+
+#include "apps/cli.hpp"
+#include "data/data.hpp"
+#include "nn/graph.hpp"
+#include "quant/quantsim.hpp"
+
+#include <memory>
+
+namespace qforge::apps {
+
+struct PtqRequest {
+  bool cle = false;
+  std::string bias_correction;  // "", "empirical", "analytical"
+  bool adaround = false;
+  int64_t adaround_iterations = 0;  // 0: AIMET's default
+  bool automatic = false;
+  double max_drop = 1.0;
+  int64_t bn_reestimate = 0;
+};
+
+struct PtqContext {
+  std::shared_ptr<nn::Graph> model;
+  data::DataSplits& data;
+  quant::QuantSimOptions options;
+  int64_t calib_batches;
+  int64_t batch_size;
+  uint64_t seed;
+  double fp32_accuracy;
+};
+
+struct PtqOutcome {
+  std::unique_ptr<quant::QuantSim> sim;
+  Json stages = Json::array();  // [{"stage", "accuracy", ...}] for the passes that ran
+};
+
+void add_ptq_options(cxxopts::Options& opts);
+// Validates the combination (e.g. AdaRound needs param-bw <= 8): UsageError otherwise.
+PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw);
+PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req);
+
+}  // namespace qforge::apps
