@@ -217,12 +217,24 @@ KernelBenchReport run_kernel_bench(const KernelBenchOptions& o) {
         const int th = o.threads[t];
         double sgemm_gops = 0;
         if (o.sgemm) {
-          openblas_set_num_threads(th);
+          // OpenBLAS single-threaded per call; T threads split N in an OpenMP region, exactly like the int8
+          // driver, so both are timed by the same team CPU clocks (OpenBLAS's own pthreads would not be).
+          openblas_set_num_threads(1);
           pause_between();
           const Timing tm = time_call(
               [&] {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.m, s.n, s.k, 1.0f, af.data(), s.k, wf.data(),
-                            s.k, 0.0f, cf.data(), s.n);
+                auto part = [&](int i, int parts) {
+                  const int n0 = s.n * i / parts, n1 = s.n * (i + 1) / parts;
+                  if (n1 > n0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.m, n1 - n0, s.k, 1.0f, af.data(), s.k,
+                                wf.data() + static_cast<std::size_t>(n0) * s.k, s.k, 0.0f, cf.data() + n0, s.n);
+                };
+                if (th > 1) {
+#pragma omp parallel for num_threads(th) schedule(static)
+                  for (int i = 0; i < th; ++i) part(i, th);
+                } else {
+                  part(0, 1);
+                }
               },
               o, th);
           sgemm_gops = ops / (tm.best_ms * 1e6);

@@ -6,7 +6,8 @@
 //      for each thread count;
 //   2. GEMM rows for the shapes (M, N, K) of the issue: each int8 GEMM variant (requantizing and s32, on
 //      every supported SIMD ISA) as GOP/s and % of the measured int8 peak at the same thread count, next
-//      to OpenBLAS cblas_sgemm on the same shape (GFLOP/s, and the int8/sgemm ratio);
+//      to OpenBLAS cblas_sgemm on the same shape (GFLOP/s, and the int8/sgemm ratio; for T threads, T
+//      single-threaded sgemm calls on column slices in one OpenMP region, like the int8 driver);
 //   3. other kernels (conv2d, depthwise, pooling, add, quantize, LSTM step) at representative shapes.
 // Timings: `samples` samples of at least `min_sample_ms` each, after a warm-up call; packing and
 // allocation are outside the timed region. GOP/s come from the busiest thread's CPU clock, robust to
