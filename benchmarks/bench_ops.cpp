@@ -8,6 +8,7 @@
 #include "engine/ops/ops.hpp"
 #include "engine/random.hpp"
 
+#include <cblas.h>
 #include <cxxopts.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -116,7 +117,7 @@ Row measure(Case& c, int warmup, int repeats) {
 
 int main(int argc, char** argv) {
   cxxopts::Options options("qforge_bench_ops", "Time forward and forward+backward of dense ops");
-  options.add_options()("threads", "OpenMP threads (0: OMP_NUM_THREADS or all cores)", cxxopts::value<int>()->default_value("0"))(
+  options.add_options()("threads", "OpenMP and OpenBLAS threads (0: as the environment says)", cxxopts::value<int>()->default_value("0"))(
       "repeats", "timed iterations per row", cxxopts::value<int>()->default_value("15"))(
       "warmup", "untimed iterations per row", cxxopts::value<int>()->default_value("3"))(
       "filter", "only rows whose name contains this", cxxopts::value<std::string>()->default_value(""))(
@@ -135,6 +136,7 @@ int main(int argc, char** argv) {
   const int threads = args["threads"].as<int>();
   if (threads > 0) {
     omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
   }
   const int repeats = std::max(1, args["repeats"].as<int>());
   const int warmup = std::max(0, args["warmup"].as<int>());

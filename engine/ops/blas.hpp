@@ -4,16 +4,17 @@
 // flag is set, so callers pass strided/transposed views straight through instead of copying them.
 //
 // Note [BLAS threads inside OpenMP]
-// Debian's OpenBLAS is the pthreads build: it runs its own thread pool and knows nothing of OpenMP. Two
-// pools on the same cores fight (OpenMP workers spin after a region while OpenBLAS threads want to run,
-// and an OpenMP loop calling a threaded GEMM per sample oversubscribes). So qforge has one pool:
-// OpenBLAS is set to one thread the first time gemm() runs, and gemm() itself splits a large product
-// over OpenMP threads (by rows or columns of C, whichever is longer) when it is not already inside a
-// parallel region. Ops that parallelise over samples (conv2d) simply call gemm() from their workers.
+// Debian's OpenBLAS is the pthreads build: it runs its own thread pool and knows nothing of OpenMP.
+//  * A GEMM called on its own (matmul, linear) is threaded by OpenBLAS. Its workers yield while idle,
+//    which keeps them responsive on a busy machine; splitting the same GEMM over OpenMP workers (which
+//    spin, then sleep) was measured to stall each call for a scheduler time slice when the cores are
+//    oversubscribed (~20 ms for a 64x784x256 product instead of 0.2 ms).
+//  * Ops that parallelise over samples with OpenMP (conv2d, batched matmul) call a GEMM per sample from
+//    every worker; letting OpenBLAS fan out as well would oversubscribe the cores. Such a region is
+//    wrapped in BlasSingleThread, which pins OpenBLAS to one thread and restores the count afterwards.
 #pragma once
 
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -34,44 +35,33 @@ inline void gemm_raw(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double a
               beta, c, static_cast<int>(ldc));
 }
 
-// One-time switch of OpenBLAS to a single thread (Note [BLAS threads inside OpenMP]).
-inline void blas_single_threaded_once() noexcept {
-  static const bool done = [] {
-    openblas_set_num_threads(1);
-    return true;
-  }();
-  (void)done;
-}
-
-// Below this many multiply-adds (~40 us of one core) a GEMM runs on the calling thread: splitting it
-// would save less than a parallel region costs.
-inline constexpr double kParallelGemmWork = 1 << 22;
-
-// Row-major C[m,n] = alpha * op(A) * op(B) + beta * C, split over OpenMP threads when large.
+// Row-major C[m,n] = alpha * op(A) * op(B) + beta * C. See Note [BLAS threads inside OpenMP].
 template <class T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc) noexcept {
   if (m == 0 || n == 0) return;
-  blas_single_threaded_once();
-  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-  if (nt <= 1 || static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) < kParallelGemmWork) {
-    gemm_raw(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
-  const bool split_rows = m >= n;
-  const int64_t len = split_rows ? m : n, align = 16;
-  const int64_t chunk = ((len + nt - 1) / nt + align - 1) / align * align;
-#pragma omp parallel num_threads(nt)
-  {
-    const int64_t lo = std::min<int64_t>(len, chunk * omp_get_thread_num());
-    const int64_t hi = std::min<int64_t>(len, lo + chunk);
-    if (hi > lo) {
-      if (split_rows)  // rows of C <- rows of op(A)
-        gemm_raw(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc);
-      else  // columns of C <- columns of op(B)
-        gemm_raw(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta, c + lo, ldc);
-    }
-  }
+  gemm_raw(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
+// Pins OpenBLAS to one thread for the scope of an OpenMP region whose workers call gemm() (only when
+// `active`, i.e. the region really runs on several threads); restores the previous count.
+class BlasSingleThread {
+public:
+  explicit BlasSingleThread(bool active) : prev_(active ? openblas_get_num_threads() : 1) {
+    if (prev_ > 1) openblas_set_num_threads(1);
+  }
+  ~BlasSingleThread() {
+    if (prev_ > 1) openblas_set_num_threads(prev_);
+  }
+  BlasSingleThread(const BlasSingleThread&) = delete;
+  BlasSingleThread& operator=(const BlasSingleThread&) = delete;
+
+private:
+  int prev_;
+};
+
+// Below this many multiply-adds per GEMM, many independent GEMMs are better spread over OpenMP threads
+// (one single-threaded GEMM each) than threaded one by one.
+inline constexpr double kSmallGemmWork = 1 << 22;
 
 }  // namespace qforge::ops::detail

@@ -10,8 +10,8 @@
 //    plane is copied into a zero-bordered scratch plane and accumulated tap by tap with branch-free,
 //    vectorisable row loops.
 //
-// Parallelism: OpenMP over the batch, one column buffer per thread, each worker calling GEMM on its own
-// (Note [BLAS threads inside OpenMP] in blas.hpp); with a batch of one the GEMMs themselves are split.
+// Parallelism: OpenMP over the batch, one column buffer per thread, each worker calling a single-threaded
+// GEMM (Note [BLAS threads inside OpenMP] in blas.hpp); with a batch of one OpenBLAS threads the GEMMs.
 // Samples are scheduled dynamically (a worker preempted on a busy machine stalls only its own piece),
 // and the weight gradient is summed over fixed sample chunks in a fixed order, so results are
 // bit-identical whatever the schedule or thread count.
@@ -29,6 +29,7 @@
 
 namespace qforge::ops {
 
+using detail::BlasSingleThread;
 using detail::check_float;
 using detail::check_same_dtype;
 using detail::gemm;
@@ -280,6 +281,7 @@ struct ConvOp : OpBase {
         return;
       }
       const int nt = threads_for(g.n, g.n * g.o * P * K);
+      BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
       {
         Scratch<T> col(0, g.pointwise() ? 0 : K * P);
@@ -377,6 +379,7 @@ struct ConvOp : OpBase {
       const int nt = threads_for(g.n, g.n * g.o * P * K);
       const int64_t chunks = std::min<int64_t>(g.n, kChunks), per_chunk = (g.n + chunks - 1) / std::max<int64_t>(chunks, 1);
       std::vector<T> gw_parts(want_w ? static_cast<size_t>(chunks * g.o * K) : 0, T(0));
+      BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
       {
         const bool direct = g.pointwise();

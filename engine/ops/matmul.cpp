@@ -80,11 +80,11 @@ bool batch_broadcastable(const Shape& a, const Shape& b) {
   return true;
 }
 
-// Threads for a loop over nb independent GEMMs of `each` multiply-adds: big GEMMs split themselves
-// (blas.hpp), many small ones are spread over the batch instead.
+// Threads for a loop over nb independent GEMMs of `each` multiply-adds: big GEMMs are threaded by
+// OpenBLAS, many small ones are spread over the batch instead (Note [BLAS threads inside OpenMP]).
 int batch_threads(int64_t nb, int64_t each) {
-  if (nb < 2 || static_cast<double>(each) >= detail::kParallelGemmWork ||
-      static_cast<double>(each) * static_cast<double>(nb) < detail::kParallelGemmWork / 4)
+  if (nb < 2 || static_cast<double>(each) >= detail::kSmallGemmWork ||
+      static_cast<double>(each) * static_cast<double>(nb) < detail::kSmallGemmWork / 4)
     return 1;
   return static_cast<int>(std::min<int64_t>(nb, omp_get_max_threads()));
 }
@@ -117,7 +117,9 @@ struct MatmulOp : OpBase {
       const T* pb = b.data<T>();
       T* po = out.data<T>();
       const int64_t nb = static_cast<int64_t>(oa.size());
-#pragma omp parallel for schedule(static) num_threads(batch_threads(nb, n * m * k))
+      const int nt = batch_threads(nb, n * m * k);
+      detail::BlasSingleThread blas_guard(nt > 1);
+#pragma omp parallel for schedule(static) num_threads(nt)
       for (int64_t i = 0; i < nb; ++i)
         gemm(la.trans, lb.trans, n, m, k, T(1), pa + oa[i], la.ld, pb + ob[i], lb.ld, T(0), po + i * n * m, m);
     });
@@ -144,7 +146,9 @@ struct MatmulOp : OpBase {
         const T beta = shape_numel(batch_of(ashape)) == nb ? T(0) : T(1);
         T* pga = ga.data<T>();
         // Batches write disjoint blocks unless `a` was broadcast (then they accumulate: stay serial).
-#pragma omp parallel for schedule(static) num_threads(beta == T(0) ? batch_threads(nb, n * m * k) : 1)
+        const int nt = beta == T(0) ? batch_threads(nb, n * m * k) : 1;
+        detail::BlasSingleThread blas_guard(nt > 1);
+#pragma omp parallel for schedule(static) num_threads(nt)
         for (int64_t i = 0; i < nb; ++i)  // ga = g · op(b)^T
           gemm(false, !lb.trans, n, k, m, T(1), pg + i * n * m, m, b.data<T>() + ob[i], lb.ld, beta, pga + og[i], k);
       }
@@ -160,7 +164,9 @@ struct MatmulOp : OpBase {
         const auto oa = batch_offsets(batch, a.shape(), a.strides());
         const T beta = shape_numel(batch_of(bshape)) == nb ? T(0) : T(1);
         T* pgb = gb.data<T>();
-#pragma omp parallel for schedule(static) num_threads(beta == T(0) ? batch_threads(nb, n * m * k) : 1)
+        const int nt = beta == T(0) ? batch_threads(nb, n * m * k) : 1;
+        detail::BlasSingleThread blas_guard(nt > 1);
+#pragma omp parallel for schedule(static) num_threads(nt)
         for (int64_t i = 0; i < nb; ++i)  // gb = op(a)^T · g
           gemm(!la.trans, false, k, m, n, T(1), a.data<T>() + oa[i], la.ld, pg + i * n * m, m, beta, pgb + og[i], m);
       }
