@@ -302,3 +302,24 @@ TEST_CASE("progress: without a terminal, one plain line every N steps and at the
   CHECK(s.find('\r') == std::string::npos);
   CHECK_THROWS_AS(parse_progress_mode("fancy"), InputError);
 }
+
+TEST_CASE("synthetic digits: a linear classifier stays far below CNN-level accuracy, an MLP does better") {
+  // Measured with 8,000 / 2,000 samples, 3 epochs SGD 0.02 momentum 0.9: linear 58.5%, mlp 95.5%,
+  // mnist-cnn 97.8% test accuracy. Here a smaller, faster version of the same comparison.
+  auto data = data::load_data("synthetic:2000", {.seed = 4});
+  json spec = {{"nodes", {{{"name", "flatten"}, {"type", "Flatten"}},
+                          {{"name", "fc"}, {"type", "Linear"}, {"args", {{"in_features", 784}, {"out_features", 10}}}}}}};
+  TrainConfig c;
+  c.epochs = 3;
+  c.batch_size = 64;
+  c.optimizer = {.type = "sgd", .lr = 0.02, .momentum = 0.9};
+  c.progress = ProgressMode::none;
+  TrainResult lin = Trainer(nn::build_model(spec, {.seed = 1}), data.train, data.test, c).fit();
+  TrainResult mlp = Trainer(nn::build_zoo_model("mlp", {}, {.seed = 1}), data.train, data.test, c).fit();
+  const double lin_acc = lin.history.back().test->metrics.accuracy();
+  const double mlp_acc = mlp.history.back().test->metrics.accuracy();
+  MESSAGE("synthetic:2000 test accuracy: linear ", lin_acc, "%, mlp ", mlp_acc, "%");
+  CHECK(lin_acc > 30.0);  // learnable
+  CHECK(lin_acc < 75.0);  // but not linearly separable
+  CHECK(mlp_acc > lin_acc + 10.0);
+}
