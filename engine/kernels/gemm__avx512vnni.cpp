@@ -266,6 +266,8 @@ void run(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c, 
   const int panels = (w.n_pad + kPanelWidth - 1) / kPanelWidth;
   const int row_blocks = (m + kMr - 1) / kMr;
   const int chunk = std::clamp(98304 / (kMr * std::max(w.k, 1)), 1, kMaxChunk);  // row blocks per A chunk
+  // Below ~2^21 multiply-adds (a few µs) an OpenMP fork/join costs more than it saves: stay serial.
+  if (static_cast<std::int64_t>(m) * w.n * w.k < (std::int64_t{1} << 21)) threads = 1;
   const bool split_n = panels >= 2 * threads || row_blocks < threads;
 
   auto work = [&](int p0, int p1, int rb_begin, int rb_end) {

@@ -253,12 +253,12 @@ struct RnnWeights {
   LstmCellParams cell;
   int hidden = 0;
 };
-// LSTM: c is [batch][hidden] int16 (in/out, scale 2^cell_exp); h_out may alias nothing else.
-// workspace: 8·hidden·batch int32.
+// LSTM: c is [batch][hidden] int16 (in/out, scale 2^cell_exp). h_out may alias h_prev (both GEMVs run
+// before any output is written). workspace: 8·hidden·batch int32 (the two int32 gate accumulators).
 using LstmStepFn = void (*)(const RnnWeights& w, int batch, const void* x, std::int64_t ldx, const void* h_prev,
                             std::int64_t ldh, std::int16_t* c, void* h_out, std::int64_t ldo, std::int32_t* workspace,
                             int threads) noexcept;
-// GRU: workspace 6·hidden·batch int32.
+// GRU: h_out may alias h_prev (element j reads only h_prev[j]). workspace: 6·hidden·batch int32.
 using GruStepFn = void (*)(const RnnWeights& w, int batch, const void* x, std::int64_t ldx, const void* h_prev,
                            std::int64_t ldh, void* h_out, std::int64_t ldo, std::int32_t* workspace,
                            int threads) noexcept;

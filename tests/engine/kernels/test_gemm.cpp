@@ -108,7 +108,9 @@ TEST_CASE("gemm: extreme operands never saturate an intermediate (the vpmaddubsw
 TEST_CASE("gemm: results do not depend on the thread count") {
   std::mt19937 rng(9);
   for (Isa isa : supported_isas()) {
-    for (auto [m, n, k] : {std::tuple{1, 1024, 64}, std::tuple{64, 200, 37}, std::tuple{13, 64, 9}}) {
+    // Above the 2^21-MAC serial threshold: split N (many panels) and split M (one panel, many rows).
+    for (auto [m, n, k] : {std::tuple{7, 1024, 517}, std::tuple{64, 200, 301}, std::tuple{601, 64, 67},
+                           std::tuple{13, 64, 9}}) {
       GemmCase c;
       c.m = m;
       c.n = n;
