@@ -22,7 +22,19 @@
 //   [vpmaddubsw trap] in gemm__avx2.cpp).
 // - Note [acc wrap]: accumulators are int32 and wrap modulo 2^32 on overflow in every variant (only
 //   possible for K ≳ 66,000 at full range); the reference computes the same residue.
-// - threads: OpenMP threads used by a call (≤ 1 = run on the calling thread). Results never depend on it.
+// - threads: OpenMP threads used by a call (≤ 1 = run on the calling thread). Results never depend on it;
+//   GEMMs below 2^21 multiply-adds always run serially.
+//
+// Usage (a quantized Linear layer, s8 in/out, per-channel weights):
+//   std::vector<QuantizedMultiplier> m(n);
+//   for (int c = 0; c < n; ++c) m[c] = quantize_multiplier(s_in, s_w[c], s_out);
+//   GemmLayer l{.weights = w, .n = n, .k = k, .bias = b_q, .in_zero_point = z_in, .multipliers = m.data(),
+//               .per_channel = true, .out_zero_point = z_out,
+//               .range = activation_range(FusedAct::relu, s_out, z_out, ActType::s8)};
+//   const PackedGemm packed(l);                                   // once
+//   active_kernels().gemm_requant(batch, x, k, packed.view(), y, n, threads);   // per call
+// The exact simulation must produce the same bytes: either call the same kernels, or accumulate
+// Σ(x − z_in)·w + b exactly and apply requantize_output() from requant.hpp.
 #pragma once
 
 #include "engine/kernels/requant.hpp"
