@@ -8,6 +8,7 @@
 #include "train/threads.hpp"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -79,7 +80,8 @@ void validate(const TrainConfig& c) {
     throw InputError(fmt::format("learning rate must be positive, got {}", c.optimizer.lr));
   if (c.checkpoint_every < 0 || c.max_steps < 0)
     throw InputError("checkpoint interval and max steps must be >= 0");
-  if (c.resume && c.out_dir.empty()) throw InputError("resuming needs an output directory");
+  if ((c.resume || !c.resume_from.empty()) && c.out_dir.empty())
+    throw InputError("resuming needs an output directory");
 }
 
 // ---- evaluation ------------------------------------------------------------------------------------
@@ -166,6 +168,29 @@ nlohmann::json TrainResult::to_json() const {
 }
 
 // ---- trainer ---------------------------------------------------------------------------------------
+
+namespace {
+std::atomic<Trainer*> g_signal_trainer{nullptr};
+void (*g_prev_int)(int) = SIG_DFL;
+void (*g_prev_term)(int) = SIG_DFL;
+
+extern "C" void on_stop_signal(int sig) {
+  if (Trainer* t = g_signal_trainer.load()) t->request_stop();
+  std::signal(sig, SIG_DFL);  // a second signal ends the process
+}
+}  // namespace
+
+Trainer::StopOnSignal::StopOnSignal(Trainer& t) {
+  g_signal_trainer.store(&t);
+  g_prev_int = std::signal(SIGINT, on_stop_signal);
+  g_prev_term = std::signal(SIGTERM, on_stop_signal);
+}
+
+Trainer::StopOnSignal::~StopOnSignal() {
+  std::signal(SIGINT, g_prev_int == SIG_ERR ? SIG_DFL : g_prev_int);
+  std::signal(SIGTERM, g_prev_term == SIG_ERR ? SIG_DFL : g_prev_term);
+  g_signal_trainer.store(nullptr);
+}
 
 Trainer::Trainer(nn::ModulePtr model, std::shared_ptr<const data::Dataset> train,
                  std::shared_ptr<const data::Dataset> test, TrainConfig config)
@@ -278,10 +303,13 @@ void Trainer::log_jsonl(const nlohmann::json& j) {
   f << j.dump() << '\n';
 }
 
-void Trainer::truncate_log_after(int64_t step) {
+void Trainer::truncate_log_after(int64_t step, const fs::path& source) {
   const fs::path p = config_.out_dir / "metrics.jsonl";
-  if (!fs::exists(p)) return;
-  std::ifstream in(p);
+  if (!fs::exists(source)) {
+    atomic_write_text(p, "");
+    return;
+  }
+  std::ifstream in(source);
   std::string line, kept;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
@@ -301,10 +329,16 @@ TrainResult Trainer::fit() {
   TrainResult result;
   if (!config_.out_dir.empty()) {
     fs::create_directories(config_.out_dir);
-    if (config_.resume && has_checkpoint(checkpoint_dir())) {
-      restore(load_checkpoint(checkpoint_dir(), *model_, *optimizer_));
+    const fs::path from = config_.resume_from.empty() ? config_.out_dir : config_.resume_from;
+    if (!config_.resume_from.empty() && !has_checkpoint(from / "checkpoint"))
+      throw InputError(fmt::format("cannot resume: {} holds no checkpoint ({} missing)", from.string(),
+                                   (from / "checkpoint" / "state.json").string()));
+    if ((config_.resume || !config_.resume_from.empty()) && has_checkpoint(from / "checkpoint")) {
+      restore(load_checkpoint(from / "checkpoint", *model_, *optimizer_));
+      truncate_log_after(step_, from / "metrics.jsonl");
+      // A checkpoint in another directory is re-saved here so this run can be resumed in turn.
+      if (fs::weakly_canonical(from) != fs::weakly_canonical(config_.out_dir)) save_ckpt();
       last_ckpt_step_ = step_;
-      truncate_log_after(step_);
       result.resumed = true;
     } else {
       atomic_write_text(config_.out_dir / "metrics.jsonl", "");
@@ -313,7 +347,7 @@ TrainResult Trainer::fit() {
   for (auto& cb : callbacks_) cb->on_train_begin(*this);
   Progress progress(config_.progress, config_.log_every);
   if (result.resumed)
-    progress.message(fmt::format("resuming from {} at epoch {}, step {}", checkpoint_dir().string(), epoch_ + 1, step_));
+    progress.message(fmt::format("resuming at epoch {}, step {}", epoch_ + 1, step_));
   const int64_t nb = loader_->num_batches();
   const bool lm = train_->kind() == data::TaskKind::language_model;
   bool stopped = false;

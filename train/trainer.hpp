@@ -58,6 +58,7 @@ struct TrainConfig {
   std::filesystem::path out_dir;  // empty: write nothing
   int64_t checkpoint_every = 0;   // also checkpoint every N steps (0: only at the end of each epoch)
   bool resume = false;            // continue from out_dir/checkpoint when it exists
+  std::filesystem::path resume_from;  // or from this run directory (its checkpoint/ and metrics.jsonl)
   int64_t max_steps = 0;          // stop (with a checkpoint) after this many steps in total; 0: no limit
   ProgressMode progress = ProgressMode::automatic;
   int64_t log_every = 50;  // plain progress lines and metrics.jsonl step lines every N steps
@@ -156,6 +157,16 @@ public:
   // Asks fit() to stop after the current step (with a checkpoint); safe from a signal handler.
   void request_stop() { stop_requested_.store(true); }
 
+  // While alive, SIGINT/SIGTERM call request_stop() on this trainer (training stops after the current
+  // step with a checkpoint); a second signal gets the default action. For command-line tools.
+  class StopOnSignal {
+  public:
+    explicit StopOnSignal(Trainer& t);
+    ~StopOnSignal();
+    StopOnSignal(const StopOnSignal&) = delete;
+    StopOnSignal& operator=(const StopOnSignal&) = delete;
+  };
+
   nn::Module& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
   const TrainConfig& config() const { return config_; }
@@ -169,7 +180,7 @@ private:
   void restore(const nlohmann::json& j);
   void save_ckpt();
   void log_jsonl(const nlohmann::json& j);
-  void truncate_log_after(int64_t step);
+  void truncate_log_after(int64_t step, const std::filesystem::path& source);
 
   nn::ModulePtr model_;
   std::shared_ptr<const data::Dataset> train_, test_;

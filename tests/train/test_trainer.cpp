@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <unistd.h>
@@ -184,6 +185,49 @@ TEST_CASE("trainer: resuming from a mid-epoch or end-of-epoch checkpoint is bit-
     fs::remove_all(dir);
   }
   fs::remove_all(ref_dir);
+}
+
+TEST_CASE("trainer: resume_from continues another run's checkpoint into a new directory, identically") {
+  auto data = data::load_data("synthetic:128", {.seed = 6});
+  const fs::path ref_dir = temp_dir("rf_ref"), a = temp_dir("rf_a"), b = temp_dir("rf_b");
+  auto ref = small_cnn(3);
+  Trainer(ref, data.train, data.test, base_config(ref_dir)).fit();
+  TrainConfig c = base_config(a);
+  c.max_steps = 3;
+  Trainer(small_cnn(3), data.train, data.test, c).fit();
+  TrainConfig c2 = base_config(b);
+  c2.resume_from = a;
+  auto m = small_cnn(9);
+  TrainResult r = Trainer(m, data.train, data.test, c2).fit();
+  CHECK(r.resumed);
+  CHECK(r.finished);
+  CHECK(flat_weights(*m) == flat_weights(*ref));
+  CHECK(read_jsonl(b / "metrics.jsonl").size() == read_jsonl(ref_dir / "metrics.jsonl").size());
+  TrainConfig c3 = base_config(b);
+  c3.resume_from = ref_dir / "nonexistent";
+  CHECK_THROWS_AS(Trainer(small_cnn(9), data.train, data.test, c3).fit(), InputError);
+  for (const auto& d : {ref_dir, a, b}) fs::remove_all(d);
+}
+
+TEST_CASE("trainer: StopOnSignal turns SIGINT into a clean stop with a checkpoint") {
+  auto data = data::load_data("synthetic:128", {.seed = 6});
+  const fs::path dir = temp_dir("sigint");
+  Trainer t(small_cnn(3), data.train, data.test, base_config(dir));
+  struct Raise : Callback {
+    void on_step_end(Trainer&, const StepInfo& s) override {
+      if (s.step == 2) std::raise(SIGINT);
+    }
+  };
+  t.add_callback(std::make_shared<Raise>());
+  TrainResult r;
+  {
+    Trainer::StopOnSignal guard(t);
+    r = t.fit();
+  }
+  CHECK(r.stop_reason == "stop requested");
+  CHECK(r.steps == 2);
+  CHECK(has_checkpoint(dir / "checkpoint"));
+  fs::remove_all(dir);
 }
 
 TEST_CASE("trainer: max_steps stops with a checkpoint; a resumed run with another batch size is refused") {
