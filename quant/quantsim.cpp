@@ -75,6 +75,8 @@ void QuantSim::fold_batch_norms() {
 
     NoGradGuard ng;
     nn::Module& conv = *p.module;
+    // Register a missing bias first: registering moves the parameter list (references into it dangle).
+    if (!conv.has_param("bias")) conv.register_parameter("bias", Tensor::zeros({conv.raw_param("weight").size(0)}));
     Tensor& w = conv.raw_param("weight");
     QFORGE_CHECK(w.dtype() == DType::f32, "QuantSim BN fold: {} weight must be f32", p.name);
     const int64_t c = w.size(0);
