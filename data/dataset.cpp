@@ -68,8 +68,8 @@ void augment_image(const uint8_t* src, uint8_t* dst, int64_t c, int64_t h, int64
 Batch ImageDataset::get_batch(std::span<const int64_t> indices, Generator* gen) const {
   const int64_t b = static_cast<int64_t>(indices.size());
   const int64_t c = images_.size(1), h = images_.size(2), w = images_.size(3), per = c * h * w;
-  Tensor x = Tensor::empty({b, c, h, w}, DType::f32);
-  Tensor y = Tensor::empty({b}, DType::i32);
+  Tensor x = Tensor::uninitialized({b, c, h, w}, DType::f32);  // fully written below
+  Tensor y = Tensor::uninitialized({b}, DType::i32);
   const uint8_t* src = images_.data<uint8_t>();
   const int32_t* lab = labels_.data<int32_t>();
   float* xo = x.data<float>();

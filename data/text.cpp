@@ -55,8 +55,8 @@ std::string TextDataset::description() const {
 
 Batch TextDataset::get_batch(std::span<const int64_t> indices, Generator*) const {
   const int64_t b = static_cast<int64_t>(indices.size()), t = seq_len_;
-  Tensor x = Tensor::empty({b, t}, DType::i32);
-  Tensor y = Tensor::empty({b, t}, DType::i32);
+  Tensor x = Tensor::uninitialized({b, t}, DType::i32);  // fully written below
+  Tensor y = Tensor::uninitialized({b, t}, DType::i32);
   const int32_t* s = tokens_.data<int32_t>();
   int32_t* xo = x.data<int32_t>();
   int32_t* yo = y.data<int32_t>();

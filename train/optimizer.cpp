@@ -218,7 +218,7 @@ void SGD::step() {
       ParamState& st = state(gi, i);
       if (st.slots.empty()) st.slots.resize(1);
       const bool first = use_buf && !st.slots[0].defined();
-      if (first) st.slots[0] = Tensor::empty(p.shape(), p.dtype());
+      if (first) st.slots[0] = Tensor::uninitialized(p.shape(), p.dtype());  // set to d on the first step
       visit_dtype(p.dtype(), [&]<class T>() {
         if constexpr (std::is_floating_point_v<T>) {
           sgd_kernel<T>(p.data<T>(), g.data<T>(), use_buf ? st.slots[0].data<T>() : nullptr, p.numel(), T(lr_[gi]),
@@ -253,10 +253,10 @@ void Adam::step() {
       ParamState& st = state(gi, i);
       if (st.slots.empty()) st.slots.resize(3);
       if (!st.slots[0].defined()) {
-        st.slots[0] = Tensor::empty(p.shape(), p.dtype());
-        st.slots[1] = Tensor::empty(p.shape(), p.dtype());
+        st.slots[0] = Tensor::zeros(p.shape(), p.dtype());
+        st.slots[1] = Tensor::zeros(p.shape(), p.dtype());
       }
-      if (config_.amsgrad && !st.slots[2].defined()) st.slots[2] = Tensor::empty(p.shape(), p.dtype());
+      if (config_.amsgrad && !st.slots[2].defined()) st.slots[2] = Tensor::zeros(p.shape(), p.dtype());
       ++st.step;
       const double t = static_cast<double>(st.step);
       const double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
