@@ -226,7 +226,7 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
       const auto& o = c->options();
       fn.p = {o.stride, o.padding, o.dilation, o.groups};
     }
-    Tensor& w = mod.raw_param("weight");
+    Tensor w = mod.raw_param("weight");
     const Tensor bias = mod.has_param("bias") ? mod.raw_param("bias").detach() : Tensor();
     const auto enc = t.q->encodings();
     const int64_t O = w.size(0), numel = w.numel(), inner = numel / O;

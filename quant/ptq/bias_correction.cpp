@@ -67,7 +67,7 @@ Tensor& bias_param(nn::Module& m) {
 
 double apply_shift(nn::Module& m, const std::vector<double>& shift) {
   NoGradGuard ng;
-  Tensor& b = bias_param(m);
+  Tensor b = bias_param(m);
   QFORGE_CHECK(static_cast<int64_t>(shift.size()) == b.numel(), "bias correction: {} shifts for a bias of {}", shift.size(),
                b.numel());
   float* p = b.data<float>();

@@ -76,12 +76,12 @@ nlohmann::json BnFoldResult::to_json() const {
 void fold_bn_backward(nn::Module& layer, nn::Module& bn_module) {
   const BnFold f = capture("", "", bn_module, false);
   NoGradGuard ng;
-  Tensor& w = layer.raw_param("weight");
+  Tensor w = layer.raw_param("weight");
   const int64_t c = w.size(0);
   QFORGE_CHECK(c == static_cast<int64_t>(f.mean.size()), "BN fold: {} has {} output channels, the BatchNorm {}",
                layer.type_name(), c, f.mean.size());
   const auto s = bn_scale(f);
-  Tensor& b = ensure_bias(layer, c);
+  Tensor b = ensure_bias(layer, c);
   scale_out_channels(w, nullptr, s);
   float* pb = b.data<float>();
   for (int64_t i = 0; i < c; ++i) pb[i] = static_cast<float>(f.beta[i] + (pb[i] - f.mean[i]) * s[i]);
@@ -92,12 +92,12 @@ void fold_bn_backward(nn::Module& layer, nn::Module& bn_module) {
 void fold_bn_forward(nn::Module& bn_module, nn::Module& layer) {
   const BnFold f = capture("", "", bn_module, true);
   NoGradGuard ng;
-  Tensor& w = layer.raw_param("weight");
+  Tensor w = layer.raw_param("weight");
   const int64_t o = w.size(0), ci = w.size(1);
   QFORGE_CHECK(ci == static_cast<int64_t>(f.mean.size()), "BN fold: {} has {} input channels, the BatchNorm {}",
                layer.type_name(), ci, f.mean.size());
   const auto s = bn_scale(f);
-  Tensor& b = ensure_bias(layer, o);
+  Tensor b = ensure_bias(layer, o);
   const auto wsum = spatial_sum(w);  // before scaling: b' uses the original W
   float* pb = b.data<float>();
   for (int64_t a = 0; a < o; ++a) {

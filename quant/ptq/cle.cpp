@@ -44,7 +44,7 @@ bool eligible_conv(const nn::TraceNode& n, const std::vector<int>& calls) {
 
 std::vector<double> ones(size_t n) { return std::vector<double>(n, 1.0); }
 
-Tensor* bias_of(nn::Module& m) { return m.has_param("bias") ? &m.raw_param("bias") : nullptr; }
+Tensor* bias_of(nn::Module& m) { return m.has_param("bias") ? &m.raw_param("bias") : nullptr; }  // valid until a parameter is added
 
 }  // namespace
 
@@ -117,8 +117,8 @@ CleResult equalize_model(nn::Module& model, const std::vector<Tensor>& sample_in
     r.sets.push_back(names);
     nn::Module& m1 = *g.node(s.ids[0]).module;
     nn::Module& m2 = *g.node(s.ids[1]).module;
-    Tensor& w1 = m1.raw_param("weight");
-    Tensor& w2 = m2.raw_param("weight");
+    Tensor w1 = m1.raw_param("weight");
+    Tensor w2 = m2.raw_param("weight");
     const bool dw2 = is_depthwise(m2);
     const auto r1 = out_channel_absmax(w1);
     if (s.ids.size() == 2) {
@@ -135,7 +135,7 @@ CleResult equalize_model(nn::Module& model, const std::vector<Tensor>& sample_in
       record_div(names[0], sc);
     } else {
       nn::Module& m3 = *g.node(s.ids[2]).module;
-      Tensor& w3 = m3.raw_param("weight");
+      Tensor w3 = m3.raw_param("weight");
       const auto r2 = out_channel_absmax(w2);
       const auto r3 = in_channel_absmax(w3, is_depthwise(m3));
       QFORGE_CHECK(r1.size() == r2.size() && r2.size() == r3.size(), "CLE: channel mismatch in set {}, {}, {}", names[0],
@@ -195,10 +195,10 @@ CleResult equalize_model(nn::Module& model, const std::vector<Tensor>& sample_in
         if (!any) continue;
         Tensor* b1 = bias_of(m1);
         QFORGE_ASSERT(b1 != nullptr);  // a folded layer always has a bias
-        Tensor& w2 = m2.raw_param("weight");
+        Tensor w2 = m2.raw_param("weight");
         const int64_t o2 = w2.size(0);
         if (!m2.has_param("bias")) m2.register_parameter("bias", Tensor::zeros({o2}));
-        Tensor& b2 = m2.raw_param("bias");
+        Tensor b2 = m2.raw_param("bias");
         float* p1 = b1->data<float>();
         float* p2 = b2.data<float>();
         for (size_t i = 0; i < C; ++i) p1[i] = static_cast<float>(p1[i] - c[i]);
