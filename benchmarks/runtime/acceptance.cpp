@@ -11,6 +11,7 @@
 #include "data/data.hpp"
 #include "engine/autograd.hpp"
 #include "engine/kernels/kernels.hpp"
+#include "engine/ops/ops.hpp"
 #include "nn/zoo.hpp"
 #include "quant/quantsim.hpp"
 #include "quant/runtime/bench_infer.hpp"
@@ -180,7 +181,7 @@ int main(int argc, char** argv) {
     model->eval();
     {
       NoGradGuard ng;
-      fp32_logits = batched(test.inputs, 250, [&](const Tensor& b) { return (*model)({b})[0]; });
+      fp32_logits = batched(test.inputs, 250, [&](const Tensor& b) { return (*model)(b); });
     }
     const double fp32_acc = accuracy(fp32_logits, test.targets);
     quant::QuantSim sim(model, {calib.inputs.narrow(0, 0, 64).contiguous()});
