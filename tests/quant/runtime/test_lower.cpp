@@ -3,7 +3,10 @@
 #include <doctest/doctest.h>
 
 #include "nn/spec.hpp"
+#include "quant/quant_dir.hpp"
 #include "quant/runtime/lower.hpp"
+
+#include <filesystem>
 #include "tests/quant/runtime/helpers.hpp"
 
 using namespace qforge;
@@ -124,4 +127,18 @@ TEST_CASE("lower: quantized LSTM cell state is refused (the integer cell keeps i
   opt.quantize_cell_state = true;
   auto f = make_sim("lstm", opt);
   CHECK_THROWS_WITH_AS(lower(*f.sim), doctest::Contains("layer lstm: quantizer lstm.cell_l0 is enabled"), Error);
+}
+
+TEST_CASE("lower: a quantized model directory lowers to the same program as the in-memory sim") {
+  for (const std::string name : {"resnet-tiny", "lstm"}) {
+    CAPTURE(name);
+    auto f = make_sim(name);
+    const auto dir = std::filesystem::temp_directory_path() / ("qforge_lower_dir_" + name);
+    std::filesystem::remove_all(dir);
+    save_quantized_dir(dir, *f.sim, {{"model", name}});
+    const Program a = lower(*f.sim);
+    const Program b = lower_model_dir(dir, images(2, 1));
+    CHECK(same_program(a, b));
+    std::filesystem::remove_all(dir);
+  }
 }
