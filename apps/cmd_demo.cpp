@@ -1,6 +1,6 @@
 // qforge demo: the main job end to end on the built-in synthetic digits (or --data):
-//   train mnist-cnn (FP32) -> evaluate.
-// Later stages (PTQ W8A8, QAT W4A4, int8 runtime) are added as the libraries land.
+//   train mnist-cnn (FP32) -> PTQ W8A8 -> QAT W4A4 (LSQ ranges) -> evaluate each, then the W8A8 model on
+//   the int8 runtime beside its exact simulation; one comparison table at the end.
 #include "apps/cli.hpp"
 #include "apps/eval_modes.hpp"
 #include "apps/model_setup.hpp"
@@ -20,6 +20,23 @@ int run_sub(int (*cmd)(int, char**), std::vector<std::string> args) {
   return cmd(static_cast<int>(argv.size()), argv.data());
 }
 
+// The int8 runtime's accuracy and speed beside the exact simulation's (same integers by construction).
+void add_int8_rows(const fs::path& qdir, Json& rows) {
+  for (const char* mode : {"exact", "int8"}) {
+    EvalRequest req;
+    req.dir = qdir;
+    req.mode = mode;
+    try {
+      EvalOutcome e = run_eval(req);
+      rows.push_back({{"stage", std::string("PTQ W8A8 (") + mode + ")"}, {"mode", mode},
+                      {"accuracy", e.summary["accuracy"]}, {"loss", e.summary["loss"]},
+                      {"seconds", e.summary["seconds"]}});
+    } catch (const UsageError& e) {
+      say(fmt::format("(skipping mode {}: {})", mode, e.what()));
+    }
+  }
+}
+
 }  // namespace
 
 int cmd_demo(int argc, char** argv) {
@@ -28,6 +45,7 @@ int cmd_demo(int argc, char** argv) {
       ("data", "data spec (default: built-in synthetic digits)", cxxopts::value<std::string>()->default_value("synthetic"))
       ("model", "zoo model", cxxopts::value<std::string>()->default_value("mnist-cnn"))
       ("epochs", "FP32 training epochs", cxxopts::value<int64_t>()->default_value("2"))
+      ("qat-epochs", "QAT epochs", cxxopts::value<int64_t>()->default_value("1"))
       ("out", "working directory for the model directories", cxxopts::value<std::string>()->default_value("demo-out"))
       ("seed", "seed", cxxopts::value<uint64_t>()->default_value("0"))
       ("threads", "threads; 0: all cores", cxxopts::value<int>()->default_value("0"))
@@ -48,12 +66,32 @@ int cmd_demo(int argc, char** argv) {
                       fp32_dir.string(), "--progress", "lines", "--log-every", "100", "--json"});
 
   Json rows = Json::array();
-  EvalRequest req;
-  req.dir = fp32_dir;
-  req.mode = "fp32";
-  EvalOutcome fp32 = run_eval(req);
-  rows.push_back({{"stage", "FP32"}, {"accuracy", fp32.summary["accuracy"]}, {"loss", fp32.summary["loss"]},
-                  {"seconds", fp32.summary["seconds"]}});
+  auto add_row = [&](const std::string& stage, const fs::path& dir, const std::string& mode) {
+    EvalRequest req;
+    req.dir = dir;
+    req.mode = mode;
+    EvalOutcome e = run_eval(req);
+    rows.push_back({{"stage", stage}, {"mode", mode}, {"accuracy", e.summary["accuracy"]},
+                    {"loss", e.summary["loss"]}, {"seconds", e.summary["seconds"]}});
+  };
+  add_row("FP32", fp32_dir, "fp32");
+
+  const fs::path q8 = out / "w8a8", q4 = out / "w4a4", qat4 = out / "w4a4-qat";
+  for (const auto& d : {q8, q4, qat4})
+    if (fs::exists(d)) fs::remove_all(d);
+  say("== demo: post-training quantization W8A8 (tf, AIMET default config)");
+  run_sub(cmd_quantize, {"qforge quantize", "--model-dir", fp32_dir.string(), "--out", q8.string(), "--seed", seed,
+                         "--threads", threads, "--json"});
+  add_row("PTQ W8A8 (sim)", q8, "sim");
+  say("== demo: quantization-aware training W4A4 (LSQ ranges)");
+  run_sub(cmd_quantize, {"qforge quantize", "--model-dir", fp32_dir.string(), "--out", q4.string(), "--param-bw", "4",
+                         "--output-bw", "4", "--seed", seed, "--threads", threads, "--json"});
+  add_row("PTQ W4A4 (sim)", q4, "sim");
+  run_sub(cmd_finetune, {"qforge finetune", "--model-dir", q4.string(), "--out", qat4.string(), "--epochs",
+                         std::to_string(r["qat-epochs"].as<int64_t>()), "--range-learning", "lsq", "--lr", "1e-3",
+                         "--seed", seed, "--threads", threads, "--progress", "lines", "--log-every", "100", "--json"});
+  add_row("QAT W4A4 (sim)", qat4, "sim");
+  add_int8_rows(q8, rows);
 
   std::cerr << "\n" << fmt::format("{:<28} {:>9} {:>8} {:>9}\n", "stage", "accuracy", "loss", "eval s");
   for (const auto& row : rows)

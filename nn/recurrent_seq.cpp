@@ -148,8 +148,9 @@ struct RecurrentSeqOp : ops::OpBase {
     S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
     const CellType ty = type;
     const bool rev = reverse;
-    ops::detail::blas_single_threaded_once();
-#pragma omp parallel num_threads(batch_threads(B, double(T) * double(B) * double(GH) * double(H)))
+    const int nthreads = batch_threads(B, double(T) * double(B) * double(GH) * double(H));
+    ops::detail::BlasSingleThread blas_guard(nthreads > 1);
+#pragma omp parallel num_threads(nthreads)
     {
     int64_t b0, b1;
     batch_slice(B, b0, b1);  // Note [Recurrent batch split]
@@ -254,8 +255,9 @@ struct RecurrentSeqOp : ops::OpBase {
     if (type == CellType::lstm) dc_rec.assign(gy + T * B * H, gy + (T + 1) * B * H);  // d c_n
     const CellType ty = type;
     const bool rev = reverse;
-    ops::detail::blas_single_threaded_once();
-#pragma omp parallel num_threads(batch_threads(B, double(T) * double(B) * double(GH) * double(H)))
+    const int nthreads = batch_threads(B, double(T) * double(B) * double(GH) * double(H));
+    ops::detail::BlasSingleThread blas_guard(nthreads > 1);
+#pragma omp parallel num_threads(nthreads)
     {
     int64_t b0, b1;
     batch_slice(B, b0, b1);  // Note [Recurrent batch split]

@@ -14,3 +14,8 @@ g++ -O1 -o "$stage/embed_minimal" examples/embed_minimal.cpp $(pkg-config --cfla
 out=$("$stage/embed_minimal")
 echo "$out"
 echo "$out" | grep -q "embed_minimal: ok"
+# The QAT embedding example from the README: a C++-defined model, trained, wrapped in QuantSim with an
+# AIMET config file, fine-tuned and exported.
+g++ -O2 -o "$stage/example_qat" apps/example_qat.cpp $(pkg-config --cflags --libs qforge)
+"$stage/example_qat" quant/configs/default_config.json "$stage/qat-out" | tail -n 3
+test -f "$stage/qat-out/encodings.json"
