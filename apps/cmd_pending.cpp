@@ -10,7 +10,6 @@ int pending(const char* name) {
 }  // namespace
 
 int cmd_export(int, char**) { return pending("export"); }
-int cmd_bench(int, char**) { return pending("bench"); }
 int cmd_compare(int, char**) { return pending("compare"); }
 int cmd_analyze(int, char**) { return pending("analyze"); }
 
