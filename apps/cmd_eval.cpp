@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options opts("qforge eval", "Evaluate a model directory on a data split.");
   opts.add_options()
-      ("model-dir", "model directory (from train, quantize or finetune)", cxxopts::value<std::string>())
+      ("model-dir", "model directory (from train, quantize or finetune) or a bundle from export", cxxopts::value<std::string>())
       ("data", "data spec (default: the one the model was trained on)", cxxopts::value<std::string>())
       ("split", "test | train", cxxopts::value<std::string>()->default_value("test"))
       ("mode", "fp32 | sim | exact | int8 (default: sim for quantized directories, else fp32)", cxxopts::value<std::string>())

@@ -9,8 +9,6 @@ int pending(const char* name) {
 }
 }  // namespace
 
-int cmd_export(int, char**) { return pending("export"); }
-int cmd_compare(int, char**) { return pending("compare"); }
 int cmd_analyze(int, char**) { return pending("analyze"); }
 
 }  // namespace qforge::apps

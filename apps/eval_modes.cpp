@@ -5,7 +5,13 @@
 #include "data/loader.hpp"
 #include "engine/ops/ops.hpp"
 #include "nn/model_dir.hpp"
+#include "quant/runtime/exact.hpp"
+#include "quant/runtime/lower.hpp"
+#include "quant/runtime/runtime.hpp"
+#include "train/metrics.hpp"
 #include "train/trainer.hpp"
+
+#include <chrono>
 
 namespace qforge::apps {
 
@@ -39,9 +45,60 @@ Tensor all_targets(const std::shared_ptr<const data::Dataset>& ds, int64_t batch
   return ops::concat(parts, 0);
 }
 
+// Evaluates a logits function (exact simulation or the int8 runtime) over every example of `ds`, in
+// order, with the same loss and accuracy as train::evaluate.
+train::EvalResult evaluate_logits_fn(const std::shared_ptr<const data::Dataset>& ds, int64_t batch, bool keep_logits,
+                                     const std::function<Tensor(const Tensor&)>& fn) {
+  data::LoaderOptions lo;
+  lo.batch_size = batch;
+  lo.shuffle = false;
+  lo.augment = false;
+  lo.prefetch = false;
+  data::DataLoader loader(ds, lo);
+  loader.start_epoch(0);
+  train::EvalResult res;
+  res.language_model = ds->kind() == data::TaskKind::language_model;
+  std::vector<Tensor> all;
+  const auto t0 = std::chrono::steady_clock::now();
+  NoGradGuard no_grad;
+  while (auto b = loader.next()) {
+    Tensor logits = fn(b->inputs);
+    const int64_t classes = logits.size(-1);
+    Tensor flat = logits.reshape({-1, classes});
+    Tensor targets = b->targets.reshape({-1});
+    const double loss = ops::cross_entropy(flat, targets).item();
+    res.metrics.add(loss, train::count_correct(flat, targets), targets.numel(), b->size());
+    if (keep_logits) all.push_back(logits);
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (keep_logits && !all.empty()) res.logits = ops::concat(all, 0);
+  return res;
+}
+
 }  // namespace
 
 EvalOutcome run_eval(const EvalRequest& req) {
+  if (fs::exists(req.dir / "program.json") && !fs::exists(req.dir / "model.json")) {
+    // A deployment bundle (qforge export): the integer runtime alone, no FP32 model.
+    if (!req.mode.empty() && req.mode != "int8")
+      throw UsageError(fmt::format("{} is a deployment bundle: only --mode int8 applies", req.dir.string()));
+    if (req.data_spec.empty()) throw UsageError("evaluating a deployment bundle needs --data");
+    data::DataSplits data = data::load_data(req.data_spec);
+    auto ds = req.split == "train" ? data.train : data.test;
+    quant::runtime::Runtime rt(quant::runtime::load_bundle(req.dir));
+    train::EvalResult res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits, [&](const Tensor& x) { return rt.run(x); });
+    EvalOutcome out;
+    out.summary = res.to_json();
+    out.summary["mode"] = "int8";
+    out.summary["bundle"] = req.dir.string();
+    out.summary["data"] = data.spec;
+    out.summary["split"] = req.split;
+    if (req.keep_logits) {
+      out.logits = res.logits;
+      out.targets = all_targets(ds, req.batch_size);
+    }
+    return out;
+  }
   const bool quantized = is_quantized_dir(req.dir);
   std::string mode = req.mode.empty() ? (quantized ? "sim" : "fp32") : req.mode;
   if (mode != "fp32" && mode != "sim" && mode != "exact" && mode != "int8")
@@ -65,7 +122,17 @@ EvalOutcome run_eval(const EvalRequest& req) {
     quant::QuantizedModel qm = quant::load_quantized_dir(req.dir, sample_batch(data.test));
     res = train::evaluate(qm.sim->model(), ds, eo);
   } else {
-    throw UsageError(fmt::format("--mode {} is not available in this build", mode));
+    // exact and int8 both run the integer program lowered from the quantized directory: the same
+    // integers by construction (exact: simulation arithmetic; int8: the packed SIMD kernels).
+    quant::QuantizedModel qm = quant::load_quantized_dir(req.dir, sample_batch(data.test));
+    quant::runtime::Program program = quant::runtime::lower(*qm.sim);
+    if (mode == "exact") {
+      res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits,
+                               [&](const Tensor& x) { return quant::runtime::execute_exact(program, x); });
+    } else {
+      quant::runtime::Runtime rt(std::move(program));
+      res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits, [&](const Tensor& x) { return rt.run(x); });
+    }
   }
   EvalOutcome out;
   out.summary = res.to_json();
