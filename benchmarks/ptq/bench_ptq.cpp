@@ -157,6 +157,9 @@ int main(int argc, char** argv) {
         const auto t0 = std::chrono::steady_clock::now();
         auto ar = quant::ptq::apply_adaround(m, sample, ada_data, ao);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (const auto& l : ar.layers)
+          fmt::print(stderr, "  adaround {:<6} {:6.1f} s (cache {:.1f} s)  loss nearest {:.5g} -> adaround {:.5g}, {:.1f}% rounded differently\n",
+                     l.name, l.seconds, l.cache_seconds, l.loss_nearest, l.loss_adaround, 100 * l.changed);
         report({name, setting, fmt::format("{}AdaRound ({} it/layer)", with_cle ? "CLE + " : "", ao.iterations()),
                 quantized_acc(m, so, &ar), secs});
       }

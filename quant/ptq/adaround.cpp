@@ -2,6 +2,7 @@
 #include "quant/ptq/adaround.hpp"
 
 #include "engine/autograd.hpp"
+#include "engine/ops/blas.hpp"
 #include "engine/ops/ops.hpp"
 #include "engine/random.hpp"
 #include "nn/spec.hpp"
@@ -20,64 +21,119 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Rows idx of a [N, ...] contiguous f32 tensor.
-Tensor gather_rows(const Tensor& cache, const std::vector<int64_t>& idx) {
-  Shape s = cache.shape();
-  const int64_t row = cache.numel() / s[0];
-  s[0] = static_cast<int64_t>(idx.size());
-  Tensor out = Tensor::uninitialized(s);
-  const float* src = cache.data<float>();
-  float* dst = out.data<float>();
-  for (size_t i = 0; i < idx.size(); ++i) std::memcpy(dst + i * row, src + idx[i] * row, row * sizeof(float));
-  return out;
-}
-
-Tensor first_rows(const Tensor& cache, int64_t n) { return cache.narrow(0, 0, std::min(n, cache.size(0))).contiguous(); }
-
-struct LayerFn {
-  bool conv = false;
-  ops::Conv2dParams p;
-  Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b) const {
-    return conv ? ops::conv2d(x, w, b, p) : ops::linear(x, w, b);
-  }
+// Note [AdaRound rows] A layer is evaluated as GEMMs on "rows": each output position of each sample is
+// one row holding its receptive field (im2col, K = in/groups * kh * kw columns, grouped by conv group),
+// and the targets are stored the same way ([rows, O]). Rows are built once per layer; a step gathers
+// the rows of its batch and runs, per group, Y[:, g] = X[:, g] W_g^T and dW_g = dY[:, g]^T X[:, g].
+struct Rows {
+  int64_t n = 0;       // samples
+  int64_t p = 1;       // rows per sample (output positions)
+  int64_t k = 0;       // columns (receptive field, all groups)
+  int64_t o = 0;       // output channels
+  int64_t groups = 1;
+  std::vector<float> x;  // [n, p, k]
+  std::vector<float> t;  // [n, p, o] targets, activation applied
 };
 
-// In-place activation of a target cache and the activation's derivative mask.
-void apply_act(Tensor& t, const std::string& act) {
-  if (act.empty()) return;
-  float* p = t.data<float>();
-  const int64_t n = t.numel();
-  const float hi = act == "ReLU6" ? 6.0f : INFINITY;
-  for (int64_t i = 0; i < n; ++i) p[i] = std::min(std::max(p[i], 0.0f), hi);
+// im2col of NCHW inputs for a conv, or the rows of a linear layer's [..., in] inputs.
+void build_input_rows(Rows& r, const Tensor& xs, const nn::Conv2d* conv) {
+  const float* px = xs.data<float>();
+  if (!conv) {
+    r.k = xs.size(-1);
+    r.n = xs.numel() / r.k;
+    r.p = 1;
+    r.x.assign(px, px + xs.numel());
+    return;
+  }
+  const auto& o = conv->options();
+  const int64_t N = xs.size(0), C = xs.size(1), H = xs.size(2), W = xs.size(3);
+  const int64_t kh = o.kernel_size[0], kw = o.kernel_size[1];
+  const int64_t OH = (H + 2 * o.padding[0] - o.dilation[0] * (kh - 1) - 1) / o.stride[0] + 1;
+  const int64_t OW = (W + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) / o.stride[1] + 1;
+  r.n = N;
+  r.p = OH * OW;
+  r.k = C * kh * kw;
+  r.groups = o.groups;
+  r.x.assign(static_cast<size_t>(N * r.p * r.k), 0.0f);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        float* row = r.x.data() + ((n * OH + oh) * OW + ow) * r.k;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < kh; ++i) {
+            const int64_t ih = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t j = 0; j < kw; ++j) {
+              const int64_t iw = ow * o.stride[1] - o.padding[1] + j * o.dilation[1];
+              if (iw < 0 || iw >= W) continue;
+              row[(c * kh + i) * kw + j] = px[((n * C + c) * H + ih) * W + iw];
+            }
+          }
+      }
 }
 
-// Reconstruction loss: sum over dim 1, mean over the rest; and optionally d(loss)/d(y) (pre-activation).
-double recon(const Tensor& y, const Tensor& target, const std::string& act, Tensor* grad) {
-  const int64_t n = y.numel();
-  const int64_t c = y.dim() >= 2 ? y.size(1) : 1;
-  const double m = static_cast<double>(n / c);
-  const float* py = y.data<float>();
-  const float* pt = target.data<float>();
-  float* pg = grad ? grad->data<float>() : nullptr;
+// Targets [N, O, P...] (conv) or [..., O] (linear) -> rows [N*P, O], then the activation.
+void build_target_rows(Rows& r, const Tensor& ys, bool conv, const std::string& act) {
+  const float* py = ys.data<float>();
+  r.o = conv ? ys.size(1) : ys.size(-1);
+  r.t.resize(static_cast<size_t>(ys.numel()));
+  if (conv) {
+    const int64_t N = ys.size(0), O = r.o, P = ys.numel() / (N * O);
+    QFORGE_ASSERT(P == r.p && N == r.n);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < O; ++c)
+        for (int64_t q = 0; q < P; ++q) r.t[(n * P + q) * O + c] = py[(n * O + c) * P + q];
+  } else {
+    std::copy(py, py + ys.numel(), r.t.begin());
+  }
+  if (!act.empty()) {
+    const float hi = act == "ReLU6" ? 6.0f : INFINITY;
+    for (auto& v : r.t) v = std::min(std::max(v, 0.0f), hi);
+  }
+}
+
+// Y[rows, O] = X[rows, K] W^T + b, per group.
+void layer_forward(const Rows& r, const float* x, int64_t rows, const float* w, const float* bias, float* y) {
+  const int64_t kg = r.k / r.groups, og = r.o / r.groups;
+  for (int64_t g = 0; g < r.groups; ++g)
+    ops::detail::gemm(false, true, rows, og, kg, 1.0f, x + g * kg, r.k, w + g * og * kg, kg, 0.0f, y + g * og, r.o);
+  if (bias)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t c = 0; c < r.o; ++c) y[i * r.o + c] += bias[c];
+}
+
+// dW[O, K/groups] = dY^T X, per group.
+void layer_weight_grad(const Rows& r, const float* x, int64_t rows, const float* gy, float* gw) {
+  const int64_t kg = r.k / r.groups, og = r.o / r.groups;
+  for (int64_t g = 0; g < r.groups; ++g)
+    ops::detail::gemm(true, false, og, kg, rows, 1.0f, gy + g * og, r.o, x + g * kg, r.k, 0.0f, gw + g * og * kg, kg);
+}
+
+// Reconstruction loss over [rows, O]: sum over channels, mean over rows; optional d(loss)/d(y) in place of y.
+double recon(float* y, const float* t, int64_t rows, int64_t o, const std::string& act, bool grad) {
+  const int64_t n = rows * o;
   const float hi = act == "ReLU6" ? 6.0f : INFINITY;
   const bool has_act = !act.empty();
-  const float k = static_cast<float>(2.0 / m);
+  const float k = static_cast<float>(2.0 / static_cast<double>(rows));
   double loss = 0;
   for (int64_t i = 0; i < n; ++i) {
-    float v = py[i];
+    float v = y[i];
     bool pass = true;
     if (has_act) {
       pass = v > 0.0f && v < hi;
       v = std::min(std::max(v, 0.0f), hi);
     }
-    const float d = v - pt[i];
+    const float d = v - t[i];
     loss += static_cast<double>(d) * d;
-    if (pg) pg[i] = pass ? k * d : 0.0f;
+    if (grad) y[i] = pass ? k * d : 0.0f;
   }
-  return loss / m;
+  return loss / static_cast<double>(rows);
 }
 
-Tensor concat_rows(const std::vector<Tensor>& xs) { return xs.size() == 1 ? xs[0].contiguous() : ops::concat(xs, 0).contiguous(); }
+Tensor concat_rows(const std::vector<Tensor>& xs) {
+  return (xs.size() == 1 ? xs[0] : ops::concat(xs, 0)).contiguous().to(DType::f32);
+}
 
 }  // namespace
 
@@ -126,7 +182,8 @@ nlohmann::json AdaroundResult::to_json() const {
   for (const auto& l : layers)
     j["layers"].push_back({{"name", l.name}, {"iterations", l.iterations}, {"per_channel", l.per_channel},
                            {"loss_nearest", l.loss_nearest}, {"loss_adaround", l.loss_adaround},
-                           {"changed_fraction", l.changed}, {"seconds", l.seconds}});
+                           {"changed_fraction", l.changed}, {"seconds", l.seconds},
+                           {"cache_seconds", l.cache_seconds}});
   return j;
 }
 
@@ -215,19 +272,21 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
       fmod.remove_hook(h2);
       sim.model().train(was);
       xs = concat_rows(in);
-      ys = concat_rows(out).clone();
-      apply_act(ys, t.act);
+      ys = concat_rows(out);
     }
-    const int64_t N = xs.size(0);
 
-    LayerFn fn;
-    if (auto* c = dynamic_cast<nn::Conv2d*>(&mod)) {
-      fn.conv = true;
-      const auto& o = c->options();
-      fn.p = {o.stride, o.padding, o.dilation, o.groups};
-    }
+    auto* conv = dynamic_cast<nn::Conv2d*>(&mod);
+    const double cache_s = since(tl);
+    Rows rows;
+    build_input_rows(rows, xs, conv);
+    xs = Tensor();
+    build_target_rows(rows, ys, conv != nullptr, t.act);
+    ys = Tensor();
+    const int64_t N = rows.n;
     Tensor w = mod.raw_param("weight");
-    const Tensor bias = mod.has_param("bias") ? mod.raw_param("bias").detach() : Tensor();
+    std::vector<float> bias;
+    if (mod.has_param("bias")) bias = mod.raw_param("bias").to_vector<float>();
+    const float* pbias = bias.empty() ? nullptr : bias.data();
     const auto enc = t.q->encodings();
     const int64_t O = w.size(0), numel = w.numel(), inner = numel / O;
     const bool per_channel = enc.size() > 1;
@@ -235,7 +294,7 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
     for (const auto& e : enc) ap.push_back(affine_params(e));
 
     const std::vector<float> wv = w.to_vector<float>();
-    std::vector<float> fl(numel), alpha(numel), m1(numel, 0.0f), m2(numel, 0.0f);
+    std::vector<float> fl(numel), alpha(numel), m1(numel, 0.0f), m2(numel, 0.0f), wt(numel), gw(numel);
     const double zg = opt.zeta - opt.gamma;
     for (int64_t i = 0; i < numel; ++i) {
       const AffineParams& a = ap[per_channel ? i / inner : 0];
@@ -246,20 +305,21 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
       alpha[i] = static_cast<float>(std::log(p / (1 - p)));
     }
     auto weights_with = [&](auto&& h_of) {
-      Tensor wt = Tensor::uninitialized(w.shape());
-      float* pw = wt.data<float>();
+      std::vector<float> out(numel);
       for (int64_t i = 0; i < numel; ++i) {
         const AffineParams& a = ap[per_channel ? i / inner : 0];
-        pw[i] = std::min(std::max(fl[i] + h_of(i), a.lo), a.hi) * a.scale;
+        out[i] = std::min(std::max(fl[i] + h_of(i), a.lo), a.hi) * a.scale;
       }
-      return wt;
+      return out;
     };
-    const Tensor x_eval = first_rows(xs, 256), y_eval = first_rows(ys, 256);
-    auto eval_loss = [&](const Tensor& wt) {
-      NoGradGuard ng;
-      return recon(fn.forward(x_eval, wt, bias).contiguous(), y_eval, t.act, nullptr);
+    const int64_t eval_n = std::min<int64_t>(N, 256);
+    auto eval_loss = [&](const std::vector<float>& wq) {
+      std::vector<float> y(static_cast<size_t>(eval_n * rows.p * rows.o));
+      layer_forward(rows, rows.x.data(), eval_n * rows.p, wq.data(), pbias, y.data());
+      return recon(y.data(), rows.t.data(), eval_n * rows.p, rows.o, t.act, false);
     };
     AdaroundLayer rep;
+    rep.cache_seconds = cache_s;
     rep.name = t.name;
     rep.iterations = iters;
     rep.per_channel = per_channel;
@@ -271,29 +331,27 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
     // ---- optimisation ----
     Generator gen(opt.seed * 0x9E3779B97F4A7C15ull + li + 1);
     const int64_t B = std::min(opt.batch_size, N);
-    std::vector<int64_t> idx(B);
+    const int64_t brows = B * rows.p, xrow = rows.p * rows.k, trow = rows.p * rows.o;
+    std::vector<float> xb(static_cast<size_t>(brows * rows.k)), tb(static_cast<size_t>(brows * rows.o)),
+        yb(static_cast<size_t>(brows * rows.o));
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     double b1t = 1, b2t = 1;
     for (int64_t it = 0; it < iters; ++it) {
-      for (auto& v : idx) v = static_cast<int64_t>(gen.next_u64() % static_cast<uint64_t>(N));
-      const Tensor xb = gather_rows(xs, idx), yb = gather_rows(ys, idx);
-      Tensor wt = Tensor::uninitialized(w.shape());
-      {
-        float* pw = wt.data<float>();
-        for (int64_t i = 0; i < numel; ++i) {
-          const AffineParams& a = ap[per_channel ? i / inner : 0];
-          const float s = 1.0f / (1.0f + std::exp(-alpha[i]));
-          const float h = std::min(std::max(s * static_cast<float>(zg) + static_cast<float>(opt.gamma), 0.0f), 1.0f);
-          pw[i] = std::min(std::max(fl[i] + h, a.lo), a.hi) * a.scale;
-        }
+      for (int64_t j = 0; j < B; ++j) {
+        const int64_t s = static_cast<int64_t>(gen.next_u64() % static_cast<uint64_t>(N));
+        std::memcpy(xb.data() + j * xrow, rows.x.data() + s * xrow, xrow * sizeof(float));
+        std::memcpy(tb.data() + j * trow, rows.t.data() + s * trow, trow * sizeof(float));
       }
-      wt.set_requires_grad(true);
-      Tensor y = fn.forward(xb, wt, bias);
-      Tensor gy = Tensor::uninitialized(y.shape());
-      recon(y.contiguous(), yb, t.act, &gy);
-      y.backward(gy);
-      const Tensor gw = wt.grad().contiguous();
-      const float* pg = gw.data<float>();
+      for (int64_t i = 0; i < numel; ++i) {
+        const AffineParams& a = ap[per_channel ? i / inner : 0];
+        const float sg = 1.0f / (1.0f + std::exp(-alpha[i]));
+        const float h = std::min(std::max(sg * static_cast<float>(zg) + static_cast<float>(opt.gamma), 0.0f), 1.0f);
+        wt[i] = std::min(std::max(fl[i] + h, a.lo), a.hi) * a.scale;
+      }
+      layer_forward(rows, xb.data(), brows, wt.data(), pbias, yb.data());
+      recon(yb.data(), tb.data(), brows, rows.o, t.act, true);
+      layer_weight_grad(rows, xb.data(), brows, yb.data(), gw.data());
+      const float* pg = gw.data();
       const bool reg = it >= warm && opt.reg_param > 0;
       double beta = opt.beta_start;
       if (reg) {
@@ -303,46 +361,42 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
       b1t *= b1;
       b2t *= b2;
       const float lr_t = static_cast<float>(opt.lr * std::sqrt(1 - b2t) / (1 - b1t));
+      const float eps_t = eps * static_cast<float>(std::sqrt(1 - b2t));
       const float lam = static_cast<float>(opt.reg_param), fb = static_cast<float>(beta);
+      const float fzg = static_cast<float>(zg), fgam = static_cast<float>(opt.gamma);
       for (int64_t i = 0; i < numel; ++i) {
         const AffineParams& a = ap[per_channel ? i / inner : 0];
-        const float s = 1.0f / (1.0f + std::exp(-alpha[i]));
-        const float hs = s * static_cast<float>(zg) + static_cast<float>(opt.gamma);
-        const float dh = (hs > 0.0f && hs < 1.0f) ? s * (1.0f - s) * static_cast<float>(zg) : 0.0f;
-        if (dh == 0.0f) {
-          // h is clipped: neither loss moves alpha (Adam's moments still decay).
-          m1[i] *= b1;
-          m2[i] *= b2;
-          continue;
-        }
-        const float h = hs;
-        const float q = fl[i] + h;
+        const float sg = 1.0f / (1.0f + std::exp(-alpha[i]));
+        const float hs = sg * fzg + fgam;
+        // Clipped h: neither loss moves alpha (the gradient is 0; Adam's moments still decay).
+        const float dh = (hs > 0.0f && hs < 1.0f) ? sg * (1.0f - sg) * fzg : 0.0f;
+        const float q = fl[i] + std::min(std::max(hs, 0.0f), 1.0f);
         float gr = (q >= a.lo && q <= a.hi) ? pg[i] * a.scale : 0.0f;
-        if (reg) {
-          const float v = 2.0f * h - 1.0f;
+        if (reg && dh != 0.0f) {
+          const float v = 2.0f * hs - 1.0f;
           const float av = std::fabs(v);
           if (av > 0.0f) gr += -lam * fb * std::pow(av, fb - 1.0f) * (v > 0 ? 2.0f : -2.0f);
         }
         const float grad = gr * dh;
         m1[i] = b1 * m1[i] + (1 - b1) * grad;
         m2[i] = b2 * m2[i] + (1 - b2) * grad * grad;
-        alpha[i] -= lr_t * m1[i] / (std::sqrt(m2[i]) + eps * static_cast<float>(std::sqrt(1 - b2t)));
+        alpha[i] -= lr_t * m1[i] / (std::sqrt(m2[i]) + eps_t);
       }
     }
 
     // ---- hard rounding, written back ----
-    const Tensor final_w = weights_with([&](int64_t i) { return alpha[i] >= 0 ? 1.0f : 0.0f; });
+    const std::vector<float> final_w = weights_with([&](int64_t i) { return alpha[i] >= 0 ? 1.0f : 0.0f; });
     rep.loss_adaround = eval_loss(final_w);
     int64_t changed = 0;
     {
-      const float* pf = final_w.data<float>();
+      const float* pf = final_w.data();
       for (int64_t i = 0; i < numel; ++i) {
         const AffineParams& a = ap[per_channel ? i / inner : 0];
         const float nearest = std::min(std::max(std::nearbyint(wv[i] * a.inv_scale), a.lo), a.hi) * a.scale;
         changed += pf[i] != nearest;
       }
       NoGradGuard ng;
-      w.copy_(final_w);
+      w.copy_(Tensor::from_vector(final_w, w.shape()));
       w.bump_version();
     }
     rep.changed = static_cast<double>(changed) / numel;

@@ -72,7 +72,8 @@ struct AdaroundLayer {
   double loss_nearest = 0;   // reconstruction loss with nearest rounding (on up to 256 cached samples)
   double loss_adaround = 0;  // ... with the final hard AdaRound rounding
   double changed = 0;        // fraction of weights rounded differently from nearest
-  double seconds = 0;
+  double seconds = 0;        // in total, of which...
+  double cache_seconds = 0;  // ...computing the cached inputs/targets
 };
 
 struct AdaroundResult {

@@ -32,7 +32,7 @@ TEST_CASE("adaround: per-tensor 4-bit rounding beats nearest on the reconstructi
   perturb_bn(*m, 2);
   const auto data = batches({32, 3, 6, 6}, 4, 60);
   AdaroundOptions o;
-  o.num_iterations = 400;
+  o.num_iterations = 1500;
   o.num_samples = 128;
   const auto r = apply_adaround(m, {data[0]}, data, o);
   REQUIRE(r.layers.size() == 3);
@@ -41,7 +41,7 @@ TEST_CASE("adaround: per-tensor 4-bit rounding beats nearest on the reconstructi
   for (const auto& l : r.layers) {
     CAPTURE(l.name);
     CHECK_FALSE(l.per_channel);
-    CHECK(l.iterations == 400);
+    CHECK(l.iterations == 1500);
     CHECK(l.loss_adaround < l.loss_nearest);
     CHECK(l.changed > 0.0);
     check_on_grid(m->find(l.name)->raw_param("weight"), r.param_encodings.at(l.name + ".weight"));
