@@ -18,6 +18,8 @@ struct Runtime::Prepared {
   kn::PackedConv2d conv;
   std::size_t conv_ws_per_sample = 0;
   bool depthwise = false;
+  bool im2col = false;  // Note [runtime im2col]
+  kn::PackedGemm conv_gemm;
   std::vector<std::int8_t> dw_weights;  // [9][C]
   std::vector<std::int32_t> mq, ms;     // per channel multiplier / shift (depthwise)
   // linear
@@ -53,6 +55,33 @@ Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(progr
             p->mq.push_back(m.multiplier);
             p->ms.push_back(m.shift);
           }
+        } else if (op.groups == 1 && op.dilation_h == 1 && op.dilation_w == 1 && !(op.kh == 1 && op.kw == 1)) {
+          // Note [runtime im2col]: the input is copied once into a zero-point-padded NHWC image, then each
+          // output pixel's GEMM row is kh contiguous copies of kw·C bytes (the (ky, kx, c) order of the
+          // packed weights) — no per-tap bounds checks; then one packed GEMM with requantization.
+          p->im2col = true;
+          const std::int64_t K = op.kh * op.kw * C;
+          std::vector<std::int8_t> w(static_cast<std::size_t>(O * K));
+          for (std::int64_t o = 0; o < O; ++o)
+            for (std::int64_t c = 0; c < C; ++c)
+              for (std::int64_t y = 0; y < op.kh; ++y)
+                for (std::int64_t x = 0; x < op.kw; ++x)
+                  w[o * K + (y * op.kw + x) * C + c] = op.weights[((o * C + c) * op.kh + y) * op.kw + x];
+          kn::GemmLayer l;
+          l.weights = w.data();
+          l.n = O;
+          l.k = static_cast<int>(K);
+          l.bias = op.bias.data();
+          l.in_type = kn::ActType::s8;
+          l.in_zero_point = in.q.zero_point;
+          l.multipliers = op.mult.data();
+          l.per_channel = true;
+          l.out_type = kn::ActType::s8;
+          l.out_zero_point = out.q.zero_point;
+          l.range = op.range;
+          p->conv_gemm = kn::PackedGemm(l);
+          const std::int64_t ph = in.shape[1] + 2 * op.pad_h, pw = in.shape[2] + 2 * op.pad_w;
+          p->conv_ws_per_sample = static_cast<std::size_t>(ph * pw * C + out.shape[1] * out.shape[2] * K);
         } else {
           kn::Conv2dShape s;
           s.batch = 1;
@@ -131,7 +160,9 @@ void Runtime::ensure_buffers(std::int64_t batch) {
   std::size_t ws = 0;
   for (std::size_t i = 0; i < program_.ops.size(); ++i) {
     const Op& op = program_.ops[i];
-    if (op.kind == OpKind::conv2d && !prepared_[i]->depthwise)
+    if (op.kind == OpKind::conv2d && prepared_[i]->im2col)
+      ws = std::max(ws, prepared_[i]->conv_ws_per_sample + 64);
+    else if (op.kind == OpKind::conv2d && !prepared_[i]->depthwise)
       ws = std::max(ws, static_cast<std::size_t>(batch) * prepared_[i]->conv_ws_per_sample + 64);
     if (op.kind == OpKind::lstm || op.kind == OpKind::gru)
       ws = std::max(ws, static_cast<std::size_t>(batch * op.hidden) * (8 * 4 + 2 + 1 + 16));
@@ -171,13 +202,22 @@ void Runtime::load_input_codes(const Tensor& codes_in) {
 void Runtime::execute() {
   const kn::KernelTable& K = kn::active_kernels();
   const int N = static_cast<int>(batch_);
+  if (op_seconds_.size() != program_.ops.size()) op_seconds_.assign(program_.ops.size(), 0.0);
   for (std::size_t i = 0; i < program_.ops.size(); ++i) {
+    const double t0 = omp_get_wtime();
     const Op& op = program_.ops[i];
     Prepared& p = *prepared_[i];
     const Value& iv = program_.values[op.inputs[0]];
     const Value& ov = program_.values[op.output];
     const std::int8_t* x = buf_[op.inputs[0]].data();
     std::int8_t* y = buf_[op.output].data();
+    // Note [small ops run on one thread]: an OpenMP fork/join costs more than a small layer (batch-1 convs,
+    // the LSTM step of one sample); ops below ~2M multiply-adds run on the calling thread.
+    std::int64_t work = static_cast<std::int64_t>(N) * ov.numel();
+    if (op.kind == OpKind::conv2d) work *= op.kh * op.kw * (op.in_c / op.groups);
+    if (op.kind == OpKind::linear) work *= op.in_c;
+    if (op.kind == OpKind::lstm || op.kind == OpKind::gru) work = static_cast<std::int64_t>(N) * op.out_c * (op.in_c + op.hidden);
+    const int threads = work >= (std::int64_t{1} << 21) ? threads_ : 1;
     switch (op.kind) {
       case OpKind::conv2d: {
         if (p.depthwise) {
@@ -198,17 +238,37 @@ void Runtime::execute() {
           d.out_zero_point = ov.q.zero_point;
           d.act_min = op.range.min;
           d.act_max = op.range.max;
-          K.dwconv3x3(d, x, y, threads_);
+          K.dwconv3x3(d, x, y, threads);
+        } else if (p.im2col) {
+          const std::int64_t C = op.in_c, H = iv.shape[1], W = iv.shape[2], OH = ov.shape[1], OW = ov.shape[2];
+          const std::int64_t PH = H + 2 * op.pad_h, PW = W + 2 * op.pad_w, KK = op.kh * op.kw * C;
+          auto* padded = reinterpret_cast<std::int8_t*>(workspace_.data());
+          std::int8_t* cols = padded + PH * PW * C;
+          const auto zin = static_cast<std::int8_t>(iv.q.zero_point);
+          for (std::int64_t n = 0; n < N; ++n) {
+            std::fill(padded, padded + PH * PW * C, zin);
+            for (std::int64_t h = 0; h < H; ++h)
+              std::memcpy(padded + ((h + op.pad_h) * PW + op.pad_w) * C, x + (n * H + h) * W * C,
+                          static_cast<std::size_t>(W * C));
+            for (std::int64_t oh = 0; oh < OH; ++oh)
+              for (std::int64_t ow = 0; ow < OW; ++ow) {
+                std::int8_t* row = cols + (oh * OW + ow) * KK;
+                const std::int8_t* src = padded + (oh * op.stride_h * PW + ow * op.stride_w) * C;
+                for (std::int64_t ky = 0; ky < op.kh; ++ky)
+                  std::memcpy(row + ky * op.kw * C, src + ky * PW * C, static_cast<std::size_t>(op.kw * C));
+              }
+            K.gemm_requant(static_cast<int>(OH * OW), cols, KK, p.conv_gemm.view(), y + n * OH * OW * op.out_c, op.out_c, threads);
+          }
         } else {
           kn::Conv2dWeights w = p.conv.view();
           w.shape.batch = N;
-          K.conv2d(w, x, y, workspace_.data(), threads_);
+          K.conv2d(w, x, y, workspace_.data(), threads);
         }
         break;
       }
       case OpKind::linear: {
         const int rows = static_cast<int>(N * (iv.numel() / op.in_c));
-        K.gemm_requant(rows, x, op.in_c, p.gemm.view(), y, op.out_c, threads_);
+        K.gemm_requant(rows, x, op.in_c, p.gemm.view(), y, op.out_c, threads);
         break;
       }
       case OpKind::maxpool2d:
@@ -226,7 +286,25 @@ void Runtime::execute() {
         pp.pad_left = pp.pad_right = static_cast<int>(op.pad_w);
         pp.zero_point = iv.q.zero_point;
         pp.count_include_pad = op.count_include_pad;
-        (op.kind == OpKind::maxpool2d ? K.maxpool2d : K.avgpool2d)(pp, x, y, threads_);
+        if (op.kind == OpKind::maxpool2d && op.pad_h == 0 && op.pad_w == 0 && op.kh == op.stride_h &&
+            op.kw == op.stride_w) {
+          // Non-overlapping windows without padding: a max over whole pixel rows of C bytes (vectorises).
+          const std::int64_t C = pp.channels, H = pp.in_h, W = pp.in_w, OH = ov.shape[1], OW = ov.shape[2];
+          for (std::int64_t n = 0; n < N; ++n)
+            for (std::int64_t oh = 0; oh < OH; ++oh)
+              for (std::int64_t ow = 0; ow < OW; ++ow) {
+                std::int8_t* dst = y + ((n * OH + oh) * OW + ow) * C;
+                const std::int8_t* first = x + ((n * H + oh * op.kh) * W + ow * op.kw) * C;
+                std::memcpy(dst, first, static_cast<std::size_t>(C));
+                for (std::int64_t ky = 0; ky < op.kh; ++ky)
+                  for (std::int64_t kx = 0; kx < op.kw; ++kx) {
+                    const std::int8_t* src = first + (ky * W + kx) * C;
+                    for (std::int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
+                  }
+              }
+        } else {
+          (op.kind == OpKind::maxpool2d ? K.maxpool2d : K.avgpool2d)(pp, x, y, threads);
+        }
         break;
       }
       case OpKind::global_avgpool: {
@@ -301,13 +379,14 @@ void Runtime::execute() {
           const std::int8_t* hp = t == 0 ? h0 : y + (t - 1) * H;
           const std::int64_t ldh = t == 0 ? H : T * H;
           if (lstm)
-            K.lstm_step(w, N, x + t * F, T * F, hp, ldh, cell, y + t * H, T * H, ws, threads_);
+            K.lstm_step(w, N, x + t * F, T * F, hp, ldh, cell, y + t * H, T * H, ws, threads);
           else
-            K.gru_step(w, N, x + t * F, T * F, hp, ldh, y + t * H, T * H, ws, threads_);
+            K.gru_step(w, N, x + t * F, T * F, hp, ldh, y + t * H, T * H, ws, threads);
         }
         break;
       }
     }
+    op_seconds_[i] += omp_get_wtime() - t0;
   }
 }
 

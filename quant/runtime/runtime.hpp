@@ -40,6 +40,9 @@ public:
   // Every value's codes after a run on x (i8, [N, shape...] in PyTorch layout), indexed like program().values.
   std::vector<Tensor> run_all(const Tensor& x);
 
+  // Seconds spent in each op (indexed like program().ops) summed over all runs so far.
+  const std::vector<double>& op_seconds() const { return op_seconds_; }
+
 private:
   struct Prepared;
   void quantize_input(const Tensor& x);
@@ -55,6 +58,7 @@ private:
   std::vector<std::vector<std::int8_t>> buf_;
   std::vector<std::uint8_t> workspace_;
   std::int64_t batch_ = 0;
+  std::vector<double> op_seconds_;
 };
 
 }  // namespace qforge::quant::runtime
