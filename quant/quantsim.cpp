@@ -108,8 +108,19 @@ void QuantSim::fold_batch_norms() {
       bn->raw_param("weight").fill_(1.0);
       bn->raw_param("bias").fill_(0.0);
     }
+    // The bypass must also keep the statistics at the identity: in train mode BatchNorm's forward still
+    // runs (before the hook) and would update its running statistics, which a reload would fold again.
+    const double num_tracked = bn->has_buffer("num_batches_tracked") ? bn->buffer("num_batches_tracked").item() : 0.0;
     const int h = bn->add_forward_hook(
-        [](nn::Module&, const std::vector<Tensor>& in, std::vector<Tensor>& out) { out[0] = in[0]; });
+        [num_tracked](nn::Module& m, const std::vector<Tensor>& in, std::vector<Tensor>& out) {
+          out[0] = in[0];
+          if (m.is_training()) {
+            NoGradGuard no_grad;
+            m.buffer("running_mean").fill_(0.0);
+            m.buffer("running_var").fill_(1.0 - static_cast<nn::BatchNorm&>(m).eps());
+            if (m.has_buffer("num_batches_tracked")) m.buffer("num_batches_tracked").fill_(num_tracked);
+          }
+        });
     hooks_.emplace_back(bn, h);
     bypassed_bn_.push_back(bn);
     folds_.emplace_back(p.name, b.name);

@@ -94,6 +94,10 @@ cmp -s "$work/acc_int8" "$work/acc_bundle" || fail "bundle accuracy differs from
 expect_rc 2 "eval --mode int8 on an FP32 dir" -- "$Q" eval --model-dir "$work/cnn" --mode int8
 expect_rc 0 "finetune" -- "$Q" finetune --model-dir "$work/cnn_q" --out "$work/cnn_qat" --epochs 1 --range-learning lsq --progress none --threads 1 --json
 [ -e "$work/cnn_qat/encodings.json" ] || fail "finetune did not write encodings.json"
+last_json | sed -n 's/.*"accuracy":\([0-9.e+-]*\).*/\1/p' >"$work/acc_qat"
+expect_rc 0 "eval fine-tuned" -- "$Q" eval --model-dir "$work/cnn_qat" --json
+last_json | sed -n 's/.*"accuracy":\([0-9.e+-]*\).*/\1/p' >"$work/acc_qat_reload"
+cmp -s "$work/acc_qat" "$work/acc_qat_reload" || fail "reloaded fine-tuned model does not reproduce its accuracy"
 
 echo "test_cli: $fails failure(s)"
 [ "$fails" -eq 0 ]
