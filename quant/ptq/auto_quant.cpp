@@ -3,6 +3,7 @@
 
 #include "nn/graph.hpp"
 #include "nn/spec.hpp"
+#include "quant/ptq/bias_correction.hpp"
 #include "quant/ptq/bn_fold.hpp"
 #include "quant/ptq/cle.hpp"
 
@@ -34,6 +35,20 @@ void adopt_model_state(nn::Module& dst, nn::Module& src) {
     if (gd->nodes()[i].module->type_name() != gs->nodes()[i].module->type_name() && gs->nodes()[i].module->state_dict().empty())
       gd->replace_node_module(static_cast<int>(i), gs->nodes()[i].module);
   dst.load_state_dict(src.state_dict(), true);
+}
+
+void validate_passes(const PassSelection& p) {
+  if (!p.bias_correction.empty()) parse_bias_correction_mode(p.bias_correction);
+  if (p.bn_reestimate < 0) throw InputError(fmt::format("BN re-estimation: number of batches must be >= 0, got {}", p.bn_reestimate));
+  if (p.auto_quant && (p.cle || p.adaround || !p.bias_correction.empty()))
+    throw InputError("the AutoQuant pipeline chooses its passes itself (BN fold, scheme, CLE, AdaRound): do not combine "
+                     "it with explicit CLE, bias correction or AdaRound");
+  if ((p.adaround || p.auto_quant) && (p.param_bw > 8 || p.param_bw < 2))
+    throw InputError(fmt::format("AdaRound needs an integer weight grid of 2 to 8 bits, got a parameter bitwidth of {} "
+                                 "(at 16 bits nearest rounding is already near-lossless)", p.param_bw));
+  if (p.adaround && !p.bias_correction.empty())
+    throw InputError("bias correction and AdaRound should not be combined (AIMET's advice): AdaRound's layer-wise "
+                     "reconstruction already compensates the output shift; choose one");
 }
 
 nlohmann::json AutoQuantResult::to_json() const {

@@ -63,6 +63,21 @@ std::unique_ptr<QuantSim> make_calibrated_sim(std::shared_ptr<nn::Module> model,
                                               const std::vector<Tensor>& calib_batches, const QuantSimOptions& options,
                                               QuantScheme weight_scheme, const AdaroundResult* adaround = nullptr);
 
+// The passes a user asked for (CLI flags), checked together before anything runs.
+struct PassSelection {
+  bool cle = false;
+  std::string bias_correction;  // "", "empirical", "analytical"
+  bool adaround = false;
+  bool auto_quant = false;
+  int64_t bn_reestimate = 0;
+  int param_bw = 8;
+  int act_bw = 8;
+};
+// InputError naming the conflict: AdaRound (or --auto) with param_bw outside 2..8; bias correction with
+// AdaRound (AIMET: do not combine — AdaRound's reconstruction already absorbs the bias shift); --auto
+// with explicit passes (it chooses them itself); an unknown bias correction mode; negative counts.
+void validate_passes(const PassSelection& p);
+
 // Copies architecture-level module swaps and all parameters/buffers of `src` (a clone of `dst`, e.g.
 // after CLE replaced ReLU6 by ReLU) into `dst` (a Graph).
 void adopt_model_state(nn::Module& dst, nn::Module& src);

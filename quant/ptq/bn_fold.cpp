@@ -237,8 +237,9 @@ BnStatsUndo reestimate_bn_stats(nn::Module& model, const std::vector<Tensor>& ba
                                  batches.size(), num_batches));
   std::vector<std::pair<nn::BatchNorm*, bool>> bns;
   for (auto& [name, m] : model.named_modules())
-    if (auto* bn = dynamic_cast<nn::BatchNorm*>(m.get())) bns.emplace_back(bn, bn->is_training());
-  if (bns.empty()) throw InputError("reestimate_bn_stats: the model has no BatchNorm layer");
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(m.get()); bn && !is_identity_bn(*bn))  // folded BNs stay folded
+      bns.emplace_back(bn, bn->is_training());
+  if (bns.empty()) throw InputError("reestimate_bn_stats: the model has no (unfolded) BatchNorm layer");
 
   BnStatsUndo undo;
   struct Acc {

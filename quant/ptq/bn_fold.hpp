@@ -19,7 +19,7 @@
 // min/max scaled likewise), the BN's output encoding moves to the layer's output quantizer, and the BN is
 // bypassed (identity statistics plus a forward hook, so it stays the identity in train mode too).
 //
-// reestimate_bn_stats(model, batches, n): AIMET's reestimate_bn_stats: each BatchNorm is put in train
+// reestimate_bn_stats(model, batches, n): AIMET's reestimate_bn_stats: each unfolded BatchNorm is put in train
 // mode (the rest of the model keeps its mode), n batches run without gradient, and every BN's
 // running_mean/running_var become the average of the per-batch means / unbiased variances (what
 // PyTorch's momentum=None cumulative average computes). Returns an undo handle with the old buffers.

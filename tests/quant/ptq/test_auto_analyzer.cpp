@@ -66,6 +66,29 @@ TEST_CASE("auto_quant: an unreachable target runs every stage (scheme, activatio
   CHECK_THROWS_AS(auto_quant(s.model, {s.data[0]}, s.data, s.eval, bad), InputError);
 }
 
+TEST_CASE("validate_passes: impossible or conflicting combinations are refused with a clear message") {
+  PassSelection ok;
+  ok.cle = true;
+  ok.bias_correction = "analytical";
+  CHECK_NOTHROW(validate_passes(ok));
+  PassSelection ada16;
+  ada16.adaround = true;
+  ada16.param_bw = 16;
+  CHECK_THROWS_WITH_AS(validate_passes(ada16), doctest::Contains("bitwidth of 16"), InputError);
+  PassSelection both;
+  both.adaround = true;
+  both.param_bw = 4;
+  both.bias_correction = "empirical";
+  CHECK_THROWS_AS(validate_passes(both), InputError);
+  PassSelection autoplus;
+  autoplus.auto_quant = true;
+  autoplus.cle = true;
+  CHECK_THROWS_AS(validate_passes(autoplus), InputError);
+  PassSelection badmode;
+  badmode.bias_correction = "psychic";
+  CHECK_THROWS_AS(validate_passes(badmode), InputError);
+}
+
 TEST_CASE("analyzer: accuracies, sweeps, per-layer SQNR, histograms; writes analysis.json and a self-contained HTML page") {
   Setup s = setup(3);
   quant::QuantSimOptions so;
