@@ -404,7 +404,8 @@ TrainResult Trainer::fit() {
       if (stopped && batch_ < nb) break;
     }
     if (batch_ < nb) {  // interrupted mid-epoch
-      progress.end_epoch(fmt::format("stopped at step {} ({}); checkpoint saved", step_, result.stop_reason));
+      progress.end_epoch(fmt::format("stopped at step {} ({}){}", step_, result.stop_reason,
+                                     config_.out_dir.empty() ? "" : "; checkpoint saved in " + checkpoint_dir().string()));
       save_ckpt();
       break;
     }
