@@ -128,7 +128,7 @@ int cmd_train(int argc, char** argv) {
   } catch (const train::DivergedError& e) {
     std::signal(SIGINT, prev);
     g_active_trainer = nullptr;
-    throw Error(fmt::format("{} (the last good checkpoint is kept in {})", e.what(), (out / "checkpoint").string()));
+    throw Error(e.what());  // names the step and the kept checkpoint
   }
   std::signal(SIGINT, prev);
   g_active_trainer = nullptr;

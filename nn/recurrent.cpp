@@ -109,9 +109,9 @@ std::vector<Tensor> RNNBase::forward(const std::vector<Tensor>& inputs) {
       w.w_ih = site(CellSite::weight_ih, w.w_ih);
       w.w_hh = site(CellSite::weight_hh, w.w_hh);
       const Tensor xin = site(CellSite::input, layer_in);
-      const Tensor xp = ops::linear(xin, w.w_ih, w.b_ih);  // all time steps in one GEMM: [T, B, G*H]
       CellState state{h0.select(0, idx), lstm ? c0.select(0, idx) : Tensor()};
       if (!step_path) {
+        const Tensor xp = ops::linear(xin, w.w_ih, w.b_ih);  // all time steps in one GEMM: [T, B, G*H]
         const Tensor y = recurrent_sequence(type_, xp.contiguous(), w.w_hh, w.b_hh, state.h, state.c, rev);
         outs.push_back(lstm ? y.narrow(0, 0, T) : y);
         hns.push_back(y.select(0, rev ? 0 : T - 1));
@@ -121,7 +121,11 @@ std::vector<Tensor> RNNBase::forward(const std::vector<Tensor>& inputs) {
         std::vector<Tensor> hs(static_cast<size_t>(T));
         for (int64_t s = 0; s < T; ++s) {
           const int64_t t = rev ? T - 1 - s : s;
-          state = cell_step_projected(type_, xp.select(0, t), state, w.w_hh, w.b_hh, fn);
+          // Note [Per-step projection]: project x_t here rather than slicing one [T, B, G*H] projection:
+          // each slice's backward materialises a gradient of the whole sliced tensor, so slicing the wide
+          // projection costs O(T^2 * B * G*H) in backward, slicing the narrow input O(T^2 * B * F).
+          const Tensor xp_t = ops::linear(xin.select(0, t), w.w_ih, w.b_ih);
+          state = cell_step_projected(type_, xp_t, state, w.w_hh, w.b_hh, fn);
           hs[size_t(t)] = state.h;
         }
         outs.push_back(ops::stack(hs, 0));
