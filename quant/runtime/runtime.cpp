@@ -57,23 +57,28 @@ Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(progr
           }
         } else if (op.groups == 1 && op.dilation_h == 1 && op.dilation_w == 1 && !(op.kh == 1 && op.kw == 1)) {
           // Note [runtime im2col]: the input is copied once into a zero-point-padded NHWC image, then each
-          // output pixel's GEMM row is kh contiguous copies of kw·C bytes (the (ky, kx, c) order of the
-          // packed weights) — no per-tap bounds checks; then one packed GEMM with requantization.
+          // output pixel's GEMM row is kh segments of kw·C bytes (the (ky, kx, c) order of the packed
+          // weights), each segment padded to a multiple of 4 bytes so it is copied as whole 4-byte words
+          // (the pad bytes are whatever follows in the image; their weights are 0) — no per-tap bounds
+          // checks, no partial k-quads. Then one packed GEMM with requantization.
+          // Note [runtime u8 flip]: the padded image stores x ^ 0x80 = x + 128 as u8 and the GEMM is packed
+          // for u8 activations with zero point z + 128: Σ (x + 128 − (z + 128))·w is the same integer, and
+          // the VNNI GEMM then needs no per-row −128·Σx correction (Note [s8 activations on VNNI]).
           p->im2col = true;
-          const std::int64_t K = op.kh * op.kw * C;
-          std::vector<std::int8_t> w(static_cast<std::size_t>(O * K));
+          const std::int64_t seg = (op.kw * C + 3) / 4 * 4, K = op.kh * seg;
+          std::vector<std::int8_t> w(static_cast<std::size_t>(O * K), 0);
           for (std::int64_t o = 0; o < O; ++o)
             for (std::int64_t c = 0; c < C; ++c)
               for (std::int64_t y = 0; y < op.kh; ++y)
                 for (std::int64_t x = 0; x < op.kw; ++x)
-                  w[o * K + (y * op.kw + x) * C + c] = op.weights[((o * C + c) * op.kh + y) * op.kw + x];
+                  w[o * K + y * seg + x * C + c] = op.weights[((o * C + c) * op.kh + y) * op.kw + x];
           kn::GemmLayer l;
           l.weights = w.data();
           l.n = O;
           l.k = static_cast<int>(K);
           l.bias = op.bias.data();
-          l.in_type = kn::ActType::s8;
-          l.in_zero_point = in.q.zero_point;
+          l.in_type = kn::ActType::u8;
+          l.in_zero_point = in.q.zero_point + 128;
           l.multipliers = op.mult.data();
           l.per_channel = true;
           l.out_type = kn::ActType::s8;
@@ -81,7 +86,7 @@ Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(progr
           l.range = op.range;
           p->conv_gemm = kn::PackedGemm(l);
           const std::int64_t ph = in.shape[1] + 2 * op.pad_h, pw = in.shape[2] + 2 * op.pad_w;
-          p->conv_ws_per_sample = static_cast<std::size_t>(ph * pw * C + out.shape[1] * out.shape[2] * K);
+          p->conv_ws_per_sample = static_cast<std::size_t>((ph * pw * C + 67) / 64 * 64 + out.shape[1] * out.shape[2] * K);
         } else {
           kn::Conv2dShape s;
           s.batch = 1;
@@ -239,23 +244,29 @@ void Runtime::execute() {
           d.act_min = op.range.min;
           d.act_max = op.range.max;
           K.dwconv3x3(d, x, y, threads);
-        } else if (p.im2col) {
+        } else if (p.im2col) {  // Note [runtime im2col], Note [runtime u8 flip]
           const std::int64_t C = op.in_c, H = iv.shape[1], W = iv.shape[2], OH = ov.shape[1], OW = ov.shape[2];
-          const std::int64_t PH = H + 2 * op.pad_h, PW = W + 2 * op.pad_w, KK = op.kh * op.kw * C;
-          auto* padded = reinterpret_cast<std::int8_t*>(workspace_.data());
-          std::int8_t* cols = padded + PH * PW * C;
-          const auto zin = static_cast<std::int8_t>(iv.q.zero_point);
+          const std::int64_t PH = H + 2 * op.pad_h, PW = W + 2 * op.pad_w;
+          const std::int64_t seg = (op.kw * C + 3) / 4 * 4, KK = op.kh * seg;
+          auto* padded = reinterpret_cast<std::uint8_t*>(workspace_.data());
+          std::uint8_t* cols = padded + (PH * PW * C + 67) / 64 * 64;
+          // The border (and the slack a segment may read past the image) never changes: fill it once.
+          std::memset(padded, static_cast<std::uint8_t>(iv.q.zero_point) ^ 0x80, static_cast<std::size_t>(cols - padded));
           for (std::int64_t n = 0; n < N; ++n) {
-            std::fill(padded, padded + PH * PW * C, zin);
-            for (std::int64_t h = 0; h < H; ++h)
-              std::memcpy(padded + ((h + op.pad_h) * PW + op.pad_w) * C, x + (n * H + h) * W * C,
-                          static_cast<std::size_t>(W * C));
+            for (std::int64_t h = 0; h < H; ++h) {
+              std::uint8_t* dst = padded + ((h + op.pad_h) * PW + op.pad_w) * C;
+              const std::int8_t* src = x + (n * H + h) * W * C;
+              for (std::int64_t j = 0; j < W * C; ++j) dst[j] = static_cast<std::uint8_t>(src[j]) ^ 0x80;
+            }
             for (std::int64_t oh = 0; oh < OH; ++oh)
               for (std::int64_t ow = 0; ow < OW; ++ow) {
-                std::int8_t* row = cols + (oh * OW + ow) * KK;
-                const std::int8_t* src = padded + (oh * op.stride_h * PW + ow * op.stride_w) * C;
-                for (std::int64_t ky = 0; ky < op.kh; ++ky)
-                  std::memcpy(row + ky * op.kw * C, src + ky * PW * C, static_cast<std::size_t>(op.kw * C));
+                std::uint8_t* row = cols + (oh * OW + ow) * KK;
+                const std::uint8_t* src = padded + (oh * op.stride_h * PW + ow * op.stride_w) * C;
+                for (std::int64_t ky = 0; ky < op.kh; ++ky) {
+                  std::int64_t b = 0;
+                  for (; b + 16 <= seg; b += 16) std::memcpy(row + ky * seg + b, src + ky * PW * C + b, 16);
+                  for (; b < seg; b += 4) std::memcpy(row + ky * seg + b, src + ky * PW * C + b, 4);
+                }
               }
             K.gemm_requant(static_cast<int>(OH * OW), cols, KK, p.conv_gemm.view(), y + n * OH * OW * op.out_c, op.out_c, threads);
           }
@@ -286,25 +297,7 @@ void Runtime::execute() {
         pp.pad_left = pp.pad_right = static_cast<int>(op.pad_w);
         pp.zero_point = iv.q.zero_point;
         pp.count_include_pad = op.count_include_pad;
-        if (op.kind == OpKind::maxpool2d && op.pad_h == 0 && op.pad_w == 0 && op.kh == op.stride_h &&
-            op.kw == op.stride_w) {
-          // Non-overlapping windows without padding: a max over whole pixel rows of C bytes (vectorises).
-          const std::int64_t C = pp.channels, H = pp.in_h, W = pp.in_w, OH = ov.shape[1], OW = ov.shape[2];
-          for (std::int64_t n = 0; n < N; ++n)
-            for (std::int64_t oh = 0; oh < OH; ++oh)
-              for (std::int64_t ow = 0; ow < OW; ++ow) {
-                std::int8_t* dst = y + ((n * OH + oh) * OW + ow) * C;
-                const std::int8_t* first = x + ((n * H + oh * op.kh) * W + ow * op.kw) * C;
-                std::memcpy(dst, first, static_cast<std::size_t>(C));
-                for (std::int64_t ky = 0; ky < op.kh; ++ky)
-                  for (std::int64_t kx = 0; kx < op.kw; ++kx) {
-                    const std::int8_t* src = first + (ky * W + kx) * C;
-                    for (std::int64_t c = 0; c < C; ++c) dst[c] = std::max(dst[c], src[c]);
-                  }
-              }
-        } else {
-          (op.kind == OpKind::maxpool2d ? K.maxpool2d : K.avgpool2d)(pp, x, y, threads);
-        }
+        (op.kind == OpKind::maxpool2d ? K.maxpool2d : K.avgpool2d)(pp, x, y, threads);
         break;
       }
       case OpKind::global_avgpool: {

@@ -259,7 +259,7 @@ int sweep_dwconv(Isa isa) {
 int sweep_pool(Isa isa, bool is_max) {
   std::mt19937 rng(55 + static_cast<int>(isa) + is_max);
   int diff = 0;
-  for (int idx = 0; idx < 12; ++idx) {
+  for (int idx = 0; idx < 18; ++idx) {
     Pool2dParams p;
     p.batch = 1 + idx % 2;
     p.channels = kSizes[(idx * 5) % 12] + (idx == 11 ? 128 : 0);
@@ -276,6 +276,15 @@ int sweep_pool(Isa isa, bool is_max) {
     p.type = idx % 2 ? ActType::u8 : ActType::s8;
     p.zero_point = rand_zero_point(rng, p.type);
     p.count_include_pad = idx % 3 != 2;
+    if (idx >= 12) {  // unpadded windows (the maxpool fast path): non-overlapping, overlapping, ragged edges
+      p.kernel_h = p.stride_h = 2 + idx % 2;
+      p.kernel_w = 2 + (idx / 2) % 2;
+      p.stride_w = idx % 3 == 0 ? 1 : p.kernel_w;
+      p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = 0;
+      p.channels = idx == 12 ? 16 : kSizes[idx % 12];
+      p.in_h = 5 + idx % 4;
+      p.in_w = 6 + idx % 5;
+    }
     const std::int64_t xs = p.x_pixel_stride ? p.x_pixel_stride : p.channels;
     const std::int64_t ys = p.y_pixel_stride ? p.y_pixel_stride : p.channels;
     std::vector<std::uint8_t> x(static_cast<std::size_t>(p.batch) * p.in_h * p.in_w * xs);
