@@ -36,6 +36,42 @@ int conv_out(std::int64_t in, std::int64_t pad, std::int64_t dil, std::int64_t k
   return static_cast<int>((in + 2 * pad - dil * (k - 1) - 1) / stride + 1);
 }
 
+// GEMM rows of Note [runtime im2col]: row (oh, ow) = kh segments of `seg` bytes (a multiple of 4) read at
+// src + ky·row_pitch, src = image + oh·sh_bytes + ow·sw_bytes. Fixed-size copies for the common segments.
+template <int kSeg>
+void im2col_rows_fixed(const std::uint8_t* image, std::uint8_t* cols, std::int64_t oh_n, std::int64_t ow_n, std::int64_t kh,
+                       std::int64_t seg, std::int64_t sh_bytes, std::int64_t sw_bytes, std::int64_t row_pitch) {
+  const std::int64_t kk = kh * seg;
+  for (std::int64_t oh = 0; oh < oh_n; ++oh) {
+    const std::uint8_t* src = image + oh * sh_bytes;
+    std::uint8_t* row = cols + oh * ow_n * kk;
+    for (std::int64_t ow = 0; ow < ow_n; ++ow, src += sw_bytes, row += kk)
+      for (std::int64_t ky = 0; ky < kh; ++ky) {
+        if constexpr (kSeg > 0) {
+          std::memcpy(row + ky * kSeg, src + ky * row_pitch, kSeg);
+        } else {
+          std::int64_t b = 0;
+          for (; b + 16 <= seg; b += 16) std::memcpy(row + ky * seg + b, src + ky * row_pitch + b, 16);
+          for (; b < seg; b += 4) std::memcpy(row + ky * seg + b, src + ky * row_pitch + b, 4);
+        }
+      }
+  }
+}
+
+void im2col_rows(const std::uint8_t* image, std::uint8_t* cols, std::int64_t oh_n, std::int64_t ow_n, std::int64_t kh,
+                 std::int64_t seg, std::int64_t sh_bytes, std::int64_t sw_bytes, std::int64_t row_pitch) {
+  switch (seg) {
+    case 4: return im2col_rows_fixed<4>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
+    case 8: return im2col_rows_fixed<8>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
+    case 12: return im2col_rows_fixed<12>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
+    case 16: return im2col_rows_fixed<16>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
+    case 32: return im2col_rows_fixed<32>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
+    case 48: return im2col_rows_fixed<48>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
+    case 64: return im2col_rows_fixed<64>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
+    default: return im2col_rows_fixed<0>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
+  }
+}
+
 }  // namespace
 
 Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(program)), opt_(opt) {
@@ -258,16 +294,7 @@ void Runtime::execute() {
               const std::int8_t* src = x + (n * H + h) * W * C;
               for (std::int64_t j = 0; j < W * C; ++j) dst[j] = static_cast<std::uint8_t>(src[j]) ^ 0x80;
             }
-            for (std::int64_t oh = 0; oh < OH; ++oh)
-              for (std::int64_t ow = 0; ow < OW; ++ow) {
-                std::uint8_t* row = cols + (oh * OW + ow) * KK;
-                const std::uint8_t* src = padded + (oh * op.stride_h * PW + ow * op.stride_w) * C;
-                for (std::int64_t ky = 0; ky < op.kh; ++ky) {
-                  std::int64_t b = 0;
-                  for (; b + 16 <= seg; b += 16) std::memcpy(row + ky * seg + b, src + ky * PW * C + b, 16);
-                  for (; b < seg; b += 4) std::memcpy(row + ky * seg + b, src + ky * PW * C + b, 4);
-                }
-              }
+            im2col_rows(padded, cols, OH, OW, op.kh, seg, op.stride_h * PW * C, op.stride_w * C, PW * C);
             K.gemm_requant(static_cast<int>(OH * OW), cols, KK, p.conv_gemm.view(), y + n * OH * OW * op.out_c, op.out_c, threads);
           }
         } else {
