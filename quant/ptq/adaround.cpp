@@ -233,9 +233,7 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
     Quantizer& q = sim.quantizer(name + ".weight");
     if (!q.enabled() || !q.has_encoding() || q.settings().grid.is_float) continue;
     const Hop h = next_node(g, n.id, true);
-    std::string act = h.activation;
-    if (act.empty() && h.node >= 0 && is_relu_like(g.node(h.node)) && sole_consumer(g, n.id) >= 0) act = g.node(h.node).type;
-    todo.push_back({n.id, name, act, &q});
+    todo.push_back({n.id, name, h.activation, &q});  // f: the ReLU/ReLU6 right after the layer, if any
   }
   if (todo.empty()) throw InputError("AdaRound: the model has no Conv2d/Linear layer with an integer weight quantizer");
 

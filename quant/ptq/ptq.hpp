@@ -9,6 +9,15 @@
 //   auto_quant.hpp       auto_quant: fold -> scheme -> CLE -> AdaRound until an accuracy target is met
 //   quant_analyzer.hpp   analyze: FP32/weights-only/activations-only, per-quantizer sweeps, per-layer
 //                        SQNR/MSE, encodings and histograms; analysis.json + a self-contained HTML report
+//
+// Typical use (what `qforge quantize` does with its flags; batches are unlabeled input batches):
+//   validate_passes({.cle = ..., .bias_correction = ..., .adaround = ..., .param_bw = ...});
+//   reestimate_bn_stats(*model, batches, n);                   // --bn-reestimate N (before folding)
+//   auto cle = equalize_model(*model, sample);                  // --cle (folds BNs first)
+//   correct_bias(model, sample, batches, {.mode = ..., .sim = opts, .bn_folds = &cle.folds});
+//   auto ar = apply_adaround(model, sample, batches, {.sim = opts});   // --adaround
+//   auto sim = make_calibrated_sim(model, sample, batches, opts, opts.scheme, &ar);
+//   ar.save_encodings(dir / "adaround.encodings");
 #pragma once
 
 #include "quant/ptq/adaround.hpp"
