@@ -171,6 +171,11 @@ void AdaroundResult::apply_to(QuantSim& sim) const {
     for (const auto& info : sim.quantizers())
       if (info.kind == "param" && info.export_key == key) q = info.quantizer;
     if (!q) throw InputError(fmt::format("AdaRound encodings: the QuantSim has no parameter quantizer for '{}'", key));
+    if (q->settings().per_channel != (enc.size() > 1) || q->settings().grid.bitwidth != enc[0].bitwidth)
+      throw InputError(fmt::format("AdaRound encodings for '{}' ({} entries, {} bits) do not fit the QuantSim's quantizer "
+                                   "({}, {} bits): build the sim with the options AdaRound used", key, enc.size(),
+                                   enc[0].bitwidth, q->settings().per_channel ? "per-channel" : "per-tensor",
+                                   q->settings().grid.bitwidth));
     q->set_encodings(enc);
     q->freeze();
   }

@@ -5,6 +5,7 @@
 #include "tests/quant/ptq/ptq_test_util.hpp"
 
 #include <cmath>
+#include <filesystem>
 
 using namespace qforge;
 using namespace qforge::quant::ptq;
@@ -54,13 +55,35 @@ TEST_CASE("adaround: per-tensor 4-bit rounding beats nearest on the reconstructi
   CHECK(j["param_encodings"]["conv1.weight"][0]["is_symmetric"] == "True");
 
   // A new sim keeps the AdaRound encodings through calibration; quantizing the rounded weights is exact.
-  quant::QuantSim sim(m, {data[0]}, o.sim);
-  r.apply_to(sim);
-  sim.compute_encodings([&](nn::Module& mm) { mm(data[0]); });
-  CHECK(sim.quantizer("conv1.weight").encodings() == r.param_encodings.at("conv1.weight"));
-  NoGradGuard ng;
-  const Tensor w = m->find("conv2")->raw_param("weight");
-  CHECK(rel_diff(sim.quantizer("conv2.weight").forward(w), w) == 0.0);
+  {
+    quant::QuantSim sim(m, {data[0]}, o.sim);
+    r.apply_to(sim);
+    sim.compute_encodings([&](nn::Module& mm) { mm(data[0]); });
+    CHECK(sim.quantizer("conv1.weight").encodings() == r.param_encodings.at("conv1.weight"));
+    NoGradGuard ng;
+    const Tensor w = m->find("conv2")->raw_param("weight");
+    CHECK(rel_diff(sim.quantizer("conv2.weight").forward(w), w) == 0.0);
+  }
+
+  // The parameter file loads back through QuantSim's AIMET loader (set_and_freeze_param_encodings).
+  const auto path = std::filesystem::temp_directory_path() / "qforge_test_adaround.encodings";
+  r.save_encodings(path);
+  {
+    quant::QuantSim sim2(m, {data[0]}, o.sim);
+    quant::LoadEncodingsOptions lo;
+    lo.params_only = true;
+    lo.partial = true;
+    lo.freeze = true;
+    sim2.load_encodings(path, lo);
+    CHECK(sim2.quantizer("fc.weight").encodings() == r.param_encodings.at("fc.weight"));
+    std::filesystem::remove(path);
+  }
+
+  // A sim with other weight settings is refused.
+  quant::QuantSimOptions pc = o.sim;
+  pc.param_bw = 8;
+  quant::QuantSim sim3(m, {data[0]}, pc);
+  CHECK_THROWS_AS(r.apply_to(sim3), InputError);
 }
 
 TEST_CASE("adaround: per-channel encodings have one entry per output channel") {
