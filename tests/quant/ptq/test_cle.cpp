@@ -92,3 +92,15 @@ TEST_CASE("cle: a model without eligible pairs is left unchanged and says so") {
   CHECK(r.messages[0].find("no eligible") != std::string::npos);
   CHECK(rel_diff(run(*m, x), want) < 1e-5);  // only the BN fold happened
 }
+
+TEST_CASE("cle: residual model: only the pairs inside each block are scaled; outputs unchanged") {
+  auto m = nn::build_zoo_model("resnet-tiny", {}, {.seed = 3});
+  perturb_bn(*m, 5);
+  const Tensor x = randn({2, 1, 28, 28}, 4);
+  const Tensor want = run(*m, x);
+  const CleResult r = equalize_model(*m, {x});
+  REQUIRE(r.sets.size() == 2);
+  CHECK(r.sets[0] == std::vector<std::string>{"block1.conv1", "block1.conv2"});
+  CHECK(r.sets[1] == std::vector<std::string>{"block2.conv1", "block2.conv2"});
+  CHECK(rel_diff(run(*m, x), want) < 1e-4);
+}
