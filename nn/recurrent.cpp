@@ -94,8 +94,7 @@ std::vector<Tensor> RNNBase::forward(const std::vector<Tensor>& inputs) {
   };
   const Tensor h0 = initial(1, "h0");
   const Tensor c0 = lstm ? initial(2, "c0") : Tensor();
-  const bool step_path =
-      hook_.wants(CellSite::gates) || hook_.wants(CellSite::hidden) || hook_.wants(CellSite::cell);
+  const bool loop_sites = hook_.wants(CellSite::gates) || hook_.wants(CellSite::cell);
 
   Tensor layer_in = xt;
   std::vector<Tensor> hns, cns;
@@ -110,9 +109,15 @@ std::vector<Tensor> RNNBase::forward(const std::vector<Tensor>& inputs) {
       w.w_hh = site(CellSite::weight_hh, w.w_hh);
       const Tensor xin = site(CellSite::input, layer_in);
       CellState state{h0.select(0, idx), lstm ? c0.select(0, idx) : Tensor()};
+      HiddenFakeQuant hfq;
+      bool fused_hidden = false;
+      if (!loop_sites && hook_.wants(CellSite::hidden))
+        fused_hidden = hook_.fused_hidden && hook_.fused_hidden(l, rev, hfq) && hfq.valid();
+      const bool step_path = loop_sites || (hook_.wants(CellSite::hidden) && !fused_hidden);
       if (!step_path) {
         const Tensor xp = ops::linear(xin, w.w_ih, w.b_ih);  // all time steps in one GEMM: [T, B, G*H]
-        const Tensor y = recurrent_sequence(type_, xp.contiguous(), w.w_hh, w.b_hh, state.h, state.c, rev);
+        const Tensor y = recurrent_sequence(type_, xp.contiguous(), w.w_hh, w.b_hh, state.h, state.c, rev,
+                                            fused_hidden ? &hfq : nullptr);
         outs.push_back(lstm ? y.narrow(0, 0, T) : y);
         hns.push_back(y.select(0, rev ? 0 : T - 1));
         if (lstm) cns.push_back(y.select(0, T));

@@ -65,19 +65,44 @@ CellState cell_step_projected(CellType type, const Tensor& x_proj, const CellSta
 CellState cell_step(CellType type, const Tensor& x, const CellState& prev, const CellWeights& w,
                     const SiteFn& site = {});
 
+// A static per-tensor fake-quantization of the hidden state after every step, applied inside the fused
+// op's loop (Note [Fused hidden fake-quant]). Plain data so that nn does not depend on quant; the fields
+// are quant::AffineParams': y = clamp(round_half_up(clamp(h * inv_scale, lo - 1, hi + 1)), lo, hi) * scale
+// (lo = offset, hi = N + offset), computed in the element type (f32 params widened for f64 tensors).
+// Grids wider than 2^16 levels are not supported here (the quantizer computes them in double).
+struct HiddenFakeQuant {
+  float scale = 1, inv_scale = 1;  // inv_scale = 1.0f / scale, in float (the quantizer's convention)
+  float lo = 0, hi = 255;
+  bool valid() const { return scale > 0 && hi >= lo && hi - lo <= 65536.0f; }
+};
+
 // Fused op: all steps of one layer and direction. x_proj [T, B, G*H] (= x W_ih^T + b_ih, contiguous,
 // time-major), w_hh [G*H, H], b_hh [G*H] or undefined, h0 [B, H], c0 [B, H] (LSTM; else undefined).
 // Returns Y [T, B, H] (h_t at original time positions; reverse runs t = T-1 .. 0), and for LSTM
 // [T+1, B, H] whose last row is the final cell state c_n. h_n is Y[T-1] (forward) or Y[0] (reverse).
 // Differentiable in x_proj, w_hh, b_hh, h0, c0. f32 or f64.
+// With `hidden_fq`, every h_t is fake-quantized before it is stored and fed to the next step (Y holds
+// the quantized values); backward applies the straight-through estimator's mask (gradient where the
+// rounded value lies on the grid, zero outside) exactly like the quantizer op.
 Tensor recurrent_sequence(CellType type, const Tensor& x_proj, const Tensor& w_hh, const Tensor& b_hh,
-                          const Tensor& h0, const Tensor& c0, bool reverse);
+                          const Tensor& h0, const Tensor& c0, bool reverse,
+                          const HiddenFakeQuant* hidden_fq = nullptr);
 
 // Note [Two recurrent paths]
 // The fused op is the fast path (no per-step graph nodes, no per-step allocations, one weight-gradient
 // GEMM); the step path exists because quantization must observe and transform tensors *inside* the loop
 // (the hidden state feeds the next step, so quantizing it changes the recurrence). RNNBase picks the step
 // path exactly when its hook wants an in-loop site (gates, hidden, cell); input and weight sites are
-// applied outside the loop in both paths.
+// applied outside the loop in both paths. Exception: a hidden-state hook that can describe itself as a
+// static HiddenFakeQuant (CellHook::fused_hidden) runs inside the fused op.
+//
+// Note [Fused hidden fake-quant]
+// Quantizing h_t after every step is what QAT of a recurrent layer needs on every step, so it must not
+// force the slow step path. The fused op applies it point-wise right after h_t is computed, with the
+// same float arithmetic and tie rule as quant/qdq_kernels.hpp (qdq_forward / qdq_backward_ste with
+// Tie::half_up), and keeps the raw h_t (needed for the STE mask and for the RNN derivative). The
+// gradient reaching q(h_t) (output gradient plus the recurrent one) is multiplied by the mask before
+// the cell backward, as the quantizer op does in the step path. Learnable ranges, stochastic rounding,
+// per-channel grids and calibration (which must observe every h_t) keep the step path.
 
 }  // namespace qforge::nn

@@ -75,16 +75,61 @@ inline void tanh_inplace(double* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = std::tanh(v[i]);
 }
 
+// Note [Fused hidden fake-quant] (recurrent_cells.hpp): the same arithmetic as quant/qdq_kernels.hpp
+// (qdq_forward / qdq_backward_ste with Tie::half_up, compute type = element type); nn cannot include
+// quant, so the few lines are repeated here and tests/nn/test_recurrent.cpp + tests/quant prove them
+// bit-identical to the quantizer op.
+inline float hq_rint(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+inline double hq_rint(double v) {
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  return (v + kMagic) - kMagic;
+}
+template <class S> struct HqParams {
+  S scale, inv, lo, hi;
+  explicit HqParams(const HiddenFakeQuant& q)
+      : scale(static_cast<S>(q.scale)), inv(static_cast<S>(q.inv_scale)), lo(static_cast<S>(q.lo)),
+        hi(static_cast<S>(q.hi)) {}
+};
+template <class S> inline S hq_clamp(S v, S lo, S hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+template <class S> inline S hq_round(S x, const HqParams<S>& p) {  // round_half_up of clamp(x*inv, lo-1, hi+1)
+  const S v = hq_clamp(x * p.inv, p.lo - S(1), p.hi + S(1));
+  const S r = hq_rint(v);
+  return r + static_cast<S>(v - r == S(0.5));
+}
+// raw[j] = h[j]; h[j] = q(h[j])
+template <class S>
+inline void hq_forward(S* __restrict h, S* __restrict raw, int64_t n, const HqParams<S>& p) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const S x = h[j];
+    raw[j] = x;
+    h[j] = static_cast<S>(hq_clamp(hq_round(x, p), p.lo, p.hi) * p.scale);
+  }
+}
+template <class S> inline S hq_mask(S x, const HqParams<S>& p) {  // 1 where the rounded value is on the grid
+  const S r = hq_round(x, p);
+  return static_cast<S>(static_cast<int>(r >= p.lo) & static_cast<int>(r <= p.hi));
+}
+
 struct RecurrentSeqOp : ops::OpBase {
   static constexpr const char* kName = "recurrent_sequence";
   CellType type = CellType::lstm;
   bool reverse = false;
   bool has_bias = false, has_c0 = false;
+  bool hq_on = false;
+  HiddenFakeQuant hq;
   SavedTensor w_hh_saved, h0_saved, c0_saved, y_saved;
   Tensor acts;  // [T, B, G*H] post-activation gates (LSTM i,f,g,o; GRU r,z,n); private to this op
   Tensor cs;    // LSTM: c_t [T, B, H]
   Tensor tcs;   // LSTM: tanh(c_t) [T, B, H]
   Tensor ghn;   // GRU: W_hn h_prev + b_hn [T, B, H]
+  Tensor hraw;  // with hidden fake-quant: h_t before quantization [T, B, H]
 
   Tensor forward(const Tensor& xp_in, const Tensor& w_in, const Tensor& b_in, const Tensor& h0_in,
                  const Tensor& c0_in) {
@@ -121,6 +166,7 @@ struct RecurrentSeqOp : ops::OpBase {
     if (type == CellType::lstm) cs = Tensor::empty({T, B, H}, dt);
     if (type == CellType::lstm) tcs = Tensor::empty({T, B, H}, dt);
     if (type == CellType::gru) ghn = Tensor::empty({T, B, H}, dt);
+    if (hq_on) hraw = Tensor::empty({T, B, H}, dt);
     if (dt == DType::f32) run_forward<float>(xp, w, b, h0, c0, y, T, B, H);
     else run_forward<double>(xp, w, b, h0, c0, y, T, B, H);
     if (recording) {
@@ -129,7 +175,7 @@ struct RecurrentSeqOp : ops::OpBase {
       if (has_c0) c0_saved = c0;
       y_saved = y;
     } else {
-      acts = cs = tcs = ghn = Tensor();
+      acts = cs = tcs = ghn = hraw = Tensor();
     }
     return y;
   }
@@ -146,6 +192,8 @@ struct RecurrentSeqOp : ops::OpBase {
     S* c_all = cs.defined() ? cs.data<S>() : nullptr;
     S* tc_all = tcs.defined() ? tcs.data<S>() : nullptr;
     S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
+    S* raw_all = hraw.defined() ? hraw.data<S>() : nullptr;
+    const HqParams<S> hqp(hq);
     const CellType ty = type;
     const bool rev = reverse;
     const int nthreads = batch_threads(B, double(T) * double(B) * double(GH) * double(H));
@@ -202,6 +250,7 @@ struct RecurrentSeqOp : ops::OpBase {
             hr[j] = v > S(0) ? v : S(0);
           }
         }
+        if (raw_all) hq_forward(hr, raw_all + (t * B + bb) * H, H, hqp);
       }
       hp = h;
       if (ty == CellType::lstm) cp = c_all + t * B * H;
@@ -248,6 +297,8 @@ struct RecurrentSeqOp : ops::OpBase {
     const S* c_all = cs.defined() ? cs.data<S>() : nullptr;
     const S* tc_all = tcs.defined() ? tcs.data<S>() : nullptr;
     const S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
+    const S* raw_all = hraw.defined() ? hraw.data<S>() : nullptr;
+    const HqParams<S> hqp(hq);
     S* dx = dxp_t.data<S>();
     S* dg = dgh_t.data<S>();
     S* dh_rec = dh0_t.data<S>();  // recurrent gradient, ends as dh0 (zero-initialised)
@@ -262,6 +313,7 @@ struct RecurrentSeqOp : ops::OpBase {
     int64_t b0, b1;
     batch_slice(B, b0, b1);  // Note [Recurrent batch split]
     const int64_t nb = b1 - b0;
+    std::vector<S> dmask(raw_all ? size_t(std::max<int64_t>(nb, 1) * H) : 0);
     for (int64_t s = T - 1; s >= 0 && nb > 0; --s) {
       const int64_t t = rev ? T - 1 - s : s;
       const int64_t tp = rev ? t + 1 : t - 1;  // previous step's time index (if s > 0)
@@ -273,6 +325,16 @@ struct RecurrentSeqOp : ops::OpBase {
         S* dxr = dx + (t * B + bb) * GH;
         S* dgr = dg + (t * B + bb) * GH;
         const S* hr = y + (t * B + bb) * H;
+        if (raw_all) {
+          // dL/dh_t (raw) = STE mask * dL/dq(h_t): fold the mask into the output gradient and the
+          // recurrent gradient row (the cell backward below sums them), and use the raw h_t.
+          const S* rawr = raw_all + (t * B + bb) * H;
+          S* dmr = dmask.data() + (bb - b0) * H;
+          for (int64_t j = 0; j < H; ++j) dmr[j] = hq_mask(rawr[j], hqp) * (gyr[j] + dhr[j]);
+          gyr = dmr;
+          hr = rawr;
+          std::fill(dhr, dhr + H, S(0));
+        }
         if (ty == CellType::lstm) {
           const S* ar = act + (t * B + bb) * GH;
           const S* tcr = tc_all + (t * B + bb) * H;
@@ -343,10 +405,16 @@ struct RecurrentSeqOp : ops::OpBase {
 }  // namespace
 
 Tensor recurrent_sequence(CellType type, const Tensor& x_proj, const Tensor& w_hh, const Tensor& b_hh, const Tensor& h0,
-                          const Tensor& c0, bool reverse) {
+                          const Tensor& c0, bool reverse, const HiddenFakeQuant* hidden_fq) {
   RecurrentSeqOp op;
   op.type = type;
   op.reverse = reverse;
+  if (hidden_fq) {
+    QFORGE_CHECK(hidden_fq->valid(), "recurrent_sequence({}): invalid hidden fake-quant scale {} grid [{}, {}]",
+                 cell_type_name(type), hidden_fq->scale, hidden_fq->lo, hidden_fq->hi);
+    op.hq_on = true;
+    op.hq = *hidden_fq;
+  }
   return ops::apply(std::move(op), x_proj, w_hh, b_hh, h0, type == CellType::lstm ? c0 : Tensor());
 }
 

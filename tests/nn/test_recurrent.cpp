@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/autograd.hpp"
+#include "engine/ops/op.hpp"
 #include "engine/ops/ops.hpp"
 #include "nn/recurrent.hpp"
 #include "tests/support/gradcheck.hpp"
@@ -368,8 +369,136 @@ TEST_CASE("recurrent cells: RNNCell/LSTMCell/GRUCell modules pass gradcheck and 
                            ++hidden_calls;
                            return t;
                          },
-                         nn::CellHook::bit(nn::CellSite::hidden)});
+                         nn::CellHook::bit(nn::CellSite::hidden), {}});
     (*cell)(std::vector<Tensor>{inputs[0]});
     CHECK(hidden_calls == 1);
+  }
+}
+
+namespace {
+
+// The quantizer op's arithmetic (quant/qdq_kernels.hpp qdq_forward / qdq_backward_ste, Tie::half_up)
+// written out as an independent reference op for the step path (tests/nn cannot link quant;
+// tests/quant/test_quantsim.cpp compares against the real quantizer).
+double ref_round(double x, const nn::HiddenFakeQuant& q) {
+  double v = x * double(q.inv_scale);
+  v = std::min(std::max(v, double(q.lo) - 1), double(q.hi) + 1);
+  const double r = std::nearbyint(v);
+  return r + double(v - r == 0.5);
+}
+struct RefHiddenQdq : ops::OpBase {
+  static constexpr const char* kName = "ref_hidden_qdq";
+  nn::HiddenFakeQuant q;
+  ops::SavedTensor x_saved;
+  Tensor forward(const Tensor& xin) {
+    const Tensor x = xin.contiguous();
+    if (recording) x_saved = x;
+    std::vector<double> v = x.to_vector<double>();
+    for (double& e : v) e = std::min(std::max(ref_round(e, q), double(q.lo)), double(q.hi)) * double(q.scale);
+    return Tensor::from_vector(v, x.shape());
+  }
+  std::vector<Tensor> backward(const Tensor& g) {
+    const Tensor& x = x_saved.get(kName);
+    std::vector<double> m = x.to_vector<double>();
+    for (double& e : m) {
+      const double r = ref_round(e, q);
+      e = double(r >= double(q.lo) && r <= double(q.hi));
+    }
+    return {Tensor::from_vector(m, x.shape()) * g};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("recurrent layers: hidden fake-quant inside the fused op equals the step path (f64, all cells)") {
+  struct Config {
+    CellType type;
+    nn::RecurrentOptions opt;
+  };
+  const std::vector<Config> configs = {
+      {CellType::rnn_tanh, {.input_size = 3, .hidden_size = 5}},
+      {CellType::rnn_relu, {.input_size = 3, .hidden_size = 5, .batch_first = true, .bidirectional = true}},
+      {CellType::lstm, {.input_size = 3, .hidden_size = 5}},
+      {CellType::lstm, {.input_size = 3, .hidden_size = 4, .num_layers = 2, .batch_first = true, .bidirectional = true}},
+      {CellType::gru, {.input_size = 3, .hidden_size = 5, .batch_first = true}},
+      {CellType::gru, {.input_size = 3, .hidden_size = 4, .num_layers = 2, .bidirectional = true}},
+      {CellType::rnn_tanh, {.input_size = 2, .hidden_size = 3, .num_layers = 2, .bias = false, .bidirectional = true}},
+  };
+  // Layer 0: asymmetric 8-bit grid clipping at about [-0.19, 0.21] (so the STE mask matters); layer 1:
+  // a 3-bit symmetric grid.
+  auto grid = [](int64_t layer, bool) {
+    nn::HiddenFakeQuant q;
+    q.scale = layer == 0 ? 0.00157f : 0.03125f;
+    q.inv_scale = 1.0f / q.scale;
+    q.lo = layer == 0 ? -120.0f : -4.0f;
+    q.hi = layer == 0 ? 135.0f : 3.0f;
+    return q;
+  };
+  for (const auto& cfg : configs) {
+    const std::string type_name = nn::cell_type_name(cfg.type);
+    CAPTURE(type_name);
+    CAPTURE(cfg.opt.num_layers);
+    CAPTURE(cfg.opt.bidirectional);
+    const int64_t T = 6, B = 3, D = cfg.opt.bidirectional ? 2 : 1;
+    const bool lstm = cfg.type == CellType::lstm;
+    auto run = [&](bool fused, int& hidden_calls, double& clipped) {
+      auto layer = make_layer(cfg.type, cfg.opt, 13);
+      layer->to(DType::f64);
+      nn::CellHook hook;
+      hook.sites = nn::CellHook::bit(nn::CellSite::hidden);
+      hook.fn = [&](int64_t l, bool r, nn::CellSite, const Tensor& t) {
+        ++hidden_calls;
+        RefHiddenQdq op;
+        op.q = grid(l, r);
+        return ops::apply(std::move(op), t);
+      };
+      if (fused)
+        hook.fused_hidden = [&](int64_t l, bool r, nn::HiddenFakeQuant& out) {
+          out = grid(l, r);
+          return true;
+        };
+      layer->set_cell_hook(hook);
+      std::vector<Tensor> in = {cfg.opt.batch_first ? testing::rand_input({B, T, cfg.opt.input_size}, 31, -2, 2)
+                                                    : testing::rand_input({T, B, cfg.opt.input_size}, 31, -2, 2),
+                                testing::rand_input({cfg.opt.num_layers * D, B, cfg.opt.hidden_size}, 32)};
+      if (lstm) in.push_back(testing::rand_input({cfg.opt.num_layers * D, B, cfg.opt.hidden_size}, 33));
+      const auto outs = (*layer)(in);
+      Generator gw(7);
+      Tensor loss;
+      for (const auto& o : outs) {
+        const Tensor term = ops::sum(o * Tensor::rand(o.shape(), gw, -1, 1, DType::f64));
+        loss = loss.defined() ? loss + term : term;
+      }
+      loss.backward();
+      std::vector<Tensor> res;
+      for (const auto& o : outs) res.push_back(o.detach());
+      for (const auto& t : in) res.push_back(t.grad());
+      for (const auto& [name, p] : layer->named_parameters()) res.push_back(p.grad());
+      // fraction of output values at a clipping bound of layer L-1's grid (the STE mask is exercised)
+      const auto q = grid(cfg.opt.num_layers - 1, false);
+      const auto v = outs[0].to_vector<double>();
+      clipped = 0;
+      for (double e : v)
+        clipped += double(std::abs(e - double(q.lo) * double(q.scale)) < 1e-12 ||
+                          std::abs(e - double(q.hi) * double(q.scale)) < 1e-12);
+      clipped /= double(v.size());
+      return res;
+    };
+    int fused_calls = 0, step_calls = 0;
+    double clip_f = 0, clip_s = 0;
+    const auto a = run(true, fused_calls, clip_f);
+    const auto b = run(false, step_calls, clip_s);
+    CHECK(fused_calls == 0);
+    CHECK(step_calls == T * D * cfg.opt.num_layers);
+    CHECK(clip_f > 0.0);
+    CHECK(clip_f == clip_s);
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(a[i].defined());
+      REQUIRE(b[i].defined());
+      if (i < (lstm ? 3u : 2u)) CHECK(testing::max_abs_diff(a[i], b[i]) == 0.0);  // outputs: bit-identical
+      else CHECK(testing::max_abs_diff(a[i], b[i]) < 1e-12);  // gradients: summation order differs
+    }
   }
 }
