@@ -1,6 +1,7 @@
 #include "apps/ptq_passes.hpp"
 
 #include "apps/quant_setup.hpp"
+#include "quant/ptq/ptq.hpp"
 
 namespace qforge::apps {
 
@@ -32,6 +33,11 @@ PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw) {
     throw UsageError(fmt::format("--adaround with --param-bw {}: AdaRound rounds integer weight grids of at most 8 "
                                  "bits; {}-bit weights are already near-lossless",
                                  param_bw, param_bw));
+  if (q.adaround && !q.bias_correction.empty())
+    throw UsageError("--adaround with --bias-correction: AdaRound's layer-wise reconstruction already corrects the "
+                     "bias shift (AIMET's advice: use one or the other)");
+  if (q.automatic && (q.cle || q.adaround || !q.bias_correction.empty()))
+    throw UsageError("--auto chooses the passes itself; drop --cle/--adaround/--bias-correction");
   if (q.adaround_iterations < 0) throw UsageError("--adaround-iterations must not be negative");
   if (q.bn_reestimate < 0) throw UsageError("--bn-reestimate must not be negative");
   if (!(q.max_drop >= 0)) throw UsageError("--max-drop must not be negative");
@@ -39,12 +45,68 @@ PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw) {
 }
 
 PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
-  if (req.cle || !req.bias_correction.empty() || req.adaround || req.automatic || req.bn_reestimate > 0)
-    throw UsageError("post-training passes (--cle, --bias-correction, --adaround, --auto, --bn-reestimate) are not "
-                     "available in this build yet");
+  namespace ptq = quant::ptq;
+  ptq::PassSelection sel;
+  sel.cle = req.cle;
+  sel.bias_correction = req.bias_correction;
+  sel.adaround = req.adaround;
+  sel.auto_quant = req.automatic;
+  sel.bn_reestimate = req.bn_reestimate;
+  sel.param_bw = ctx.options.param_bw;
+  sel.act_bw = ctx.options.act_bw;
+  ptq::validate_passes(sel);  // impossible combinations are refused before any work
+
   PtqOutcome out;
-  auto sample = sample_batch(ctx.data.test);
+  const auto sample = sample_batch(ctx.data.test);
+  const bool any_pass = req.cle || !req.bias_correction.empty() || req.adaround || req.automatic || req.bn_reestimate > 0;
+  std::vector<Tensor> batches;
+  if (any_pass) batches = calibration_batches(ctx.data.train, ctx.calib_batches, ctx.batch_size, ctx.seed);
+  auto eval_acc = [&](nn::Module& m) { return evaluate_on(m, ctx.data.test).metrics.accuracy(); };
+
+  if (req.bn_reestimate > 0) {
+    ptq::reestimate_bn_stats(*ctx.model, batches, req.bn_reestimate);
+    out.stages.push_back({{"stage", "bn_reestimate"}, {"batches", req.bn_reestimate}, {"accuracy", eval_acc(*ctx.model)}});
+  }
+  if (req.automatic) {
+    ptq::AutoQuantOptions ao;
+    ao.allowed_drop = req.max_drop;
+    ao.log = [](const std::string& s) { say("auto: " + s); };
+    ptq::AutoQuantResult ar = ptq::auto_quant(ctx.model, sample, batches, eval_acc, ao);
+    out.stages.push_back({{"stage", "auto"}, {"result", ar.to_json()}});
+    quant::QuantSimOptions so = ar.options;
+    so.config_obj = ctx.options.config_obj;
+    so.config = ctx.options.config;
+    out.sim = ptq::make_calibrated_sim(ctx.model, sample, batches, so, ar.weight_scheme,
+                                       ar.adaround ? &*ar.adaround : nullptr);
+    return out;
+  }
+  if (req.cle) {
+    ptq::CleResult cr = ptq::equalize_model(*ctx.model, sample);
+    for (const auto& m : cr.messages) say("cle: " + m);
+    out.stages.push_back({{"stage", "cle"}, {"result", cr.to_json()}, {"fp32_accuracy", eval_acc(*ctx.model)}});
+  }
+  if (!req.bias_correction.empty()) {
+    ptq::BiasCorrectionOptions bo;
+    bo.mode = ptq::parse_bias_correction_mode(req.bias_correction);
+    bo.sim = ctx.options;
+    ptq::BiasCorrectionResult br = ptq::correct_bias(ctx.model, sample, batches, bo);
+    for (const auto& m : br.messages) say("bias correction: " + m);
+    out.stages.push_back({{"stage", "bias_correction"}, {"mode", req.bias_correction}, {"result", br.to_json()}});
+  }
+  std::optional<ptq::AdaroundResult> ada;
+  if (req.adaround) {
+    ptq::AdaroundOptions ao;
+    ao.num_iterations = req.adaround_iterations;
+    ao.seed = ctx.seed;
+    ao.sim.param_bw = ctx.options.param_bw;
+    ao.sim.config = ctx.options.config;
+    ao.sim.config_obj = ctx.options.config_obj;
+    ao.on_layer = [](const std::string& name, int i, int n) { say(fmt::format("adaround: {} ({}/{})", name, i, n)); };
+    ada = ptq::apply_adaround(ctx.model, sample, batches, ao);
+    out.stages.push_back({{"stage", "adaround"}, {"result", ada->to_json()}});
+  }
   out.sim = std::make_unique<quant::QuantSim>(ctx.model, sample, ctx.options);
+  if (ada) ada->apply_to(*out.sim);  // frozen weight encodings survive calibration
   out.sim->compute_encodings(calibration_pass(ctx.data.train, ctx.calib_batches, ctx.batch_size, ctx.seed));
   return out;
 }

@@ -11,22 +11,29 @@ std::vector<Tensor> sample_batch(const std::shared_ptr<const data::Dataset>& ds,
   return {ds->get_batch(idx, nullptr).inputs};
 }
 
+std::vector<Tensor> calibration_batches(const std::shared_ptr<const data::Dataset>& ds, int64_t batches,
+                                        int64_t batch_size, uint64_t seed) {
+  data::LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.shuffle = true;
+  lo.augment = false;
+  lo.prefetch = false;
+  lo.seed = seed ^ 0xCA11B;
+  data::DataLoader loader(ds, lo);
+  loader.start_epoch(0);
+  std::vector<Tensor> out;
+  for (int64_t i = 0; i < batches; ++i) {
+    auto b = loader.next();
+    if (!b) break;
+    out.push_back(b->inputs);
+  }
+  return out;
+}
+
 std::function<void(nn::Module&)> calibration_pass(const std::shared_ptr<const data::Dataset>& ds, int64_t batches,
                                                   int64_t batch_size, uint64_t seed) {
   return [ds, batches, batch_size, seed](nn::Module& m) {
-    data::LoaderOptions lo;
-    lo.batch_size = batch_size;
-    lo.shuffle = true;
-    lo.augment = false;
-    lo.prefetch = false;
-    lo.seed = seed ^ 0xCA11B;
-    data::DataLoader loader(ds, lo);
-    loader.start_epoch(0);
-    for (int64_t i = 0; i < batches; ++i) {
-      auto b = loader.next();
-      if (!b) break;
-      m(std::vector<Tensor>{b->inputs});
-    }
+    for (const Tensor& x : calibration_batches(ds, batches, batch_size, seed)) m(std::vector<Tensor>{x});
   };
 }
 

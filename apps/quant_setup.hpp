@@ -19,6 +19,10 @@ std::vector<Tensor> sample_batch(const std::shared_ptr<const data::Dataset>& ds,
 std::function<void(nn::Module&)> calibration_pass(const std::shared_ptr<const data::Dataset>& ds, int64_t batches,
                                                   int64_t batch_size, uint64_t seed);
 
+// The same batches calibration_pass feeds, as a list (for passes that cache activations).
+std::vector<Tensor> calibration_batches(const std::shared_ptr<const data::Dataset>& ds, int64_t batches,
+                                        int64_t batch_size, uint64_t seed);
+
 // Evaluates the (possibly quantized) model on the split.
 train::EvalResult evaluate_on(nn::Module& model, const std::shared_ptr<const data::Dataset>& ds,
                               int64_t batch_size = 256);
