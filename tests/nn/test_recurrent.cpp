@@ -414,6 +414,7 @@ TEST_CASE("recurrent layers: hidden fake-quant inside the fused op equals the st
   struct Config {
     CellType type;
     nn::RecurrentOptions opt;
+    int64_t batch = 3;  // 32 with H = 96: the op splits the batch over threads (Note [Recurrent batch split])
   };
   const std::vector<Config> configs = {
       {CellType::rnn_tanh, {.input_size = 3, .hidden_size = 5}},
@@ -423,7 +424,11 @@ TEST_CASE("recurrent layers: hidden fake-quant inside the fused op equals the st
       {CellType::gru, {.input_size = 3, .hidden_size = 5, .batch_first = true}},
       {CellType::gru, {.input_size = 3, .hidden_size = 4, .num_layers = 2, .bidirectional = true}},
       {CellType::rnn_tanh, {.input_size = 2, .hidden_size = 3, .num_layers = 2, .bias = false, .bidirectional = true}},
+      {CellType::lstm, {.input_size = 3, .hidden_size = 96, .bidirectional = true}, 32},
+      {CellType::gru, {.input_size = 3, .hidden_size = 96}, 32},
   };
+  const int prev_threads = omp_get_max_threads();
+  omp_set_num_threads(2);
   // Layer 0: asymmetric 8-bit grid clipping at about [-0.19, 0.21] (so the STE mask matters); layer 1:
   // a 3-bit symmetric grid.
   auto grid = [](int64_t layer, bool) {
@@ -439,7 +444,7 @@ TEST_CASE("recurrent layers: hidden fake-quant inside the fused op equals the st
     CAPTURE(type_name);
     CAPTURE(cfg.opt.num_layers);
     CAPTURE(cfg.opt.bidirectional);
-    const int64_t T = 6, B = 3, D = cfg.opt.bidirectional ? 2 : 1;
+    const int64_t T = 6, B = cfg.batch, D = cfg.opt.bidirectional ? 2 : 1;
     const bool lstm = cfg.type == CellType::lstm;
     auto run = [&](bool fused, int& hidden_calls, double& clipped) {
       auto layer = make_layer(cfg.type, cfg.opt, 13);
@@ -501,4 +506,5 @@ TEST_CASE("recurrent layers: hidden fake-quant inside the fused op equals the st
       else CHECK(testing::max_abs_diff(a[i], b[i]) < 1e-12);  // gradients: summation order differs
     }
   }
+  omp_set_num_threads(prev_threads);
 }
