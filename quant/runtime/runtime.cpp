@@ -122,7 +122,8 @@ Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(progr
           l.range = op.range;
           p->conv_gemm = kn::PackedGemm(l);
           const std::int64_t ph = in.shape[1] + 2 * op.pad_h, pw = in.shape[2] + 2 * op.pad_w;
-          p->conv_ws_per_sample = static_cast<std::size_t>((ph * pw * C + 67) / 64 * 64 + out.shape[1] * out.shape[2] * K);
+          p->conv_ws_per_sample =
+              static_cast<std::size_t>((ph * pw * C + 67) / 64 * 64 + (out.shape[1] * out.shape[2] * K + 63) / 64 * 64);
         } else {
           kn::Conv2dShape s;
           s.batch = 1;
@@ -201,8 +202,8 @@ void Runtime::ensure_buffers(std::int64_t batch) {
   std::size_t ws = 0;
   for (std::size_t i = 0; i < program_.ops.size(); ++i) {
     const Op& op = program_.ops[i];
-    if (op.kind == OpKind::conv2d && prepared_[i]->im2col)
-      ws = std::max(ws, prepared_[i]->conv_ws_per_sample + 64);
+    if (op.kind == OpKind::conv2d && prepared_[i]->im2col)  // one slice per thread (Note [runtime conv threads])
+      ws = std::max(ws, static_cast<std::size_t>(std::max(threads_, 1)) * prepared_[i]->conv_ws_per_sample + 64);
     else if (op.kind == OpKind::conv2d && !prepared_[i]->depthwise)
       ws = std::max(ws, static_cast<std::size_t>(batch) * prepared_[i]->conv_ws_per_sample + 64);
     if (op.kind == OpKind::lstm || op.kind == OpKind::gru)
@@ -284,18 +285,31 @@ void Runtime::execute() {
           const std::int64_t C = op.in_c, H = iv.shape[1], W = iv.shape[2], OH = ov.shape[1], OW = ov.shape[2];
           const std::int64_t PH = H + 2 * op.pad_h, PW = W + 2 * op.pad_w;
           const std::int64_t seg = (op.kw * C + 3) / 4 * 4, KK = op.kh * seg;
-          auto* padded = reinterpret_cast<std::uint8_t*>(workspace_.data());
-          std::uint8_t* cols = padded + (PH * PW * C + 67) / 64 * 64;
-          // The border (and the slack a segment may read past the image) never changes: fill it once.
-          std::memset(padded, static_cast<std::uint8_t>(iv.q.zero_point) ^ 0x80, static_cast<std::size_t>(cols - padded));
-          for (std::int64_t n = 0; n < N; ++n) {
-            for (std::int64_t h = 0; h < H; ++h) {
-              std::uint8_t* dst = padded + ((h + op.pad_h) * PW + op.pad_w) * C;
-              const std::int8_t* src = x + (n * H + h) * W * C;
-              for (std::int64_t j = 0; j < W * C; ++j) dst[j] = static_cast<std::uint8_t>(src[j]) ^ 0x80;
+          const std::int64_t pad_bytes = (PH * PW * C + 67) / 64 * 64;
+          // Note [runtime conv threads]: with several threads and samples, each thread converts and
+          // multiplies whole samples in its own workspace slice (the per-sample GEMMs are too small to split).
+          const int team = threads > 1 && N > 1 ? std::min(threads, N) : 1;
+          auto samples = [&](int slot, std::int64_t n0, std::int64_t n1) {
+            auto* padded = reinterpret_cast<std::uint8_t*>(workspace_.data()) + slot * p.conv_ws_per_sample;
+            std::uint8_t* cols = padded + pad_bytes;
+            // The border (and the slack a segment may read past the image) never changes: fill it once.
+            std::memset(padded, static_cast<std::uint8_t>(iv.q.zero_point) ^ 0x80, static_cast<std::size_t>(pad_bytes));
+            for (std::int64_t n = n0; n < n1; ++n) {
+              for (std::int64_t h = 0; h < H; ++h) {
+                std::uint8_t* dst = padded + ((h + op.pad_h) * PW + op.pad_w) * C;
+                const std::int8_t* src = x + (n * H + h) * W * C;
+                for (std::int64_t j = 0; j < W * C; ++j) dst[j] = static_cast<std::uint8_t>(src[j]) ^ 0x80;
+              }
+              im2col_rows(padded, cols, OH, OW, op.kh, seg, op.stride_h * PW * C, op.stride_w * C, PW * C);
+              K.gemm_requant(static_cast<int>(OH * OW), cols, KK, p.conv_gemm.view(), y + n * OH * OW * op.out_c,
+                             op.out_c, team > 1 ? 1 : threads);
             }
-            im2col_rows(padded, cols, OH, OW, op.kh, seg, op.stride_h * PW * C, op.stride_w * C, PW * C);
-            K.gemm_requant(static_cast<int>(OH * OW), cols, KK, p.conv_gemm.view(), y + n * OH * OW * op.out_c, op.out_c, threads);
+          };
+          if (team > 1) {
+#pragma omp parallel for num_threads(team) schedule(static)
+            for (int t = 0; t < team; ++t) samples(t, std::int64_t{N} * t / team, std::int64_t{N} * (t + 1) / team);
+          } else {
+            samples(0, 0, N);
           }
         } else {
           kn::Conv2dWeights w = p.conv.view();
