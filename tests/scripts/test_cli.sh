@@ -79,6 +79,12 @@ for f in encodings.json quantsim.json config.json weights.safetensors model.json
 done
 expect_rc 2 "quantize bad bitwidth" -- "$Q" quantize --model-dir "$work/cnn" --out "$work/cnn_q17" --param-bw 17
 [ -e "$work/cnn_q17" ] && fail "cnn_q17 was created"
+expect_rc 0 "quantize with CLE + bias correction" -- "$Q" quantize --model-dir "$work/cnn" --out "$work/cnn_cle" --cle --bias-correction empirical --calib-batches 4 --threads 1 --json
+last_json | grep -q '"stage":"cle"' || fail "quantize --cle did not report the CLE stage"
+expect_rc 2 "adaround with bias correction" -- "$Q" quantize --model-dir "$work/cnn" --out "$work/cnn_bad" --adaround --bias-correction empirical
+expect_rc 0 "analyze" -- "$Q" analyze --model-dir "$work/cnn_q" --out "$work/analysis" --no-sweeps --batches 2 --json
+[ -s "$work/analysis/analysis.html" ] && [ -s "$work/analysis/analysis.json" ] || fail "analyze did not write its report"
+grep -q "<svg" "$work/analysis/analysis.html" || fail "analysis.html has no inline SVG plot"
 expect_rc 2 "adaround with 16-bit weights" -- "$Q" quantize --model-dir "$work/cnn" --out "$work/cnn_q16" --param-bw 16 --adaround
 for m in sim exact int8; do
   expect_rc 0 "eval $m" -- "$Q" eval --model-dir "$work/cnn_q" --mode $m --json
