@@ -48,11 +48,12 @@ struct ConvGeom {
   int64_t plane() const { return oh * ow; }
   bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
   bool depthwise() const { return groups > 1 && cg() == 1; }
+  bool rowshift() const { return sh == 1 && kh > 1 && !pointwise(); }  // Note [row-shift im2col]
 };
 
 // Per-thread scratch, left uninitialised (every element is written before it is read). The block is
 // kept per thread (slot 0: columns or a padded input plane, slot 1: column gradients or a padded
-// gradient plane) and reused by the next call, so the hot loop neither allocates nor page-faults;
+// gradient plane, slots 2/3: a padded input / input-gradient sample for the im2col kernels) and reused by the next call, so the hot loop neither allocates nor page-faults;
 // blocks above kKeepScratchBytes are released after use.
 constexpr size_t kKeepScratchBytes = size_t(64) << 20;
 template <class T> class Scratch {
@@ -75,80 +76,175 @@ private:
     std::unique_ptr<std::byte[]> mem;
     size_t size = 0;
   };
-  static std::array<Block, 2>& cache() {
-    thread_local std::array<Block, 2> blocks;
+  static std::array<Block, 4>& cache() {
+    thread_local std::array<Block, 4> blocks;
     return blocks;
   }
   size_t bytes_;
   Block& block_;
 };
 
-// Output columns ox in [lo, hi) read input column ox*stride + x0 inside [0, size).
-inline void valid_range(int64_t x0, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
-  lo = x0 >= 0 ? 0 : (-x0 + stride - 1) / stride;
-  hi = (size - 1 - x0) < 0 ? 0 : (size - 1 - x0) / stride + 1;
-  lo = std::min(lo, out);
-  hi = std::clamp(hi, lo, out);
+// ---- im2col over a zero-bordered copy of the sample (Note [padded im2col]) -------------------------
+//
+// Note [padded im2col]
+// With the padding materialised once per sample ([cg, h+2ph, w+2pw], a few KB), every column row is a
+// plain strided copy: no bounds, no zero segments. Cutting the boundary cases per output row away
+// removes ~3 tiny memset/memcpy calls per row (the dominant im2col cost at 28x28). The row loops are
+// kept as loops (not turned into memcpy/memset calls) because rows are only a few dozen elements long.
+// col2im accumulates into a zeroed padded gradient sample in the same (c, i, j, oy, ox) order as a
+// direct scatter would, then copies its interior out.
+
+#define QFORGE_CONV_INLINE_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+
+template <class T>
+QFORGE_CONV_INLINE_LOOPS void pad_sample(const T* __restrict x, const ConvGeom& g, T* __restrict xp) noexcept {
+  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph, cg = g.cg();
+  for (int64_t c = 0; c < cg; ++c) {
+    const T* xc = x + c * g.h * g.w;
+    T* pc = xp + c * hp * wp;
+    for (int64_t k = 0; k < g.ph * wp; ++k) pc[k] = T(0);
+    for (int64_t k = (g.ph + g.h) * wp; k < hp * wp; ++k) pc[k] = T(0);
+    for (int64_t y = 0; y < g.h; ++y) {
+      T* row = pc + (y + g.ph) * wp;
+      const T* src = xc + y * g.w;
+      for (int64_t k = 0; k < g.pw; ++k) row[k] = T(0);
+#pragma omp simd
+      for (int64_t k = 0; k < g.w; ++k) row[g.pw + k] = src[k];
+      for (int64_t k = g.pw + g.w; k < wp; ++k) row[k] = T(0);
+    }
+  }
 }
 
-// x: one group of one sample [cg, h, w] -> col [cg*kh*kw, oh*ow].
-template <class T> void im2col(const T* __restrict x, const ConvGeom& g, T* __restrict col) noexcept {
-  const int64_t sw = g.sw;
-  const int64_t cg = g.cg(), P = g.plane();
+// Padded sample xp [cg, h+2ph, w+2pw] -> col [cg*kh*kw, oh*ow].
+template <class T>
+QFORGE_CONV_INLINE_LOOPS void im2col_padded(const T* __restrict xp, const ConvGeom& g, T* __restrict col) noexcept {
+  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph, cg = g.cg(), P = g.plane(), ow = g.ow, sw = g.sw;
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
         T* row = col + ((c * g.kh + i) * g.kw + j) * P;
-        const int64_t x0 = j * g.dw - g.pw;
-        int64_t lo, hi;
-        valid_range(x0, g.sw, g.w, g.ow, lo, hi);
+        const T* base = xp + c * hp * wp + i * g.dh * wp + j * g.dw;
         for (int64_t oy = 0; oy < g.oh; ++oy) {
-          T* dst = row + oy * g.ow;
-          const int64_t iy = oy * g.sh - g.ph + i * g.dh;
-          if (iy < 0 || iy >= g.h) {
-            std::fill(dst, dst + g.ow, T(0));
-            continue;
-          }
-          const T* src = x + (c * g.h + iy) * g.w + x0;
-          std::fill(dst, dst + lo, T(0));
+          T* dst = row + oy * ow;
+          const T* src = base + oy * g.sh * wp;
           if (sw == 1) {
 #pragma omp simd
-            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox];
+            for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = src[ox];
           } else {
 #pragma omp simd
-            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * sw];
+            for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = src[ox * sw];
           }
-          std::fill(dst + hi, dst + g.ow, T(0));
         }
       }
 }
 
-// The adjoint of im2col: gx [cg, h, w] += scatter(col).
-template <class T> void col2im(const T* __restrict col, const ConvGeom& g, T* __restrict gx) noexcept {
-  const int64_t sw = g.sw;
-  const int64_t cg = g.cg(), P = g.plane();
+// gx [cg, h, w] = the adjoint of im2col applied to col, via the padded scratch gxp (overwritten).
+template <class T>
+QFORGE_CONV_INLINE_LOOPS void col2im_padded(const T* __restrict col, const ConvGeom& g, T* __restrict gxp,
+                                            T* __restrict gx) noexcept {
+  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph, cg = g.cg(), P = g.plane(), ow = g.ow, sw = g.sw;
+  for (int64_t k = 0; k < cg * hp * wp; ++k) gxp[k] = T(0);
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
         const T* row = col + ((c * g.kh + i) * g.kw + j) * P;
-        const int64_t x0 = j * g.dw - g.pw;
-        int64_t lo, hi;
-        valid_range(x0, g.sw, g.w, g.ow, lo, hi);
+        T* base = gxp + c * hp * wp + i * g.dh * wp + j * g.dw;
         for (int64_t oy = 0; oy < g.oh; ++oy) {
-          const int64_t iy = oy * g.sh - g.ph + i * g.dh;
-          if (iy < 0 || iy >= g.h) continue;
-          const T* src = row + oy * g.ow;
-          T* dst = gx + (c * g.h + iy) * g.w + x0;
+          const T* src = row + oy * ow;
+          T* dst = base + oy * g.sh * wp;
           if (sw == 1) {
 #pragma omp simd
-            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] += src[ox];
+            for (int64_t ox = 0; ox < ow; ++ox) dst[ox] += src[ox];
           } else {
-#pragma omp simd
-            for (int64_t ox = lo; ox < hi; ++ox) dst[ox * sw] += src[ox];
+            for (int64_t ox = 0; ox < ow; ++ox) dst[ox * sw] += src[ox];
           }
         }
       }
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t y = 0; y < g.h; ++y) {
+      const T* src = gxp + (c * hp + y + g.ph) * wp + g.pw;
+      T* dst = gx + (c * g.h + y) * g.w;
+#pragma omp simd
+      for (int64_t k = 0; k < g.w; ++k) dst[k] = src[k];
+    }
 }
+
+// ---- row-shift im2col for vertical stride 1 (Note [row-shift im2col]) -----------------------------
+//
+// Note [row-shift im2col]
+// With stride 1 along H, the column rows of kernel row i are those of kernel row 0 moved down by
+// i*dh input rows. So only the cg*kw horizontally shifted copies of the padded sample are unrolled, over
+// the full padded height: colw [cg*kw, hp*ow]. Kernel row i then reads colw from column i*dh*ow on
+// (leading dimension hp*ow), and the conv is kh accumulating GEMMs with K = cg*kw against the weight
+// reordered per kernel row, wr [kh][og][cg*kw]. im2col writes kh times less; the GEMMs cost about the
+// same. Backward: grad_w row i = g · colw_i^T, and grad_colw += wr_i^T · g at the same offsets (the
+// overlaps add up, which is exactly the adjoint), then one scatter of colw back to the padded sample.
+
+template <class T>
+QFORGE_CONV_INLINE_LOOPS void rowshift_cols(const T* __restrict xp, const ConvGeom& g, T* __restrict colw) noexcept {
+  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph, cg = g.cg(), ow = g.ow, sw = g.sw, L = hp * ow;
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      T* row = colw + (c * g.kw + j) * L;
+      const T* base = xp + c * hp * wp + j * g.dw;
+      for (int64_t y = 0; y < hp; ++y) {
+        T* dst = row + y * ow;
+        const T* src = base + y * wp;
+        if (sw == 1) {
+#pragma omp simd
+          for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = src[ox];
+        } else {
+#pragma omp simd
+          for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = src[ox * sw];
+        }
+      }
+    }
+}
+
+// gx [cg, h, w] = the adjoint of rowshift_cols applied to gcolw, via the padded scratch gxp (overwritten).
+template <class T>
+QFORGE_CONV_INLINE_LOOPS void rowshift_col2im(const T* __restrict gcolw, const ConvGeom& g, T* __restrict gxp,
+                                              T* __restrict gx) noexcept {
+  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph, cg = g.cg(), ow = g.ow, sw = g.sw, L = hp * ow;
+  for (int64_t k = 0; k < cg * hp * wp; ++k) gxp[k] = T(0);
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const T* row = gcolw + (c * g.kw + j) * L;
+      T* base = gxp + c * hp * wp + j * g.dw;
+      for (int64_t y = 0; y < hp; ++y) {
+        const T* src = row + y * ow;
+        T* dst = base + y * wp;
+        if (sw == 1) {
+#pragma omp simd
+          for (int64_t ox = 0; ox < ow; ++ox) dst[ox] += src[ox];
+        } else {
+          for (int64_t ox = 0; ox < ow; ++ox) dst[ox * sw] += src[ox];
+        }
+      }
+    }
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t y = 0; y < g.h; ++y) {
+      const T* src = gxp + (c * hp + y + g.ph) * wp + g.pw;
+      T* dst = gx + (c * g.h + y) * g.w;
+#pragma omp simd
+      for (int64_t k = 0; k < g.w; ++k) dst[k] = src[k];
+    }
+}
+
+// Weight [O, cg, kh, kw] -> wr [groups][kh][og][cg*kw].
+template <class T> std::vector<T> rowshift_weight(const T* w, const ConvGeom& g) {
+  const int64_t cg = g.cg(), og = g.og(), kw = g.kw, Kw = cg * kw;
+  std::vector<T> wr(static_cast<size_t>(g.o * g.kdim()));
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t oc = 0; oc < og; ++oc)
+        for (int64_t c = 0; c < cg; ++c)
+          for (int64_t j = 0; j < kw; ++j)
+            wr[((grp * g.kh + i) * og + oc) * Kw + c * kw + j] = w[(((grp * og + oc) * cg + c) * g.kh + i) * kw + j];
+  return wr;
+}
+
+#undef QFORGE_CONV_INLINE_LOOPS
 
 // ---- direct depthwise kernels (cg == 1: output channel oc reads input channel oc / og) --------------
 //
@@ -258,7 +354,7 @@ struct ConvOp : OpBase {
       if (needs_grad(1)) sx = x;
       if (needs_grad(0)) sw = w;
     }
-    Tensor out = Tensor::empty({g.n, g.o, g.oh, g.ow}, x.dtype());
+    Tensor out = Tensor::uninitialized({g.n, g.o, g.oh, g.ow}, x.dtype());  // every element is written
     visit_float(x.dtype(), kName, [&]<class T>() {
       const Tensor bc = has_bias ? bias.contiguous() : Tensor();
       const T* px = x.data<T>();
@@ -281,17 +377,47 @@ struct ConvOp : OpBase {
         return;
       }
       const int nt = threads_for(g.n, g.n * g.o * P * K);
+      const int64_t padded_plane = (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
+      if (g.rowshift()) {
+        const std::vector<T> wr = rowshift_weight(pw, g);
+        const int64_t Kw = cg * g.kw, L = (g.h + 2 * g.ph) * g.ow;
+        BlasSingleThread blas_guard(nt > 1);
+#pragma omp parallel num_threads(nt)
+        {
+          Scratch<T> colw(0, Kw * L);
+          Scratch<T> xpad(2, cg * padded_plane);
+#pragma omp for schedule(dynamic, 1)
+          for (int64_t n = 0; n < g.n; ++n)
+            for (int64_t grp = 0; grp < g.groups; ++grp) {
+              pad_sample(px + (n * g.c + grp * cg) * g.h * g.w, g, xpad.data());
+              rowshift_cols(xpad.data(), g, colw.data());
+              T* outg = po + (n * g.o + grp * og) * P;
+              for (int64_t i = 0; i < g.kh; ++i)
+                gemm(false, false, og, P, Kw, T(1), wr.data() + (grp * g.kh + i) * og * Kw, Kw,
+                     colw.data() + i * g.dh * g.ow, L, T(i == 0 ? 0 : 1), outg, P);
+              if (pb)
+                for (int64_t oc = 0; oc < og; ++oc) {
+                  const T b = pb[grp * og + oc];
+                  T* row = outg + oc * P;
+                  for (int64_t p = 0; p < P; ++p) row[p] += b;
+                }
+            }
+        }
+        return;
+      }
       BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
       {
         Scratch<T> col(0, g.pointwise() ? 0 : K * P);
+        Scratch<T> xpad(2, g.pointwise() ? 0 : cg * padded_plane);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t n = 0; n < g.n; ++n)
           for (int64_t grp = 0; grp < g.groups; ++grp) {
             const T* xg = px + (n * g.c + grp * cg) * g.h * g.w;
             const T* B = xg;
             if (!g.pointwise()) {
-              im2col(xg, g, col.data());
+              pad_sample(xg, g, xpad.data());
+              im2col_padded(xpad.data(), g, col.data());
               B = col.data();
             }
             T* outg = po + (n * g.o + grp * og) * P;
@@ -315,7 +441,7 @@ struct ConvOp : OpBase {
       const T* pg = gout.data<T>();
       const int64_t P = g.plane(), K = g.kdim(), cg = g.cg(), og = g.og();
       if (needs_grad(2)) {
-        gb = Tensor::empty({g.o}, gout.dtype());
+        gb = Tensor::uninitialized({g.o}, gout.dtype());
         T* pgb = gb.data<T>();
 #pragma omp parallel for schedule(static) num_threads(threads_for(g.o, g.n * g.o * P))
         for (int64_t oc = 0; oc < g.o; ++oc) {
@@ -332,7 +458,8 @@ struct ConvOp : OpBase {
       if (!want_x && !want_w) return;
       const T* px = want_w ? sx.get(kName).template data<T>() : nullptr;
       const T* pw = want_x ? sw.get(kName).template data<T>() : nullptr;
-      if (want_x) gx = Tensor::empty({g.n, g.c, g.h, g.w}, gout.dtype());
+      // grad_x is fully written: copied from padded planes (depthwise and im2col) or by a beta=0 GEMM.
+      if (want_x) gx = Tensor::uninitialized({g.n, g.c, g.h, g.w}, gout.dtype());
       if (want_w) gw = Tensor::empty({g.o, cg, g.kh, g.kw}, gout.dtype());
       T* pgx = want_x ? gx.data<T>() : nullptr;
       T* pgw = want_w ? gw.data<T>() : nullptr;
@@ -385,6 +512,9 @@ struct ConvOp : OpBase {
         const bool direct = g.pointwise();
         Scratch<T> col(0, direct || !want_w ? 0 : K * P);
         Scratch<T> gcol(1, direct || !want_x ? 0 : K * P);
+        const int64_t padded_sample = cg * (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
+        Scratch<T> xpad(2, direct || !want_w ? 0 : padded_sample);
+        Scratch<T> gxpad(3, direct || !want_x ? 0 : padded_sample);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ch = 0; ch < chunks; ++ch) {
           T* gw_acc = want_w ? gw_parts.data() + ch * g.o * K : nullptr;
@@ -395,7 +525,8 @@ struct ConvOp : OpBase {
                 const T* xg = px + (n * g.c + grp * cg) * HW;
                 const T* B = xg;
                 if (!direct) {
-                  im2col(xg, g, col.data());
+                  pad_sample(xg, g, xpad.data());
+                  im2col_padded(xpad.data(), g, col.data());
                   B = col.data();
                 }
                 // grad_w^T [K, og] += col · g^T: measurably faster in OpenBLAS than g · col^T.
@@ -408,7 +539,7 @@ struct ConvOp : OpBase {
                   gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gxg, P);
                 } else {
                   gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gcol.data(), P);
-                  col2im(gcol.data(), g, gxg);
+                  col2im_padded(gcol.data(), g, gxpad.data(), gxg);
                 }
               }
             }
