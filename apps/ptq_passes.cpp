@@ -70,6 +70,9 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
   if (req.automatic) {
     ptq::AutoQuantOptions ao;
     ao.allowed_drop = req.max_drop;
+    ao.sim = ctx.options;
+    ao.adaround.num_iterations = req.adaround_iterations;
+    ao.adaround.seed = ctx.seed;
     ao.log = [](const std::string& s) { say("auto: " + s); };
     ptq::AutoQuantResult ar = ptq::auto_quant(ctx.model, sample, batches, eval_acc, ao);
     out.stages.push_back({{"stage", "auto"}, {"result", ar.to_json()}});
@@ -80,8 +83,10 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
                                        ar.adaround ? &*ar.adaround : nullptr);
     return out;
   }
+  std::optional<ptq::CleResult> cle;
   if (req.cle) {
-    ptq::CleResult cr = ptq::equalize_model(*ctx.model, sample);
+    cle = ptq::equalize_model(*ctx.model, sample);
+    const ptq::CleResult& cr = *cle;
     for (const auto& m : cr.messages) say("cle: " + m);
     out.stages.push_back({{"stage", "cle"}, {"result", cr.to_json()}, {"fp32_accuracy", eval_acc(*ctx.model)}});
   }
@@ -89,6 +94,7 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
     ptq::BiasCorrectionOptions bo;
     bo.mode = ptq::parse_bias_correction_mode(req.bias_correction);
     bo.sim = ctx.options;
+    if (cle) bo.bn_folds = &cle->folds;  // CLE folded the BNs: their (rescaled) statistics feed analytical BC
     ptq::BiasCorrectionResult br = ptq::correct_bias(ctx.model, sample, batches, bo);
     for (const auto& m : br.messages) say("bias correction: " + m);
     out.stages.push_back({{"stage", "bias_correction"}, {"mode", req.bias_correction}, {"result", br.to_json()}});
@@ -99,6 +105,7 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
     ao.num_iterations = req.adaround_iterations;
     ao.seed = ctx.seed;
     ao.sim.param_bw = ctx.options.param_bw;
+    ao.sim.scheme = ctx.options.scheme;  // weight encodings follow --scheme (AIMET's AdaRound default: tf_enhanced)
     ao.sim.config = ctx.options.config;
     ao.sim.config_obj = ctx.options.config_obj;
     ao.on_layer = [](const std::string& name, int i, int n) { say(fmt::format("adaround: {} ({}/{})", name, i, n)); };

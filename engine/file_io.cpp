@@ -3,6 +3,7 @@
 #include "engine/error.hpp"
 
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <unistd.h>
 
@@ -12,10 +13,12 @@ namespace fs = std::filesystem;
 
 void write_file_atomic(const fs::path& path, std::string_view bytes) {
   const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  const fs::path tmp = dir / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
+  std::random_device rd;
+  const fs::path tmp = dir / fmt::format(".{}.tmp-{}-{:x}", path.filename().string(), ::getpid(), rd());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(fmt::format("cannot write {}: cannot create {}", path.string(), tmp.string()));
+    // An unwritable destination is the caller's input (a bad output path): InputError.
+    if (!out) throw InputError(fmt::format("cannot write {}: cannot create {}", path.string(), tmp.string()));
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.flush();
     if (!out) {

@@ -9,7 +9,8 @@
 namespace qforge {
 
 // Writes `bytes` to `path` atomically (temp file + fsync-free rename). Creates no directories.
-// Throws Error naming the path on failure; the temporary file is removed.
+// Throws InputError naming the path when it cannot be created (missing directory, no permission), Error
+// on a failed write; the temporary file is removed.
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 
 // Reads a whole file; InputError naming the path when it cannot be read.

@@ -1,6 +1,8 @@
 // safetensors reading/writing. See safetensors.hpp for the format and the validation rules.
 #include "nn/safetensors.hpp"
 
+#include "engine/file_io.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -290,28 +292,7 @@ std::vector<char> serialize_safetensors(const TensorMap& tensors, const Metadata
 
 void save_safetensors(const fs::path& path, const TensorMap& tensors, const Metadata& metadata) {
   const std::vector<char> bytes = serialize_safetensors(tensors, metadata);
-  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  std::random_device rd;
-  const fs::path tmp = dir / fmt::format(".{}.tmp-{}-{:x}", path.filename().string(), ::getpid(), rd());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw InputError(fmt::format("safetensors {}: cannot create temporary file {}", path.string(), tmp.string()));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw InputError(fmt::format("safetensors {}: write error (disk full?)", path.string()));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ec2;
-    fs::remove(tmp, ec2);
-    throw InputError(fmt::format("safetensors {}: cannot rename temporary file: {}", path.string(), ec.message()));
-  }
+  write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
 }
 
 }  // namespace qforge::nn

@@ -196,23 +196,6 @@ EncodingsFile encodings_from_json(const json& j, const std::string& source) {
   return f;
 }
 
-void write_file_atomic(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw InputError(fmt::format("{}: cannot open for writing", tmp.string()));
-    out << text;
-    out.flush();
-    if (!out) throw InputError(fmt::format("{}: write failed", tmp.string()));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw InputError(fmt::format("{}: cannot rename temporary file into place", path.string()));
-  }
-}
-
 void write_encodings(const std::filesystem::path& path, const EncodingsFile& f, const std::string& version) {
   write_file_atomic(path, encodings_to_json(f, version).dump(2) + "\n");
 }

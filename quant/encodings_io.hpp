@@ -10,6 +10,8 @@
 // Files are written to a temporary name and renamed (never half-written).
 #pragma once
 
+#include "engine/file_io.hpp"  // write_file_atomic
+
 #include "quant/encoding.hpp"
 
 #include <nlohmann/json.hpp>
@@ -46,7 +48,5 @@ EncodingsFile encodings_from_json(const nlohmann::json& j, const std::string& so
 void write_encodings(const std::filesystem::path& path, const EncodingsFile& f, const std::string& version = "0.6.1");
 EncodingsFile read_encodings(const std::filesystem::path& path);
 
-// Writes text to path via a temporary file + rename. Throws InputError on failure.
-void write_file_atomic(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace qforge::quant

@@ -1,5 +1,7 @@
 #include "train/checkpoint.hpp"
 
+#include "engine/file_io.hpp"
+
 #include "nn/safetensors.hpp"
 
 #include <bit>
@@ -11,26 +13,7 @@ namespace qforge::train {
 
 namespace fs = std::filesystem;
 
-void atomic_write_text(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + fmt::format(".tmp{}", ::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error(fmt::format("cannot write {}", tmp.string()));
-    f << text;
-    f.flush();
-    if (!f) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(fmt::format("cannot write {} (disk full?)", tmp.string()));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error(fmt::format("cannot rename {} to {}", tmp.string(), path.string()));
-  }
-}
+void atomic_write_text(const fs::path& path, const std::string& text) { write_file_atomic(path, text); }
 
 nlohmann::json generator_to_json(const Generator& g) {
   const Generator::State st = g.state();
