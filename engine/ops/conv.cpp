@@ -506,43 +506,77 @@ struct ConvOp : OpBase {
       const int nt = threads_for(g.n, g.n * g.o * P * K);
       const int64_t chunks = std::min<int64_t>(g.n, kChunks), per_chunk = (g.n + chunks - 1) / std::max<int64_t>(chunks, 1);
       std::vector<T> gw_parts(want_w ? static_cast<size_t>(chunks * g.o * K) : 0, T(0));
-      BlasSingleThread blas_guard(nt > 1);
+      if (g.rowshift()) {  // Note [row-shift im2col], used for grad_x only (see there)
+        const std::vector<T> wr = want_x ? rowshift_weight(pw, g) : std::vector<T>();
+        const int64_t Kw = cg * g.kw, L = (g.h + 2 * g.ph) * g.ow, padded_sample = cg * (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
+        BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
-      {
-        const bool direct = g.pointwise();
-        Scratch<T> col(0, direct || !want_w ? 0 : K * P);
-        Scratch<T> gcol(1, direct || !want_x ? 0 : K * P);
-        const int64_t padded_sample = cg * (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
-        Scratch<T> xpad(2, direct || !want_w ? 0 : padded_sample);
-        Scratch<T> gxpad(3, direct || !want_x ? 0 : padded_sample);
+        {
+          Scratch<T> col(0, want_w ? K * P : 0);
+          Scratch<T> gcolw(1, want_x ? Kw * L : 0);
+          Scratch<T> xpad(2, want_w ? padded_sample : 0);
+          Scratch<T> gxpad(3, want_x ? padded_sample : 0);
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t ch = 0; ch < chunks; ++ch) {
-          T* gw_acc = want_w ? gw_parts.data() + ch * g.o * K : nullptr;
-          for (int64_t n = ch * per_chunk; n < std::min(g.n, (ch + 1) * per_chunk); ++n)
-            for (int64_t grp = 0; grp < g.groups; ++grp) {
-              const T* gg = pg + (n * g.o + grp * og) * P;
-              if (want_w) {
-                const T* xg = px + (n * g.c + grp * cg) * HW;
-                const T* B = xg;
-                if (!direct) {
-                  pad_sample(xg, g, xpad.data());
+          for (int64_t ch = 0; ch < chunks; ++ch) {
+            T* gw_acc = want_w ? gw_parts.data() + ch * g.o * K : nullptr;
+            for (int64_t n = ch * per_chunk; n < std::min(g.n, (ch + 1) * per_chunk); ++n)
+              for (int64_t grp = 0; grp < g.groups; ++grp) {
+                const T* gg = pg + (n * g.o + grp * og) * P;
+                if (want_w) {
+                  pad_sample(px + (n * g.c + grp * cg) * HW, g, xpad.data());
                   im2col_padded(xpad.data(), g, col.data());
-                  B = col.data();
+                  gemm(false, true, K, og, P, T(1), col.data(), P, gg, P, T(1), gw_acc + grp * K * og, og);
                 }
-                // grad_w^T [K, og] += col · g^T: measurably faster in OpenBLAS than g · col^T.
-                gemm(false, true, K, og, P, T(1), B, P, gg, P, T(1), gw_acc + grp * K * og, og);
-              }
-              if (want_x) {
-                T* gxg = pgx + (n * g.c + grp * cg) * HW;
-                const T* wg = pw + grp * og * K;
-                if (direct) {
-                  gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gxg, P);
-                } else {
-                  gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gcol.data(), P);
-                  col2im_padded(gcol.data(), g, gxpad.data(), gxg);
+                if (want_x) {
+                  // kernel row 0 writes columns [0, P) of every row (beta = 0); only the rest needs zeroing
+                  for (int64_t r = 0; r < Kw; ++r) std::fill(gcolw.data() + r * L + P, gcolw.data() + (r + 1) * L, T(0));
+                  for (int64_t i = 0; i < g.kh; ++i)
+                    gemm(true, false, Kw, P, og, T(1), wr.data() + (grp * g.kh + i) * og * Kw, Kw, gg, P,
+                         T(i == 0 ? 0 : 1), gcolw.data() + i * g.dh * g.ow, L);
+                  rowshift_col2im(gcolw.data(), g, gxpad.data(), pgx + (n * g.c + grp * cg) * HW);
                 }
               }
-            }
+          }
+        }
+      } else {
+        BlasSingleThread blas_guard(nt > 1);
+#pragma omp parallel num_threads(nt)
+        {
+          const bool direct = g.pointwise();
+          Scratch<T> col(0, direct || !want_w ? 0 : K * P);
+          Scratch<T> gcol(1, direct || !want_x ? 0 : K * P);
+          const int64_t padded_sample = cg * (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
+          Scratch<T> xpad(2, direct || !want_w ? 0 : padded_sample);
+          Scratch<T> gxpad(3, direct || !want_x ? 0 : padded_sample);
+#pragma omp for schedule(dynamic, 1)
+          for (int64_t ch = 0; ch < chunks; ++ch) {
+            T* gw_acc = want_w ? gw_parts.data() + ch * g.o * K : nullptr;
+            for (int64_t n = ch * per_chunk; n < std::min(g.n, (ch + 1) * per_chunk); ++n)
+              for (int64_t grp = 0; grp < g.groups; ++grp) {
+                const T* gg = pg + (n * g.o + grp * og) * P;
+                if (want_w) {
+                  const T* xg = px + (n * g.c + grp * cg) * HW;
+                  const T* B = xg;
+                  if (!direct) {
+                    pad_sample(xg, g, xpad.data());
+                    im2col_padded(xpad.data(), g, col.data());
+                    B = col.data();
+                  }
+                  // grad_w^T [K, og] += col · g^T: measurably faster in OpenBLAS than g · col^T.
+                  gemm(false, true, K, og, P, T(1), B, P, gg, P, T(1), gw_acc + grp * K * og, og);
+                }
+                if (want_x) {
+                  T* gxg = pgx + (n * g.c + grp * cg) * HW;
+                  const T* wg = pw + grp * og * K;
+                  if (direct) {
+                    gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gxg, P);
+                  } else {
+                    gemm(true, false, K, P, og, T(1), wg, K, gg, P, T(0), gcol.data(), P);
+                    col2im_padded(gcol.data(), g, gxpad.data(), gxg);
+                  }
+                }
+              }
+          }
         }
       }
       if (want_w) {  // sum the per-chunk [groups][K][og] parts into grad_w [O][K], in chunk order
