@@ -55,7 +55,8 @@ struct ConvGeom {
 
 // Per-thread scratch, left uninitialised (every element is written before it is read). The block is
 // kept per thread (slot 0: columns or a padded input plane, slot 1: column gradients or a padded
-// gradient plane, slots 2/3: a padded input / input-gradient sample for the im2col kernels) and reused by the next call, so the hot loop neither allocates nor page-faults;
+// gradient plane, slots 2/3: a padded input / input-gradient sample for the im2col kernels, slot 4:
+// row-shift columns feeding a full im2col) and reused by the next call, so the hot loop neither allocates nor page-faults;
 // blocks above kKeepScratchBytes are released after use.
 constexpr size_t kKeepScratchBytes = size_t(64) << 20;
 template <class T> class Scratch {
@@ -78,8 +79,8 @@ private:
     std::unique_ptr<std::byte[]> mem;
     size_t size = 0;
   };
-  static std::array<Block, 4>& cache() {
-    thread_local std::array<Block, 4> blocks;
+  static std::array<Block, 5>& cache() {
+    thread_local std::array<Block, 5> blocks;
     return blocks;
   }
   size_t bytes_;
@@ -233,6 +234,16 @@ QFORGE_CONV_INLINE_LOOPS void rowshift_col2im(const T* __restrict gcolw, const C
 #pragma omp simd
       for (int64_t k = 0; k < g.w; ++k) dst[k] = src[k];
     }
+}
+
+// Full columns [cg*kh*kw, oh*ow] from row-shift columns: every row is one contiguous slice of colw.
+template <class T> void im2col_from_rowshift(const T* __restrict colw, const ConvGeom& g, T* __restrict col) noexcept {
+  const int64_t cg = g.cg(), P = g.plane(), L = (g.h + 2 * g.ph) * g.ow;
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j)
+        std::copy(colw + (c * g.kw + j) * L + i * g.dh * g.ow, colw + (c * g.kw + j) * L + i * g.dh * g.ow + P,
+                  col + ((c * g.kh + i) * g.kw + j) * P);
 }
 
 // Weight [O, cg, kh, kw] -> wr [groups][kh][og][cg*kw].
@@ -514,6 +525,7 @@ struct ConvOp : OpBase {
 #pragma omp parallel num_threads(nt)
         {
           Scratch<T> col(0, want_w ? K * P : 0);
+          Scratch<T> colw(4, want_w ? Kw * L : 0);
           Scratch<T> gcolw(1, want_x ? Kw * L : 0);
           Scratch<T> xpad(2, want_w ? padded_sample : 0);
           Scratch<T> gxpad(3, want_x ? padded_sample : 0);
@@ -525,7 +537,8 @@ struct ConvOp : OpBase {
                 const T* gg = pg + (n * g.o + grp * og) * P;
                 if (want_w) {
                   pad_sample(px + (n * g.c + grp * cg) * HW, g, xpad.data());
-                  im2col_padded(xpad.data(), g, col.data());
+                  rowshift_cols(xpad.data(), g, colw.data());
+                  im2col_from_rowshift(colw.data(), g, col.data());
                   gemm(false, true, K, og, P, T(1), col.data(), P, gg, P, T(1), gw_acc + grp * K * og, og);
                 }
                 if (want_x) {
