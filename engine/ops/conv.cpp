@@ -185,28 +185,42 @@ QFORGE_CONV_INLINE_LOOPS void col2im_padded(const T* __restrict col, const ConvG
 // one GEMM: kh thin GEMMs (M = cg*kw, reduction over oh*ow) measured ~20% slower in OpenBLAS, more than
 // the unrolling they save.
 
+// Row-shift columns colw [cg*kw, hp*ow] of the sample x [cg, h, w]: colw[(c, j), y*ow + ox] is padded
+// input (c, y, ox*sw + j*dw), the zero border written in place.
 template <class T>
-QFORGE_CONV_INLINE_LOOPS void rowshift_cols(const T* __restrict xp, const ConvGeom& g, T* __restrict colw) noexcept {
-  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph, cg = g.cg(), ow = g.ow, sw = g.sw, L = hp * ow;
+QFORGE_CONV_INLINE_LOOPS void rowshift_cols_direct(const T* __restrict x, const ConvGeom& g, T* __restrict colw) noexcept {
+  const int64_t hp = g.h + 2 * g.ph, cg = g.cg(), ow = g.ow, sw = g.sw, L = hp * ow;
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t j = 0; j < g.kw; ++j) {
       T* row = colw + (c * g.kw + j) * L;
-      const T* base = xp + c * hp * wp + j * g.dw;
+      const int64_t x0 = j * g.dw - g.pw;  // input column read by output column 0
+      // output columns [lo, hi) read inside [0, w)
+      int64_t lo = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw;
+      int64_t hi = (g.w - 1 - x0) < 0 ? 0 : (g.w - 1 - x0) / sw + 1;
+      lo = std::min(lo, ow);
+      hi = std::clamp(hi, lo, ow);
       for (int64_t y = 0; y < hp; ++y) {
         T* dst = row + y * ow;
-        const T* src = base + y * wp;
+        const int64_t iy = y - g.ph;
+        if (iy < 0 || iy >= g.h) {
+          for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = T(0);
+          continue;
+        }
+        const T* src = x + (c * g.h + iy) * g.w;
+        for (int64_t ox = 0; ox < lo; ++ox) dst[ox] = T(0);
         if (sw == 1) {
 #pragma omp simd
-          for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = src[ox];
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox + x0];
         } else {
 #pragma omp simd
-          for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = src[ox * sw];
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * sw + x0];
         }
+        for (int64_t ox = hi; ox < ow; ++ox) dst[ox] = T(0);
       }
     }
 }
 
-// gx [cg, h, w] = the adjoint of rowshift_cols applied to gcolw, via the padded scratch gxp (overwritten).
+// gx [cg, h, w] = the adjoint of rowshift_cols_direct applied to gcolw, via the padded scratch gxp (overwritten).
 template <class T>
 QFORGE_CONV_INLINE_LOOPS void rowshift_col2im(const T* __restrict gcolw, const ConvGeom& g, T* __restrict gxp,
                                               T* __restrict gx) noexcept {
@@ -400,12 +414,10 @@ struct ConvOp : OpBase {
 #pragma omp parallel num_threads(nt)
         {
           Scratch<T> colw(0, Kw * L);
-          Scratch<T> xpad(2, cg * padded_plane);
 #pragma omp for schedule(dynamic, 1)
           for (int64_t n = 0; n < g.n; ++n)
             for (int64_t grp = 0; grp < g.groups; ++grp) {
-              pad_sample(px + (n * g.c + grp * cg) * g.h * g.w, g, xpad.data());
-              rowshift_cols(xpad.data(), g, colw.data());
+              rowshift_cols_direct(px + (n * g.c + grp * cg) * g.h * g.w, g, colw.data());
               T* outg = po + (n * g.o + grp * og) * P;
               // The bias initialises the output rows (in place of OpenBLAS zeroing them for beta = 0).
               if (pb)
@@ -527,7 +539,6 @@ struct ConvOp : OpBase {
           Scratch<T> col(0, want_w ? K * P : 0);
           Scratch<T> colw(4, want_w ? Kw * L : 0);
           Scratch<T> gcolw(1, want_x ? Kw * L : 0);
-          Scratch<T> xpad(2, want_w ? padded_sample : 0);
           Scratch<T> gxpad(3, want_x ? padded_sample : 0);
 #pragma omp for schedule(dynamic, 1)
           for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -536,8 +547,7 @@ struct ConvOp : OpBase {
               for (int64_t grp = 0; grp < g.groups; ++grp) {
                 const T* gg = pg + (n * g.o + grp * og) * P;
                 if (want_w) {
-                  pad_sample(px + (n * g.c + grp * cg) * HW, g, xpad.data());
-                  rowshift_cols(xpad.data(), g, colw.data());
+                  rowshift_cols_direct(px + (n * g.c + grp * cg) * HW, g, colw.data());
                   im2col_from_rowshift(colw.data(), g, col.data());
                   gemm(false, true, K, og, P, T(1), col.data(), P, gg, P, T(1), gw_acc + grp * K * og, og);
                 }
