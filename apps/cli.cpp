@@ -1,5 +1,7 @@
 #include "apps/cli.hpp"
 
+#include "quant/quant_dir.hpp"
+
 #include <cstdio>
 #include <iostream>
 
@@ -28,6 +30,20 @@ std::string required(const cxxopts::ParseResult& r, const std::string& name) {
 
 void emit_json(const Json& j) {
   std::cout << j.dump() << std::endl;
+}
+
+void print_result(const cxxopts::ParseResult& r, const Json& summary) {
+  if (r.count("json")) {
+    emit_json(summary);
+  } else {
+    std::cout << summary.dump(2) << std::endl;
+  }
+}
+
+void require_quantized_dir(const std::string& option, const std::filesystem::path& dir) {
+  if (!quant::is_quantized_dir(dir))
+    throw UsageError(fmt::format("--{} {}: not a quantized model directory (run qforge quantize first)", option,
+                                 dir.string()));
 }
 
 void say(const std::string& s) {

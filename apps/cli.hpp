@@ -11,6 +11,7 @@
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <string>
 
 namespace qforge::apps {
@@ -32,6 +33,12 @@ std::string required(const cxxopts::ParseResult& r, const std::string& name);
 
 // Prints the JSON result object as the last line of stdout.
 void emit_json(const Json& j);
+
+// The command's result: with --json one JSON line (the last of stdout), else indented JSON.
+void print_result(const cxxopts::ParseResult& r, const Json& summary);
+
+// UsageError unless `dir` holds a quantized model (encodings.json + quantsim.json).
+void require_quantized_dir(const std::string& option, const std::filesystem::path& dir);
 
 // Human-readable message to stderr (every command's normal output when --json is on).
 void say(const std::string& s);

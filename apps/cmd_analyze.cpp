@@ -30,9 +30,7 @@ int cmd_analyze(int argc, char** argv) {
   if (parse_or_help(opts, argc, argv, r)) return 0;
   apply_threads(r["threads"].as<int>());
   const fs::path dir = required(r, "model-dir"), out = required(r, "out");
-  if (!is_quantized_dir(dir))
-    throw UsageError(fmt::format("--model-dir {}: not a quantized model directory (run qforge quantize first)",
-                                 dir.string()));
+  require_quantized_dir("model-dir", dir);
   const int64_t nb = r["batches"].as<int64_t>(), ne = r["eval-samples"].as<int64_t>();
   if (nb <= 0) throw UsageError("--batches must be positive");
   if (ne < 0) throw UsageError("--eval-samples must not be negative");
@@ -62,11 +60,7 @@ int cmd_analyze(int argc, char** argv) {
                             {"quantizers", a.quantizers.size()},
                             {"layers", a.layers.size()},
                             {"report", (out / "analysis.html").string()}};
-  if (r.count("json")) {
-    emit_json(summary);
-  } else {
-    std::cout << summary.dump(2) << std::endl;
-  }
+  print_result(r, summary);
   return 0;
 }
 

@@ -22,9 +22,7 @@ int cmd_compare(int argc, char** argv) {
   if (parse_or_help(opts, argc, argv, r)) return 0;
   apply_threads(r["threads"].as<int>());
   const std::filesystem::path dir = required(r, "model-dir");
-  if (!is_quantized_dir(dir))
-    throw UsageError(fmt::format("--model-dir {}: not a quantized model directory (run qforge quantize first)",
-                                 dir.string()));
+  require_quantized_dir("model-dir", dir);
   const int64_t n = r["samples"].as<int64_t>();
   if (n <= 0) throw UsageError("--samples must be positive");
   data::DataSplits data = data_for_dir(dir, r.count("data") ? r["data"].as<std::string>() : "");

@@ -48,11 +48,7 @@ int cmd_eval(int argc, char** argv) {
     nn::save_safetensors(lp, {{"logits", out.logits}, {"targets", out.targets}});
     out.summary["logits_file"] = lp.string();
   }
-  if (r.count("json")) {
-    emit_json(out.summary);
-  } else {
-    std::cout << out.summary.dump(2) << std::endl;
-  }
+  print_result(r, out.summary);
   return 0;
 }
 

@@ -23,9 +23,7 @@ int cmd_export(int argc, char** argv) {
   cxxopts::ParseResult r;
   if (parse_or_help(opts, argc, argv, r)) return 0;
   const fs::path dir = required(r, "model-dir"), out = required(r, "out");
-  if (!is_quantized_dir(dir))
-    throw UsageError(fmt::format("--model-dir {}: not a quantized model directory (run qforge quantize first)",
-                                 dir.string()));
+  require_quantized_dir("model-dir", dir);
   data::DataSplits data = data_for_dir(dir, r.count("data") ? r["data"].as<std::string>() : "");
   const Tensor sample = sample_batch(data.test, 16)[0];
   quant::runtime::Program program = quant::runtime::lower_model_dir(dir, sample);
@@ -46,11 +44,7 @@ int cmd_export(int argc, char** argv) {
   int64_t bytes = 0;
   for (const auto& e : fs::directory_iterator(out)) bytes += static_cast<int64_t>(e.file_size());
   nlohmann::json summary = {{"out", out.string()}, {"bytes", bytes}, {"verified", true}};
-  if (r.count("json")) {
-    emit_json(summary);
-  } else {
-    std::cout << summary.dump(2) << std::endl;
-  }
+  print_result(r, summary);
   return 0;
 }
 

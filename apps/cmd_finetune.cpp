@@ -47,8 +47,7 @@ int cmd_finetune(int argc, char** argv) {
   apply_threads(r["threads"].as<int>());
   const fs::path src = required(r, "model-dir");
   const fs::path out = required(r, "out");
-  if (!is_quantized_dir(src))
-    throw UsageError(fmt::format("--model-dir {}: not a quantized model directory (run qforge quantize first)", src.string()));
+  require_quantized_dir("model-dir", src);
   if (fs::exists(out) && fs::equivalent(out, src)) throw UsageError("--out must differ from --model-dir");
   const bool resume = r.count("resume") > 0;
   if (resume && !fs::exists(out / "checkpoint"))
@@ -124,11 +123,7 @@ int cmd_finetune(int argc, char** argv) {
                             {"epochs_completed", result.epochs_completed},
                             {"finished", result.finished},
                             {"range_learning", quant::range_learning_name(rl)}};
-  if (r.count("json")) {
-    emit_json(summary);
-  } else {
-    std::cout << summary.dump(2) << std::endl;
-  }
+  print_result(r, summary);
   return 0;
 }
 

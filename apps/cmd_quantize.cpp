@@ -51,7 +51,7 @@ int cmd_quantize(int argc, char** argv) {
   const std::string enc_version = r["encodings-version"].as<std::string>();
   if (enc_version != "0.6.1" && enc_version != "1.0.0")
     throw UsageError(fmt::format("--encodings-version {}: expected 0.6.1 or 1.0.0", enc_version));
-  if (is_quantized_dir(src))
+  if (quant::is_quantized_dir(src))
     throw UsageError(fmt::format("--model-dir {} is already quantized; quantize the FP32 model directory", src.string()));
   if (fs::exists(out) && fs::equivalent(out, src)) throw UsageError("--out must differ from --model-dir");
 
@@ -70,7 +70,7 @@ int cmd_quantize(int argc, char** argv) {
   } else {
     qopt.config_obj = quant::config_from_name_or_path(qopt.config);  // errors in the config surface before any work
   }
-  const PtqRequest ptq = ptq_request_from(r, param_bw);
+  const PtqRequest ptq = ptq_request_from(r, param_bw, output_bw);
 
   nn::ModelDir md = nn::load_model_dir(src);
   data::DataSplits data = data_for_dir(src, r.count("data") ? r["data"].as<std::string>() : "");

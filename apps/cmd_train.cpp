@@ -114,7 +114,6 @@ int cmd_train(int argc, char** argv) {
   fs::create_directories(out);
   nn::write_json_file(out / "model.json", nn::write_spec(*model));
 
-  const bool json = r.count("json") > 0;
   say(fmt::format("training {} ({} parameters) on {}: {} train / {} test examples, {} epochs, batch {}, {} lr {}",
                   choice.name, model->num_parameters(), data.spec, data.train->size(), data.test->size(), cfg.epochs,
                   cfg.batch_size, cfg.optimizer.type, cfg.optimizer.lr));
@@ -165,11 +164,7 @@ int cmd_train(int argc, char** argv) {
   if (!result.finished)
     say(fmt::format("stopped ({}) after {} steps; continue with: qforge train --resume {}", result.stop_reason,
                     result.steps, out.string()));
-  if (json) {
-    emit_json(summary);
-  } else {
-    std::cout << summary.dump(2) << std::endl;
-  }
+  print_result(r, summary);
   return 0;
 }
 

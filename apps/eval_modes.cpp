@@ -17,10 +17,6 @@ namespace qforge::apps {
 
 namespace fs = std::filesystem;
 
-bool is_quantized_dir(const fs::path& dir) {
-  return fs::exists(dir / "encodings.json") && fs::exists(dir / "quantsim.json");
-}
-
 data::DataSplits data_for_dir(const fs::path& dir, const std::string& data_spec) {
   nlohmann::json report = fs::exists(dir / "report.json") ? nn::read_json_file(dir / "report.json") : nlohmann::json::object();
   data::DataOptions opt;
@@ -75,6 +71,22 @@ train::EvalResult evaluate_logits_fn(const std::shared_ptr<const data::Dataset>&
   return res;
 }
 
+// The summary (and logits/targets when asked) of one evaluation; `dir_key` names what req.dir is.
+EvalOutcome outcome(const EvalRequest& req, const train::EvalResult& res, const std::string& mode,
+                    const char* dir_key, const std::string& data_spec, const std::shared_ptr<const data::Dataset>& ds) {
+  EvalOutcome out;
+  out.summary = res.to_json();
+  out.summary["mode"] = mode;
+  out.summary[dir_key] = req.dir.string();
+  out.summary["data"] = data_spec;
+  out.summary["split"] = req.split;
+  if (req.keep_logits) {
+    out.logits = res.logits;
+    out.targets = all_targets(ds, req.batch_size);
+  }
+  return out;
+}
+
 }  // namespace
 
 EvalOutcome run_eval(const EvalRequest& req) {
@@ -87,19 +99,9 @@ EvalOutcome run_eval(const EvalRequest& req) {
     auto ds = req.split == "train" ? data.train : data.test;
     quant::runtime::Runtime rt(quant::runtime::load_bundle(req.dir));
     train::EvalResult res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits, [&](const Tensor& x) { return rt.run(x); });
-    EvalOutcome out;
-    out.summary = res.to_json();
-    out.summary["mode"] = "int8";
-    out.summary["bundle"] = req.dir.string();
-    out.summary["data"] = data.spec;
-    out.summary["split"] = req.split;
-    if (req.keep_logits) {
-      out.logits = res.logits;
-      out.targets = all_targets(ds, req.batch_size);
-    }
-    return out;
+    return outcome(req, res, "int8", "bundle", data.spec, ds);
   }
-  const bool quantized = is_quantized_dir(req.dir);
+  const bool quantized = quant::is_quantized_dir(req.dir);
   std::string mode = req.mode.empty() ? (quantized ? "sim" : "fp32") : req.mode;
   if (mode != "fp32" && mode != "sim" && mode != "exact" && mode != "int8")
     throw UsageError(fmt::format("--mode {}: expected fp32, sim, exact or int8", mode));
@@ -134,17 +136,7 @@ EvalOutcome run_eval(const EvalRequest& req) {
       res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits, [&](const Tensor& x) { return rt.run(x); });
     }
   }
-  EvalOutcome out;
-  out.summary = res.to_json();
-  out.summary["mode"] = mode;
-  out.summary["model_dir"] = req.dir.string();
-  out.summary["data"] = data.spec;
-  out.summary["split"] = req.split;
-  if (req.keep_logits) {
-    out.logits = res.logits;
-    out.targets = all_targets(ds, req.batch_size);
-  }
-  return out;
+  return outcome(req, res, mode, "model_dir", data.spec, ds);
 }
 
 }  // namespace qforge::apps

@@ -28,9 +28,6 @@ struct EvalOutcome {
 
 EvalOutcome run_eval(const EvalRequest& req);
 
-// True when the directory holds a quantized model (encodings.json + quantsim.json).
-bool is_quantized_dir(const std::filesystem::path& dir);
-
 // The data a model directory was trained on, with its report's seed and sequence length.
 data::DataSplits data_for_dir(const std::filesystem::path& dir, const std::string& data_spec);
 

@@ -16,46 +16,31 @@ void add_ptq_options(cxxopts::Options& opts) {
       ("bn-reestimate", "re-estimate BatchNorm statistics over N batches before folding", cxxopts::value<int64_t>()->default_value("0"));
 }
 
-PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw) {
+PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw, int act_bw) {
   PtqRequest q;
   q.cle = r.count("cle") > 0;
-  if (r.count("bias-correction")) {
-    q.bias_correction = r["bias-correction"].as<std::string>();
-    if (q.bias_correction != "empirical" && q.bias_correction != "analytical")
-      throw UsageError(fmt::format("--bias-correction {}: expected empirical or analytical", q.bias_correction));
-  }
+  if (r.count("bias-correction")) q.bias_correction = r["bias-correction"].as<std::string>();
   q.adaround = r.count("adaround") > 0;
   q.adaround_iterations = r["adaround-iterations"].as<int64_t>();
   q.automatic = r.count("auto") > 0;
   q.max_drop = r["max-drop"].as<double>();
   q.bn_reestimate = r["bn-reestimate"].as<int64_t>();
-  if ((q.adaround || q.automatic) && param_bw > 8)
-    throw UsageError(fmt::format("--adaround with --param-bw {}: AdaRound rounds integer weight grids of at most 8 "
-                                 "bits; {}-bit weights are already near-lossless",
-                                 param_bw, param_bw));
-  if (q.adaround && !q.bias_correction.empty())
-    throw UsageError("--adaround with --bias-correction: AdaRound's layer-wise reconstruction already corrects the "
-                     "bias shift (AIMET's advice: use one or the other)");
-  if (q.automatic && (q.cle || q.adaround || !q.bias_correction.empty()))
-    throw UsageError("--auto chooses the passes itself; drop --cle/--adaround/--bias-correction");
+  // Impossible combinations (AdaRound outside 2-8 bit weights, AdaRound with bias correction, --auto
+  // with explicit passes, unknown modes) are the library's rules: refused here, before any work.
+  quant::ptq::validate_passes({.cle = q.cle,
+                               .bias_correction = q.bias_correction,
+                               .adaround = q.adaround,
+                               .auto_quant = q.automatic,
+                               .bn_reestimate = q.bn_reestimate,
+                               .param_bw = param_bw,
+                               .act_bw = act_bw});
   if (q.adaround_iterations < 0) throw UsageError("--adaround-iterations must not be negative");
-  if (q.bn_reestimate < 0) throw UsageError("--bn-reestimate must not be negative");
   if (!(q.max_drop >= 0)) throw UsageError("--max-drop must not be negative");
   return q;
 }
 
 PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
   namespace ptq = quant::ptq;
-  ptq::PassSelection sel;
-  sel.cle = req.cle;
-  sel.bias_correction = req.bias_correction;
-  sel.adaround = req.adaround;
-  sel.auto_quant = req.automatic;
-  sel.bn_reestimate = req.bn_reestimate;
-  sel.param_bw = ctx.options.param_bw;
-  sel.act_bw = ctx.options.act_bw;
-  ptq::validate_passes(sel);  // impossible combinations are refused before any work
-
   PtqOutcome out;
   const auto sample = sample_batch(ctx.data.test);
   const bool any_pass = req.cle || !req.bias_correction.empty() || req.adaround || req.automatic || req.bn_reestimate > 0;

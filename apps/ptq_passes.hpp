@@ -37,8 +37,9 @@ struct PtqOutcome {
 };
 
 void add_ptq_options(cxxopts::Options& opts);
-// Validates the combination (e.g. AdaRound needs param-bw <= 8): UsageError otherwise.
-PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw);
+// Validates the combination with quant::ptq::validate_passes (e.g. AdaRound needs param-bw <= 8):
+// InputError otherwise.
+PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw, int act_bw);
 PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req);
 
 }  // namespace qforge::apps

@@ -29,6 +29,10 @@ QuantSimOptions options_from_quantsim_json(const nlohmann::json& qs, const fs::p
   return o;
 }
 
+bool is_quantized_dir(const fs::path& dir) {
+  return fs::exists(dir / "encodings.json") && fs::exists(dir / "quantsim.json");
+}
+
 QuantizedModel load_quantized_dir(const fs::path& dir, const std::vector<Tensor>& sample_inputs) {
   QuantizedModel q;
   q.dir = nn::load_model_dir(dir);

@@ -23,6 +23,9 @@ struct QuantizedModel {
   std::unique_ptr<QuantSim> sim;
 };
 
+// True when `dir` holds a quantized model (encodings.json + quantsim.json).
+bool is_quantized_dir(const std::filesystem::path& dir);
+
 // sample_inputs: one batch of the model's input, used to trace it.
 QuantizedModel load_quantized_dir(const std::filesystem::path& dir, const std::vector<Tensor>& sample_inputs);
 
