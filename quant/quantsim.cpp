@@ -89,7 +89,6 @@ void QuantSim::fold_batch_norms() {
       gamma = bn->raw_param("weight").to_vector<double>();
       beta = bn->raw_param("bias").to_vector<double>();
     }
-    if (!conv.has_param("bias")) conv.register_parameter("bias", Tensor::zeros({c}));
     Tensor& bias = conv.raw_param("bias");
     float* pw = w.data<float>();
     float* pb = bias.data<float>();
