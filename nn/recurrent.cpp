@@ -112,7 +112,7 @@ std::vector<Tensor> RNNBase::forward(const std::vector<Tensor>& inputs) {
       HiddenFakeQuant hfq;
       bool fused_hidden = false;
       if (!loop_sites && hook_.wants(CellSite::hidden))
-        fused_hidden = hook_.fused_hidden && hook_.fused_hidden(l, rev, hfq) && hfq.valid();
+        fused_hidden = hook_.fused_hidden && hook_.fused_hidden(l, rev, Shape{B, H}, hfq) && hfq.valid();
       const bool step_path = loop_sites || (hook_.wants(CellSite::hidden) && !fused_hidden);
       if (!step_path) {
         const Tensor xp = ops::linear(xin, w.w_ih, w.b_ih);  // all time steps in one GEMM: [T, B, G*H]

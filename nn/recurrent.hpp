@@ -17,7 +17,8 @@
 // per layer and direction. Weights are also read through Module::param(), so a parameter transform
 // applies as for every layer. When the hook wants an in-loop site the layer runs the per-step cell
 // (cell_step_projected), otherwise the fused sequence op (Note [Two recurrent paths]); a hidden-state
-// hook that is a static fake-quant (CellHook::fused_hidden) runs inside the fused op.
+// hook that is a per-tensor fake-quant, static or with a learnable range (CellHook::fused_hidden), runs
+// inside the fused op.
 #pragma once
 
 #include "engine/random.hpp"
@@ -42,14 +43,16 @@ struct RecurrentOptions {
 };
 
 // The transform a recurrent layer applies at cell sites. `sites` is a bitmask of (1 << CellSite).
-// `fused_hidden` (optional): asked before each forward per layer and direction; returning true with a
-// filled HiddenFakeQuant says that the hidden site of that layer/direction is exactly this static fake
-// quantization, so the layer may apply it inside the fused sequence op instead of calling fn per step
-// (Note [Fused hidden fake-quant] in recurrent_cells.hpp). Returning false keeps the step path.
+// `fused_hidden` (optional): asked before each forward per layer and direction, with the shape of one
+// step's hidden state ([B, H]); returning true with a filled HiddenFakeQuant says that fn at the hidden
+// site of that layer/direction is exactly this fake quantization for every step (grid and, with a
+// learnable range, range-parameter gradients), so the layer applies it inside the fused sequence op
+// instead of calling fn per step (Notes [Fused hidden fake-quant] and [Fused range learning] in
+// recurrent_cells.hpp). Returning false keeps the step path.
 struct CellHook {
   std::function<Tensor(int64_t layer, bool reverse, CellSite site, const Tensor& t)> fn;
   uint32_t sites = 0;
-  std::function<bool(int64_t layer, bool reverse, HiddenFakeQuant& out)> fused_hidden = {};
+  std::function<bool(int64_t layer, bool reverse, const Shape& step_shape, HiddenFakeQuant& out)> fused_hidden = {};
   bool wants(CellSite s) const { return fn && (sites & (1u << unsigned(s))) != 0; }
   static uint32_t bit(CellSite s) { return 1u << unsigned(s); }
 };

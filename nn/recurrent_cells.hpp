@@ -65,14 +65,27 @@ CellState cell_step_projected(CellType type, const Tensor& x_proj, const CellSta
 CellState cell_step(CellType type, const Tensor& x, const CellState& prev, const CellWeights& w,
                     const SiteFn& site = {});
 
-// A static per-tensor fake-quantization of the hidden state after every step, applied inside the fused
-// op's loop (Note [Fused hidden fake-quant]). Plain data so that nn does not depend on quant; the fields
-// are quant::AffineParams': y = clamp(round_half_up(clamp(h * inv_scale, lo - 1, hi + 1)), lo, hi) * scale
-// (lo = offset, hi = N + offset), computed in the element type (f32 params widened for f64 tensors).
-// Grids wider than 2^16 levels are not supported here (the quantizer computes them in double).
+// A per-tensor fake-quantization of the hidden state after every step, applied inside the fused op's
+// loop (Note [Fused hidden fake-quant]). nn does not depend on quant: the fields are quant::AffineParams'
+// y = clamp(round_half_up(clamp(h * inv_scale, lo - 1, hi + 1)), lo, hi) * scale (lo = offset,
+// hi = N + offset), computed in the element type (f32 params widened for f64 tensors). Grids wider than
+// 2^16 levels are not supported here (the quantizer computes them in double).
+// With a learnable range (`range`, Note [Fused range learning]) the op also returns the gradients of
+// the range parameters; the grid fields must then be the ones the parameters define now.
+struct HiddenRangeGrad {
+  // The range parameters (f32, any shape with one element; either may be undefined or not require
+  // grad). They are inputs of the fused op so that autograd delivers their gradients.
+  Tensor p0, p1;
+  // d p0 = s0 * S + o0 * O,  d p1 = s1 * S + o1 * O, with the sums over all steps, rows and features
+  //   S = sum g * (in ? r - h * inv_scale : clamp(r, lo, hi)),   O = sum g * (1 - in)
+  // (g = dL/dq(h_t), r the rounded level, in = lo <= r <= hi): quant/qdq_kernels.hpp GradSums.
+  double s0 = 0, o0 = 0, s1 = 0, o1 = 0;
+  bool learnable() const { return p0.defined() || p1.defined(); }
+};
 struct HiddenFakeQuant {
   float scale = 1, inv_scale = 1;  // inv_scale = 1.0f / scale, in float (the quantizer's convention)
   float lo = 0, hi = 255;
+  HiddenRangeGrad range;  // empty: static grid
   bool valid() const { return scale > 0 && hi >= lo && hi - lo <= 65536.0f; }
 };
 
@@ -83,7 +96,8 @@ struct HiddenFakeQuant {
 // Differentiable in x_proj, w_hh, b_hh, h0, c0. f32 or f64.
 // With `hidden_fq`, every h_t is fake-quantized before it is stored and fed to the next step (Y holds
 // the quantized values); backward applies the straight-through estimator's mask (gradient where the
-// rounded value lies on the grid, zero outside) exactly like the quantizer op.
+// rounded value lies on the grid, zero outside) exactly like the quantizer op, and with a learnable
+// range also differentiates hidden_fq->range.p0 / p1.
 Tensor recurrent_sequence(CellType type, const Tensor& x_proj, const Tensor& w_hh, const Tensor& b_hh,
                           const Tensor& h0, const Tensor& c0, bool reverse,
                           const HiddenFakeQuant* hidden_fq = nullptr);
@@ -94,7 +108,7 @@ Tensor recurrent_sequence(CellType type, const Tensor& x_proj, const Tensor& w_h
 // (the hidden state feeds the next step, so quantizing it changes the recurrence). RNNBase picks the step
 // path exactly when its hook wants an in-loop site (gates, hidden, cell); input and weight sites are
 // applied outside the loop in both paths. Exception: a hidden-state hook that can describe itself as a
-// static HiddenFakeQuant (CellHook::fused_hidden) runs inside the fused op.
+// HiddenFakeQuant (CellHook::fused_hidden; static or learnable range) runs inside the fused op.
 //
 // Note [Fused hidden fake-quant]
 // Quantizing h_t after every step is what QAT of a recurrent layer needs on every step, so it must not
@@ -102,7 +116,19 @@ Tensor recurrent_sequence(CellType type, const Tensor& x_proj, const Tensor& w_h
 // same float arithmetic and tie rule as quant/qdq_kernels.hpp (qdq_forward / qdq_backward_ste with
 // Tie::half_up), and keeps the raw h_t (needed for the STE mask and for the RNN derivative). The
 // gradient reaching q(h_t) (output gradient plus the recurrent one) is multiplied by the mask before
-// the cell backward, as the quantizer op does in the step path. Learnable ranges, stochastic rounding,
-// per-channel grids and calibration (which must observe every h_t) keep the step path.
+// the cell backward, as the quantizer op does in the step path. Stochastic rounding, per-channel grids
+// and calibration (which must observe every h_t) keep the step path.
+//
+// Note [Fused range learning]
+// Learnable ranges (LSQ scale/zero point, AIMET min/max) are the common QAT setting, so they run fused
+// too. Every rule quant/ implements gives the range-parameter gradients as a linear function of two sums
+// over the quantized elements, S (dy/dscale-like term) and O (gradient mass clipped at a bound); the
+// rules differ only in the coefficients (LSQ's 1/sqrt(numel * Qp) gradient scale, AIMET's min/max chain
+// rule), which depend on the range values read at forward time. So the quantizer describes its rule as
+// those four coefficients (HiddenRangeGrad), nn stays rule-agnostic, and the formulas live once in
+// quant/quantizer.cpp. The backward accumulates S and O over all steps and batch rows (per thread, in
+// double, combined in thread order) and returns s*S + o*O as the gradients of the parameter inputs.
+// The per-step quantizer op instead adds T per-step float gradients: the two agree to float rounding
+// (tests/nn/test_recurrent.cpp, tests/quant/test_quantsim.cpp).
 
 }  // namespace qforge::nn

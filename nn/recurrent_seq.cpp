@@ -97,11 +97,12 @@ template <class S> inline S hq_clamp(S v, S lo, S hi) {
   v = v < lo ? lo : v;
   return v > hi ? hi : v;
 }
-template <class S> inline S hq_round(S x, const HqParams<S>& p) {  // round_half_up of clamp(x*inv, lo-1, hi+1)
-  const S v = hq_clamp(x * p.inv, p.lo - S(1), p.hi + S(1));
+template <class S> inline S hq_level(S xs, const HqParams<S>& p) {  // round_half_up of clamp(xs, lo-1, hi+1)
+  const S v = hq_clamp(xs, p.lo - S(1), p.hi + S(1));
   const S r = hq_rint(v);
   return r + static_cast<S>(v - r == S(0.5));
 }
+template <class S> inline S hq_round(S x, const HqParams<S>& p) { return hq_level(x * p.inv, p); }
 // raw[j] = h[j]; h[j] = q(h[j])
 template <class S>
 inline void hq_forward(S* __restrict h, S* __restrict raw, int64_t n, const HqParams<S>& p) {
@@ -112,9 +113,31 @@ inline void hq_forward(S* __restrict h, S* __restrict raw, int64_t n, const HqPa
     h[j] = static_cast<S>(hq_clamp(hq_round(x, p), p.lo, p.hi) * p.scale);
   }
 }
-template <class S> inline S hq_mask(S x, const HqParams<S>& p) {  // 1 where the rounded value is on the grid
-  const S r = hq_round(x, p);
+template <class S> inline S hq_in(S r, const HqParams<S>& p) {  // 1 where the rounded value is on the grid
   return static_cast<S>(static_cast<int>(r >= p.lo) & static_cast<int>(r <= p.hi));
+}
+template <class S> inline S hq_mask(S x, const HqParams<S>& p) { return hq_in(hq_round(x, p), p); }
+
+// The STE-masked gradient d = mask * g of one row, g = gy + gh (output and recurrent gradient of q(h_t)),
+// plus the row's range-gradient sums (Note [Fused range learning]): s += g * (in ? r - x*inv : clamp(r)),
+// o += g * (1 - in). The same per-element terms as quant/qdq_kernels.hpp qdq_backward_learnable (sums in
+// S per row, then in double).
+template <class S>
+inline void hq_backward_learnable(const S* __restrict raw, const S* __restrict gy, const S* __restrict gh,
+                                  S* __restrict d, int64_t n, const HqParams<S>& p, double& s_sum, double& o_sum) {
+  S a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t j = 0; j < n; ++j) {
+    const S xs = raw[j] * p.inv;
+    const S r = hq_level(xs, p);
+    const S in = hq_in(r, p);
+    const S gj = gy[j] + gh[j];
+    d[j] = in * gj;
+    a += gj * (in * (r - xs) + (S(1) - in) * hq_clamp(r, p.lo, p.hi));
+    b += gj * (S(1) - in);
+  }
+  s_sum += static_cast<double>(a);
+  o_sum += static_cast<double>(b);
 }
 
 struct RecurrentSeqOp : ops::OpBase {
@@ -123,7 +146,10 @@ struct RecurrentSeqOp : ops::OpBase {
   bool reverse = false;
   bool has_bias = false, has_c0 = false;
   bool hq_on = false;
-  HiddenFakeQuant hq;
+  HiddenFakeQuant hq;  // grid and range-gradient coefficients (hq.range's tensors are not kept)
+  Shape p0_shape, p1_shape;
+  DType p0_dtype = DType::f32, p1_dtype = DType::f32;
+  double sum_s = 0, sum_o = 0;  // backward: the range-gradient sums over all steps and rows
   SavedTensor w_hh_saved, h0_saved, c0_saved, y_saved;
   Tensor acts;  // [T, B, G*H] post-activation gates (LSTM i,f,g,o; GRU r,z,n); private to this op
   Tensor cs;    // LSTM: c_t [T, B, H]
@@ -131,8 +157,10 @@ struct RecurrentSeqOp : ops::OpBase {
   Tensor ghn;   // GRU: W_hn h_prev + b_hn [T, B, H]
   Tensor hraw;  // with hidden fake-quant: h_t before quantization [T, B, H]
 
+  // p0_in / p1_in: the learnable range parameters (Note [Fused range learning]); only their shapes are
+  // read here, the grid values come with `hq`.
   Tensor forward(const Tensor& xp_in, const Tensor& w_in, const Tensor& b_in, const Tensor& h0_in,
-                 const Tensor& c0_in) {
+                 const Tensor& c0_in, const Tensor& p0_in, const Tensor& p1_in) {
     const char* name = cell_type_name(type);
     const int64_t G = gate_count(type);
     QFORGE_CHECK(xp_in.dim() == 3, "recurrent_sequence({}): x_proj must be [T, B, G*H], got {}", name,
@@ -156,6 +184,18 @@ struct RecurrentSeqOp : ops::OpBase {
     QFORGE_CHECK(is_floating(dt) && w_in.dtype() == dt && h0_in.dtype() == dt && (!b_in.defined() || b_in.dtype() == dt) &&
                      (!c0_in.defined() || c0_in.dtype() == dt),
                  "recurrent_sequence({}): all inputs must share one floating dtype", name);
+    for (const Tensor* p : {&p0_in, &p1_in})
+      QFORGE_CHECK(!p->defined() || (hq_on && p->numel() == 1 && is_floating(p->dtype())),
+                   "recurrent_sequence({}): range parameters need a hidden fake-quant and one floating element, "
+                   "got {}", name, shape_str(p->shape()));
+    if (p0_in.defined()) {
+      p0_shape = p0_in.shape();
+      p0_dtype = p0_in.dtype();
+    }
+    if (p1_in.defined()) {
+      p1_shape = p1_in.shape();
+      p1_dtype = p1_in.dtype();
+    }
     has_bias = b_in.defined();
     has_c0 = type == CellType::lstm;
     const Tensor xp = xp_in.contiguous(), w = w_in.contiguous(), h0 = h0_in.contiguous();
@@ -279,8 +319,14 @@ struct RecurrentSeqOp : ops::OpBase {
     Tensor db = has_bias && needs_grad(2) ? Tensor::empty({GH}, dt) : Tensor();
     if (dt == DType::f32) run_backward<float>(g, y, w, h0, c0, dxp, dgh, dh0, dc0, dw, db, T, B, H);
     else run_backward<double>(g, y, w, h0, c0, dxp, dgh, dh0, dc0, dw, db, T, B, H);
+    // Note [Fused range learning]: the rule's linear map applied once to the sums over all steps.
+    auto range_grad = [&](int i, double cs, double co, const Shape& shape, DType pdt) {
+      if (!needs_grad(i)) return Tensor();
+      return Tensor::from_vector(std::vector<double>{cs * sum_s + co * sum_o}, shape).to(pdt);
+    };
     return {needs_grad(0) ? dxp : Tensor(), dw, db, needs_grad(3) ? dh0 : Tensor(),
-            has_c0 && needs_grad(4) ? dc0 : Tensor()};
+            has_c0 && needs_grad(4) ? dc0 : Tensor(), range_grad(5, hq.range.s0, hq.range.o0, p0_shape, p0_dtype),
+            range_grad(6, hq.range.s1, hq.range.o1, p1_shape, p1_dtype)};
   }
 
   template <class S>
@@ -306,13 +352,16 @@ struct RecurrentSeqOp : ops::OpBase {
     if (type == CellType::lstm) dc_rec.assign(gy + T * B * H, gy + (T + 1) * B * H);  // d c_n
     const CellType ty = type;
     const bool rev = reverse;
+    const bool learn = raw_all && (needs_grad(5) || needs_grad(6));
     const int nthreads = batch_threads(B, double(T) * double(B) * double(GH) * double(H));
+    std::vector<double> part(2 * size_t(nthreads), 0.0);  // per-thread range-gradient sums
     ops::detail::BlasSingleThread blas_guard(nthreads > 1);
 #pragma omp parallel num_threads(nthreads)
     {
     int64_t b0, b1;
     batch_slice(B, b0, b1);  // Note [Recurrent batch split]
     const int64_t nb = b1 - b0;
+    double s_sum = 0, o_sum = 0;
     std::vector<S> dmask(raw_all ? size_t(std::max<int64_t>(nb, 1) * H) : 0);
     for (int64_t s = T - 1; s >= 0 && nb > 0; --s) {
       const int64_t t = rev ? T - 1 - s : s;
@@ -330,7 +379,9 @@ struct RecurrentSeqOp : ops::OpBase {
           // recurrent gradient row (the cell backward below sums them), and use the raw h_t.
           const S* rawr = raw_all + (t * B + bb) * H;
           S* dmr = dmask.data() + (bb - b0) * H;
-          for (int64_t j = 0; j < H; ++j) dmr[j] = hq_mask(rawr[j], hqp) * (gyr[j] + dhr[j]);
+          if (learn) hq_backward_learnable(rawr, gyr, dhr, dmr, H, hqp, s_sum, o_sum);
+          else
+            for (int64_t j = 0; j < H; ++j) dmr[j] = hq_mask(rawr[j], hqp) * (gyr[j] + dhr[j]);
           gyr = dmr;
           hr = rawr;
           std::fill(dhr, dhr + H, S(0));
@@ -378,6 +429,13 @@ struct RecurrentSeqOp : ops::OpBase {
       gemm_raw(false, false, nb, H, GH, S(1), dg + (t * B + b0) * GH, GH, w, H, ty == CellType::gru ? S(1) : S(0),
                dh_rec + b0 * H, H);
     }
+    part[2 * size_t(omp_get_thread_num())] = s_sum;
+    part[2 * size_t(omp_get_thread_num()) + 1] = o_sum;
+    }
+    sum_s = sum_o = 0;
+    for (int i = 0; i < nthreads; ++i) {  // thread order: deterministic for a given thread count
+      sum_s += part[2 * size_t(i)];
+      sum_o += part[2 * size_t(i) + 1];
     }
     if (c0) std::copy(dc_rec.begin(), dc_rec.end(), dc0_t.data<S>());
     if (dw_t.defined()) {
@@ -414,8 +472,11 @@ Tensor recurrent_sequence(CellType type, const Tensor& x_proj, const Tensor& w_h
                  cell_type_name(type), hidden_fq->scale, hidden_fq->lo, hidden_fq->hi);
     op.hq_on = true;
     op.hq = *hidden_fq;
+    op.hq.range.p0 = op.hq.range.p1 = Tensor();  // passed as inputs below; the op keeps no reference
+    return ops::apply(std::move(op), x_proj, w_hh, b_hh, h0, type == CellType::lstm ? c0 : Tensor(),
+                      hidden_fq->range.p0, hidden_fq->range.p1);
   }
-  return ops::apply(std::move(op), x_proj, w_hh, b_hh, h0, type == CellType::lstm ? c0 : Tensor());
+  return ops::apply(std::move(op), x_proj, w_hh, b_hh, h0, type == CellType::lstm ? c0 : Tensor(), Tensor(), Tensor());
 }
 
 }  // namespace qforge::nn

@@ -85,6 +85,43 @@ template <class T> detail::QdqParams<T> qp(const AffineParams& p) {
   return detail::QdqParams<T>(static_cast<T>(p.scale), inv, static_cast<T>(p.lo), static_cast<T>(p.hi));
 }
 
+// Note [Range gradient map] Every range-learning rule is linear in the two GradSums S and O of a block
+// (qdq_kernels.hpp): dp0 = s0*S + o0*O, dp1 = s1*S + o1*O, with coefficients from the parameter values
+// read at forward time. QdqOp and Quantizer::fused_qdq (the fused recurrent op) both use this map.
+struct RangeGradMap {
+  double s0 = 0, o0 = 0, s1 = 0, o1 = 0;
+};
+RangeGradMap range_grad_map(RangeLearning rl, bool symmetric_signed, double steps, double pmin, double pmax,
+                            double scale, double grad_factor) {
+  RangeGradMap m;
+  if (rl == RangeLearning::aimet) {
+    if (symmetric_signed) {  // dL/dmax = S / floor(N/2), dL/dmin = -dL/dmax
+      m.s1 = 1.0 / std::floor(steps / 2);
+      m.s0 = -m.s1;
+    } else {  // dL/dmin = -S/N + max*N/w^2 * delta*O,  dL/dmax = S/N - min*N/w^2 * delta*O
+      const double w = pmax - pmin, delta = w / steps;
+      m.s0 = -1.0 / steps;
+      m.o0 = pmax * steps / (w * w) * delta;
+      m.s1 = 1.0 / steps;
+      m.o1 = -pmin * steps / (w * w) * delta;
+    }
+  } else if (rl == RangeLearning::lsq) {  // dscale = S * g, dzp = -scale * O * g
+    m.s0 = grad_factor;
+    m.o1 = -scale * grad_factor;
+  }
+  return m;
+}
+
+// LSQ's gradient scale 1/sqrt(numel * Qp): numel = the elements sharing one scale (per sample for
+// activations), Qp = the number of positive grid levels (hi).
+double lsq_grad_factor(const Shape& x_shape, int64_t channels, bool is_param, float hi) {
+  const double numel = static_cast<double>(shape_numel(x_shape));
+  const double per_scale = numel / static_cast<double>(channels) /
+                           ((!is_param && x_shape.size() > 1) ? static_cast<double>(x_shape[0]) : 1.0);
+  const double qp_levels = std::max(1.0f, hi);
+  return 1.0 / std::sqrt(std::max(1.0, per_scale) * qp_levels);
+}
+
 // Note [QdqOp] inputs (x, p0, p1): p0/p1 are the learnable range parameters (undefined when the grid is
 // static). Forward reads their values (already folded into `ap`); backward returns their gradients.
 struct QdqOp : OpBase {
@@ -178,22 +215,11 @@ struct QdqOp : OpBase {
     }
     std::vector<float> g0(l.channels), g1(l.channels);
     for (int64_t c = 0; c < l.channels; ++c) {
-      if (rl == RangeLearning::aimet) {
-        if (symmetric_signed) {
-          const double dmax = S[c] / std::floor(steps / 2);
-          g0[c] = static_cast<float>(-dmax);
-          g1[c] = static_cast<float>(dmax);
-        } else {
-          const double mn = pmin[c], mx = pmax[c], w = mx - mn;
-          const double delta = w / steps;
-          const double goff = delta * O[c];
-          g0[c] = static_cast<float>(-S[c] / steps + mx * steps / (w * w) * goff);
-          g1[c] = static_cast<float>(S[c] / steps - mn * steps / (w * w) * goff);
-        }
-      } else {  // lsq
-        g0[c] = static_cast<float>(S[c] * grad_factor);
-        g1[c] = static_cast<float>(-static_cast<double>(ap[c].scale) * O[c] * grad_factor);
-      }
+      const bool aimet = rl == RangeLearning::aimet;
+      const RangeGradMap m = range_grad_map(rl, symmetric_signed, steps, aimet ? pmin[c] : 0.0,
+                                            aimet ? pmax[c] : 0.0, ap[c].scale, grad_factor);
+      g0[c] = static_cast<float>(m.s0 * S[c] + m.o0 * O[c]);
+      g1[c] = static_cast<float>(m.s1 * S[c] + m.o1 * O[c]);
     }
     Tensor t0 = needs_grad(1) ? Tensor::from_vector(g0, param_shape) : Tensor();
     Tensor t1 = needs_grad(2) && (rl == RangeLearning::aimet || lsq_zp) ? Tensor::from_vector(g1, param_shape) : Tensor();
@@ -472,10 +498,7 @@ Tensor Quantizer::forward(const Tensor& x) {
       op.pmax.assign(p1_.data<float>(), p1_.data<float>() + p1_.numel());
       op.symmetric_signed = enc_[0].symmetric && enc_[0].offset != 0;
     } else {
-      const double per_scale = static_cast<double>(x.numel()) / static_cast<double>(op.l.channels) /
-                               ((!s_.is_param && x.dim() > 1) ? static_cast<double>(x.size(0)) : 1.0);
-      const double qp_levels = std::max(1.0f, op.ap[0].hi);
-      op.grad_factor = 1.0 / std::sqrt(std::max(1.0, per_scale) * qp_levels);
+      op.grad_factor = lsq_grad_factor(x.shape(), op.l.channels, s_.is_param, op.ap[0].hi);
       op.lsq_zp = p1_.requires_grad();
     }
     return ops::apply(std::move(op), x, p0_, p1_);
@@ -483,6 +506,36 @@ Tensor Quantizer::forward(const Tensor& x) {
   op.ap.reserve(enc_.size());
   for (const auto& e : enc_) op.ap.push_back(affine_params(e));
   return ops::apply(std::move(op), x, Tensor(), Tensor());
+}
+
+std::optional<Quantizer::FusedQdq> Quantizer::fused_qdq(const Shape& x_shape) {
+  if (!s_.enabled || calibrating_ || enc_.empty() || s_.per_channel || s_.rounding != RoundingMode::nearest ||
+      enc_.size() != 1 || enc_[0].is_float)
+    return std::nullopt;
+  FusedQdq f;
+  if (!p0_.defined()) {
+    f.grid = affine_params(enc_[0]);
+  } else {
+    {
+      NoGradGuard ng;
+      gate_params();
+    }
+    f.grid = affine_from_params()[0];
+    const bool aimet = s_.range_learning == RangeLearning::aimet;
+    const double steps = static_cast<double>(enc_[0].steps());
+    const RangeGradMap m = range_grad_map(
+        s_.range_learning, aimet && enc_[0].symmetric && enc_[0].offset != 0, steps,
+        aimet ? double(p0_.data<float>()[0]) : 0.0, aimet ? double(p1_.data<float>()[0]) : 0.0, f.grid.scale,
+        aimet ? 1.0 : lsq_grad_factor(x_shape, 1, s_.is_param, f.grid.hi));
+    f.p0 = p0_;
+    f.p1 = p1_;
+    f.s0 = m.s0;
+    f.o0 = m.o0;
+    f.s1 = m.s1;
+    f.o1 = m.o1;
+  }
+  if (f.grid.hi - f.grid.lo > 65536.0f) return std::nullopt;  // wide grids compute in double (QdqOp)
+  return f;
 }
 
 std::string Quantizer::describe() const {

@@ -105,6 +105,20 @@ public:
   std::vector<Tensor> parameters() const;
   void set_range_learning(RangeLearning r);
 
+  // For callers that run this quantizer inside their own loop (the fused recurrent sequence op,
+  // nn/recurrent_cells.hpp Note [Fused range learning]): what forward(x) would do to an x of shape
+  // `x_shape`, as plain data; nullopt unless that is a nearest-rounding per-tensor integer grid of at
+  // most 2^16 levels (not disabled, uncalibrated, calibrating, per-channel, stochastic or float). With
+  // range learning the parameters are gated first, as forward does, and their gradients are
+  // dp0 = s0*S + o0*O, dp1 = s1*S + o1*O over the GradSums S, O (quant/qdq_kernels.hpp) of every element
+  // quantized with this description: the same rule (and LSQ gradient scale) as the quantizer op.
+  struct FusedQdq {
+    AffineParams grid;
+    Tensor p0, p1;  // range parameters; undefined without range learning
+    double s0 = 0, o0 = 0, s1 = 0, o1 = 0;
+  };
+  std::optional<FusedQdq> fused_qdq(const Shape& x_shape);
+
   std::string describe() const;  // one line: name, settings, encoding(s)
 
 private:

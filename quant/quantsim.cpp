@@ -384,22 +384,20 @@ void QuantSim::install_hooks() {
       auto it = sites.find({layer, static_cast<int>(s)});
       return it == sites.end() ? t : it->second->forward(t);
     };
-    // A static nearest-rounding per-tensor hidden quantizer runs inside the fused sequence op
-    // (nn/recurrent_cells.hpp Note [Fused hidden fake-quant]); calibration, range learning, stochastic
-    // rounding and float grids keep the per-step path.
-    hook.fused_hidden = [sites](int64_t layer, bool, nn::HiddenFakeQuant& out) {
+    // A nearest-rounding per-tensor hidden quantizer, static or with a learnable range, runs inside the
+    // fused sequence op (nn/recurrent_cells.hpp Notes [Fused hidden fake-quant], [Fused range learning]);
+    // the quantizer describes itself (Quantizer::fused_qdq). Calibration, stochastic rounding,
+    // per-channel and float grids keep the per-step path.
+    hook.fused_hidden = [sites](int64_t layer, bool, const Shape& step_shape, nn::HiddenFakeQuant& out) {
       auto it = sites.find({layer, static_cast<int>(nn::CellSite::hidden)});
       if (it == sites.end()) return false;
-      const Quantizer& q = *it->second;
-      const QuantizerSettings& st = q.settings();
-      if (!q.enabled() || q.calibrating() || !q.has_encoding() || st.per_channel ||
-          st.rounding != RoundingMode::nearest || st.range_learning != RangeLearning::none)
-        return false;
-      const auto& e = q.encodings();
-      if (e.size() != 1 || e[0].is_float) return false;
-      const AffineParams a = affine_params(e[0]);
-      if (a.hi - a.lo > 65536.0f) return false;  // the quantizer computes wide grids in double
-      out = {a.scale, a.inv_scale, a.lo, a.hi};
+      const auto f = it->second->fused_qdq(step_shape);
+      if (!f) return false;
+      out.scale = f->grid.scale;
+      out.inv_scale = f->grid.inv_scale;
+      out.lo = f->grid.lo;
+      out.hi = f->grid.hi;
+      out.range = {f->p0, f->p1, f->s0, f->o0, f->s1, f->o1};
       return true;
     };
     rnn->set_cell_hook(std::move(hook));

@@ -16,10 +16,10 @@
 //     bias_l{k} (per config "bias"), and optionally cell_l{k} and gates_l{k} (off by default), through
 //     the layer's cell hook (nn/recurrent.hpp). Their output is the quantized hidden state, so recurrent
 //     nodes get no separate output quantizer. Limitations: a caller-supplied h0/c0 is not quantized
-//     (AIMET shares hidden_l{k} with initial_h). A static per-tensor nearest-rounding hidden quantizer
-//     runs inside the fused sequence op (nn/recurrent_cells.hpp Note [Fused hidden fake-quant]);
-//     calibration, range learning (aimet/lsq), stochastic rounding and cell/gate quantizers make the
-//     layer take its slower per-step path (Note [Two recurrent paths]).
+//     (AIMET shares hidden_l{k} with initial_h). A per-tensor nearest-rounding hidden quantizer, static
+//     or with range learning (aimet/lsq), runs inside the fused sequence op (nn/recurrent_cells.hpp
+//     Notes [Fused hidden fake-quant], [Fused range learning]); calibration, stochastic rounding and
+//     cell/gate quantizers make the layer take its slower per-step path (Note [Two recurrent paths]).
 // Module types map to ONNX op types (Conv2d -> Conv, Linear -> Gemm, ReLU -> Relu, ReLU6 -> Clip, ...;
 // onnx_type()). Quantizer names: "<module>.output[i]", "<module>.input[i]", "<module>.<param>",
 // "<module>.<quantizer>_l{k}" for recurrent layers; activation encodings are exported under these names,

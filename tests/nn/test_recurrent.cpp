@@ -458,7 +458,7 @@ TEST_CASE("recurrent layers: hidden fake-quant inside the fused op equals the st
         return ops::apply(std::move(op), t);
       };
       if (fused)
-        hook.fused_hidden = [&](int64_t l, bool r, nn::HiddenFakeQuant& out) {
+        hook.fused_hidden = [&](int64_t l, bool r, const Shape&, nn::HiddenFakeQuant& out) {
           out = grid(l, r);
           return true;
         };
@@ -507,4 +507,171 @@ TEST_CASE("recurrent layers: hidden fake-quant inside the fused op equals the st
     }
   }
   omp_set_num_threads(prev_threads);
+}
+
+namespace {
+
+// The step path's reference for a learnable hidden quantizer (nn/recurrent_cells.hpp Note [Fused range
+// learning]): RefHiddenQdq's forward and STE mask, plus range-parameter gradients from the two sums
+// S = sum g (in ? r - x*inv : clamp(r)), O = sum g (1 - in) through the linear map in q.range, per step.
+struct RefLearnHiddenQdq : ops::OpBase {
+  static constexpr const char* kName = "ref_learn_hidden_qdq";
+  nn::HiddenFakeQuant q;
+  Shape p0_shape, p1_shape;
+  ops::SavedTensor x_saved;
+  Tensor forward(const Tensor& xin, const Tensor& p0, const Tensor& p1) {
+    p0_shape = p0.shape();
+    p1_shape = p1.shape();
+    RefHiddenQdq ref;
+    ref.q = q;
+    if (recording) x_saved = xin.contiguous();
+    return ref.forward(xin);
+  }
+  std::vector<Tensor> backward(const Tensor& g) {
+    const Tensor& x = x_saved.get(kName);
+    std::vector<double> xv = x.to_vector<double>(), gv = g.contiguous().to_vector<double>(), dx(xv.size());
+    double S = 0, O = 0;
+    for (size_t i = 0; i < xv.size(); ++i) {
+      const double xs = xv[i] * double(q.inv_scale), r = ref_round(xv[i], q);
+      const bool in = r >= double(q.lo) && r <= double(q.hi);
+      dx[i] = in ? gv[i] : 0.0;
+      S += gv[i] * (in ? r - xs : std::min(std::max(r, double(q.lo)), double(q.hi)));
+      O += in ? 0.0 : gv[i];
+    }
+    const auto& m = q.range;
+    return {Tensor::from_vector(dx, x.shape()),
+            needs_grad(1) ? Tensor::from_vector(std::vector<double>{m.s0 * S + m.o0 * O}, p0_shape) : Tensor(),
+            needs_grad(2) ? Tensor::from_vector(std::vector<double>{m.s1 * S + m.o1 * O}, p1_shape) : Tensor()};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("recurrent layers: learnable-range hidden fake-quant inside the fused op equals the step path, range "
+          "gradients included (f64)") {
+  struct Config {
+    CellType type;
+    nn::RecurrentOptions opt;
+    int64_t batch = 3;
+  };
+  const std::vector<Config> configs = {
+      {CellType::lstm, {.input_size = 3, .hidden_size = 5}},
+      {CellType::lstm, {.input_size = 3, .hidden_size = 4, .num_layers = 2, .batch_first = true, .bidirectional = true}},
+      {CellType::gru, {.input_size = 3, .hidden_size = 5, .batch_first = true}},
+      {CellType::gru, {.input_size = 3, .hidden_size = 4, .num_layers = 2, .bidirectional = true}},
+      {CellType::rnn_tanh, {.input_size = 2, .hidden_size = 3, .num_layers = 2, .bidirectional = true}},
+      {CellType::lstm, {.input_size = 3, .hidden_size = 96, .bidirectional = true}, 32},  // batch split
+      {CellType::gru, {.input_size = 3, .hidden_size = 96}, 32},
+  };
+  const int prev_threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  // Two rule shapes: LSQ's (dscale = S*g, dzp = -scale*O*g) and AIMET's (both sums in both parameters).
+  for (const bool aimet_like : {false, true}) {
+    CAPTURE(aimet_like);
+    auto grid = [&](int64_t layer) {
+      nn::HiddenFakeQuant q;
+      q.scale = layer == 0 ? 0.00157f : 0.03125f;
+      q.inv_scale = 1.0f / q.scale;
+      q.lo = layer == 0 ? -120.0f : -4.0f;
+      q.hi = layer == 0 ? 135.0f : 3.0f;
+      if (aimet_like) q.range = {Tensor(), Tensor(), -1.0 / 255, 0.37 + 0.1 * double(layer), 1.0 / 255, -0.21};
+      else q.range = {Tensor(), Tensor(), 0.05 + 0.01 * double(layer), 0.0, 0.0, -0.05 * double(q.scale)};
+      return q;
+    };
+    for (const auto& cfg : configs) {
+      const std::string type_name = nn::cell_type_name(cfg.type);
+      CAPTURE(type_name);
+      CAPTURE(cfg.opt.num_layers);
+      CAPTURE(cfg.opt.bidirectional);
+      const int64_t T = 6, B = cfg.batch, D = cfg.opt.bidirectional ? 2 : 1, L = cfg.opt.num_layers;
+      const bool lstm = cfg.type == CellType::lstm;
+      auto run = [&](bool fused, int& hidden_calls) {
+        auto layer = make_layer(cfg.type, cfg.opt, 13);
+        layer->to(DType::f64);
+        // one (p0, p1) pair per layer, shared by both directions (as QuantSim's hidden_l{k})
+        std::vector<Tensor> p0s, p1s;
+        for (int64_t l = 0; l < L; ++l) {
+          p0s.push_back(Tensor::from_vector(std::vector<double>{0.5}, {1}).set_requires_grad(true));
+          p1s.push_back(Tensor::from_vector(std::vector<double>{0.25}, {1}).set_requires_grad(true));
+        }
+        nn::CellHook hook;
+        hook.sites = nn::CellHook::bit(nn::CellSite::hidden);
+        hook.fn = [&](int64_t l, bool, nn::CellSite, const Tensor& t) {
+          ++hidden_calls;
+          RefLearnHiddenQdq op;
+          op.q = grid(l);
+          return ops::apply(std::move(op), t, p0s[size_t(l)], p1s[size_t(l)]);
+        };
+        if (fused)
+          hook.fused_hidden = [&](int64_t l, bool, const Shape& step_shape, nn::HiddenFakeQuant& out) {
+            CHECK(step_shape == Shape{B, cfg.opt.hidden_size});
+            out = grid(l);
+            out.range.p0 = p0s[size_t(l)];
+            out.range.p1 = p1s[size_t(l)];
+            return true;
+          };
+        layer->set_cell_hook(hook);
+        std::vector<Tensor> in = {cfg.opt.batch_first ? testing::rand_input({B, T, cfg.opt.input_size}, 31, -2, 2)
+                                                      : testing::rand_input({T, B, cfg.opt.input_size}, 31, -2, 2),
+                                  testing::rand_input({L * D, B, cfg.opt.hidden_size}, 32)};
+        if (lstm) in.push_back(testing::rand_input({L * D, B, cfg.opt.hidden_size}, 33));
+        const auto outs = (*layer)(in);
+        Generator gw(7);
+        Tensor loss;
+        for (const auto& o : outs) {
+          const Tensor term = ops::sum(o * Tensor::rand(o.shape(), gw, -1, 1, DType::f64));
+          loss = loss.defined() ? loss + term : term;
+        }
+        loss.backward();
+        std::vector<Tensor> res;
+        for (const auto& o : outs) res.push_back(o.detach());
+        for (const auto& t : in) res.push_back(t.grad());
+        for (const auto& [name, p] : layer->named_parameters()) res.push_back(p.grad());
+        for (int64_t l = 0; l < L; ++l) {
+          res.push_back(p0s[size_t(l)].grad());
+          res.push_back(p1s[size_t(l)].grad());
+        }
+        return res;
+      };
+      int fused_calls = 0, step_calls = 0;
+      const auto a = run(true, fused_calls);
+      const auto b = run(false, step_calls);
+      CHECK(fused_calls == 0);
+      CHECK(step_calls == T * D * L);
+      REQUIRE(a.size() == b.size());
+      const size_t n_out = lstm ? 3u : 2u, n_range = size_t(2 * L);
+      for (size_t i = 0; i < a.size(); ++i) {
+        CAPTURE(i);
+        REQUIRE(a[i].defined());
+        REQUIRE(b[i].defined());
+        if (i < n_out) {
+          CHECK(testing::max_abs_diff(a[i], b[i]) == 0.0);  // outputs: bit-identical
+        } else if (i + n_range < a.size()) {
+          CHECK(testing::max_abs_diff(a[i], b[i]) < 1e-12);  // input and weight gradients
+        } else {  // range-parameter gradients: non-zero, equal up to the summation order
+          const double va = a[i].item(), vb = b[i].item();
+          CHECK(std::abs(vb) > 1e-6);
+          CHECK(std::abs(va - vb) <= 1e-12 * (1.0 + std::abs(vb)));
+        }
+      }
+    }
+  }
+  omp_set_num_threads(prev_threads);
+}
+
+TEST_CASE("recurrent_sequence: a learnable hidden range parameter must have one element; its gradient keeps its shape") {
+  Generator gen(3);
+  const Tensor xp = Tensor::randn({2, 1, 4}, gen), w = Tensor::randn({4, 4}, gen), h0 = Tensor::zeros({1, 4});
+  nn::HiddenFakeQuant q;
+  q.scale = 0.1f;
+  q.inv_scale = 1.0f / q.scale;
+  q.lo = -128;
+  q.hi = 127;
+  q.range.p0 = Tensor::from_vector(std::vector<float>{0.1f, 0.2f}, {2}).set_requires_grad(true);  // not one element
+  CHECK_THROWS_AS(nn::recurrent_sequence(CellType::rnn_tanh, xp, w, Tensor(), h0, Tensor(), false, &q), Error);
+  q.range.p0 = Tensor::from_vector(std::vector<float>{0.1f}, {1}).set_requires_grad(true);
+  const Tensor y = nn::recurrent_sequence(CellType::rnn_tanh, xp, w, Tensor(), h0, Tensor(), false, &q);
+  ops::sum(y).backward();
+  CHECK(q.range.p0.grad().defined());
+  CHECK(q.range.p0.grad().shape() == Shape{1});
 }

@@ -473,10 +473,12 @@ TEST_CASE("quantsim: GRU with gate pre-activation quantizers (optional) runs and
 
 namespace {
 
-// One QAT forward/backward of `model` on x; returns the output followed by d/dx and every parameter's
-// gradient. `fused` false removes the hook's fused_hidden description (forces the per-step path);
-// `hidden_calls` counts the per-step hidden-site calls.
-std::vector<Tensor> qat_step(nn::Module& model, nn::RNNBase& rnn, const Tensor& x0, bool fused, int& hidden_calls) {
+// One QAT forward/backward of `model` on x; returns the output followed by d/dx, every parameter's
+// gradient and then every range parameter's gradient (`range`, e.g. sim.range_parameters()). `fused`
+// false removes the hook's fused_hidden description (forces the per-step path); `hidden_calls` counts
+// the per-step hidden-site calls.
+std::vector<Tensor> qat_step(nn::Module& model, nn::RNNBase& rnn, const Tensor& x0, bool fused, int& hidden_calls,
+                             std::vector<Tensor> range = {}) {
   const nn::CellHook orig = rnn.cell_hook();
   nn::CellHook h = orig;
   if (!fused) h.fused_hidden = nullptr;
@@ -486,6 +488,7 @@ std::vector<Tensor> qat_step(nn::Module& model, nn::RNNBase& rnn, const Tensor& 
   };
   rnn.set_cell_hook(h);
   model.zero_grad();
+  for (auto& p : range) p.zero_grad();
   Tensor x = x0.detach().clone().set_requires_grad(true);
   Tensor y = model(x);
   Generator gw(5);
@@ -493,6 +496,7 @@ std::vector<Tensor> qat_step(nn::Module& model, nn::RNNBase& rnn, const Tensor& 
   rnn.set_cell_hook(orig);
   std::vector<Tensor> out = {y.detach(), x.grad()};
   for (const auto& [name, p] : model.named_parameters()) out.push_back(p.grad());
+  for (const auto& p : range) out.push_back(p.grad());
   return out;
 }
 
@@ -539,11 +543,20 @@ TEST_CASE("quantsim: zoo lstm's static hidden quantizer runs inside the fused se
       REQUIRE(b[i].defined());
       CHECK(testing::max_abs_diff(a[i], b[i]) < (dt == DType::f64 ? 1e-12 : 1e-5));
     }
-    // an LSQ hidden quantizer (learnable range) keeps the step path
-    for (const auto& qi : sim.quantizers())
-      if (qi.name.find(".hidden_l0") != std::string::npos) qi.quantizer->set_range_learning(RangeLearning::lsq);
-    int lsq_calls = 0;
-    qat_step(*model, *rnn, x, true, lsq_calls);
-    CHECK(lsq_calls == 28);
+    // learnable ranges run fused too (next test case); stochastic rounding keeps the step path
+    QuantizerSettings st = sim.quantizer("lstm.hidden_l0").settings();
+    for (RangeLearning rl : {RangeLearning::lsq, RangeLearning::aimet}) {
+      st.range_learning = rl;
+      sim.quantizer("lstm.hidden_l0").set_settings(st);
+      int learn_calls = 0;
+      qat_step(*model, *rnn, x, true, learn_calls);
+      CHECK(learn_calls == 0);
+    }
+    st.range_learning = RangeLearning::none;
+    st.rounding = RoundingMode::stochastic;
+    sim.quantizer("lstm.hidden_l0").set_settings(st);
+    int stochastic_calls = 0;
+    qat_step(*model, *rnn, x, true, stochastic_calls);
+    CHECK(stochastic_calls == 28);
   }
 }
