@@ -1,7 +1,8 @@
 // QAT step cost: one training step (forward, cross-entropy, backward, SGD update) of a zoo model at
 // batch 64, FP32 vs the same model wrapped in a W8A8 QuantSim (default config, BN folded), with static
-// ranges and with LSQ range learning. Rows alternate FP32 and QAT samples in one process; the figure is
-// the median step time. Benchmarks measure; nothing here asserts a target.
+// ranges, with LSQ range learning and with AIMET range learning (learnable min/max). Rows interleave the
+// FP32 and QAT samples in one process; the figure is the median step time. Benchmarks measure; nothing
+// here asserts a target. benchmarks/compare_torch_qat.py times the same lstm model in PyTorch.
 #include "engine/ops/ops.hpp"
 #include "nn/zoo.hpp"
 #include "quant/quantsim.hpp"
@@ -34,6 +35,7 @@ Setup make(const std::string& name, const Tensor& x, const std::string& mode) {
     s.sim = std::make_unique<quant::QuantSim>(s.model, std::vector<Tensor>{x}, qo);
     s.sim->compute_encodings([&](nn::Module& m) { m(x); });
     if (mode == "lsq") s.sim->set_range_learning(quant::RangeLearning::lsq);
+    if (mode == "aimet") s.sim->set_range_learning(quant::RangeLearning::aimet);
   }
   train::NamedTensors params;
   for (auto& [n, t] : s.model->named_parameters()) params.push_back({n, t});
@@ -76,24 +78,29 @@ int main(int argc, char** argv) {
     std::vector<int32_t> labels(64);
     for (int i = 0; i < 64; ++i) labels[i] = i % 10;
     Tensor y = Tensor::from_vector(labels, {64});
-    Setup fp32 = make(name, x, "fp32"), qat = make(name, x, "static"), lsq = make(name, x, "lsq");
-    std::vector<double> tf, tq, tl;
+    Setup fp32 = make(name, x, "fp32"), qat = make(name, x, "static"), lsq = make(name, x, "lsq"),
+          aimet = make(name, x, "aimet");
+    std::vector<double> tf, tq, tl, ta;
     for (int i = 0; i < 3; ++i) {  // warm-up
       step_ms(fp32, x, y);
       step_ms(qat, x, y);
       step_ms(lsq, x, y);
+      step_ms(aimet, x, y);
     }
     for (int i = 0; i < r["repeats"].as<int>(); ++i) {
       tf.push_back(step_ms(fp32, x, y));
       tq.push_back(step_ms(qat, x, y));
       tl.push_back(step_ms(lsq, x, y));
+      ta.push_back(step_ms(aimet, x, y));
     }
-    const double f = median(tf), q = median(tq), l = median(tl);
+    const double f = median(tf), q = median(tq), l = median(tl), a = median(ta);
     rows.push_back({{"model", name}, {"threads", r["threads"].as<int>()}, {"fp32_step_ms", f}, {"qat_step_ms", q},
-                    {"qat_lsq_step_ms", l}, {"qat_ratio", q / f}, {"qat_lsq_ratio", l / f}});
+                    {"qat_lsq_step_ms", l}, {"qat_aimet_step_ms", a}, {"qat_ratio", q / f},
+                    {"qat_lsq_ratio", l / f}, {"qat_aimet_ratio", a / f}});
     if (!r.count("json"))
-      std::printf("%-10s threads %d  fp32 %7.2f ms  qat W8A8 %7.2f ms (%.2fx)  qat W8A8 lsq %7.2f ms (%.2fx)\n",
-                  name.c_str(), r["threads"].as<int>(), f, q, q / f, l, l / f);
+      std::printf("%-10s threads %d  fp32 %7.2f ms  qat W8A8 %7.2f ms (%.2fx)  lsq %7.2f ms (%.2fx)  "
+                  "aimet %7.2f ms (%.2fx)\n",
+                  name.c_str(), r["threads"].as<int>(), f, q, q / f, l, l / f, a, a / f);
   }
   if (r.count("json")) std::cout << rows.dump() << std::endl;
   return 0;
