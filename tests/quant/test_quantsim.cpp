@@ -560,3 +560,187 @@ TEST_CASE("quantsim: zoo lstm's static hidden quantizer runs inside the fused se
     CHECK(stochastic_calls == 28);
   }
 }
+
+namespace {
+
+// A recurrent layer (LSTM or GRU) alone in a Sequential, wrapped in a calibrated W8A8 QuantSim.
+struct RnnSim {
+  std::shared_ptr<nn::Sequential> model;
+  nn::RNNBase* rnn = nullptr;
+  std::unique_ptr<QuantSim> sim;
+};
+RnnSim rnn_sim(nn::CellType type, const nn::RecurrentOptions& ro, const Tensor& x, RangeLearning rl) {
+  Generator g(4);
+  RnnSim r;
+  r.model = std::make_shared<nn::Sequential>();
+  std::shared_ptr<nn::RNNBase> layer;
+  if (type == nn::CellType::lstm) layer = std::make_shared<nn::LSTM>(ro, g);
+  else layer = std::make_shared<nn::GRU>(ro, g);
+  r.rnn = layer.get();
+  r.model->push_back("rnn", layer);
+  r.model->to(x.dtype());
+  QuantSimOptions o;
+  o.range_learning = rl;
+  r.sim = std::make_unique<QuantSim>(r.model, std::vector<Tensor>{x}, o);
+  calibrate(*r.sim, x);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("quantsim: learnable-range (lsq, aimet) hidden quantizers run inside the fused sequence op; outputs and "
+          "input, weight and range-parameter gradients equal the step path") {
+  struct Config {
+    nn::CellType type;
+    nn::RecurrentOptions opt;
+  };
+  const std::vector<Config> configs = {
+      {nn::CellType::lstm, {.input_size = 5, .hidden_size = 6, .num_layers = 2, .batch_first = true, .bidirectional = true}},
+      {nn::CellType::gru, {.input_size = 5, .hidden_size = 6, .num_layers = 2, .bidirectional = true}},
+      {nn::CellType::lstm, {.input_size = 5, .hidden_size = 40}},
+  };
+  for (RangeLearning rl : {RangeLearning::lsq, RangeLearning::aimet}) {
+    for (DType dt : {DType::f64, DType::f32}) {
+      for (const auto& cfg : configs) {
+        CAPTURE(range_learning_name(rl));
+        CAPTURE(dtype_name(dt));
+        CAPTURE(nn::cell_type_name(cfg.type));
+        CAPTURE(cfg.opt.num_layers);
+        const int64_t T = 7, B = 4;
+        const Tensor x = randn(cfg.opt.batch_first ? Shape{B, T, 5} : Shape{T, B, 5}, 41).to(dt);
+        RnnSim r = rnn_sim(cfg.type, cfg.opt, x, rl);
+        // Narrow every hidden range to 60% of the calibrated one, so that the clipped terms (O) count.
+        for (int64_t k = 0; k < cfg.opt.num_layers; ++k) {
+          Quantizer& q = r.sim->quantizer(fmt::format("rnn.hidden_l{}", k));
+          const Encoding e = q.encodings()[0];
+          q.set_encodings({compute_encoding(0.6 * e.min, 0.6 * e.max, q.settings().grid)});
+        }
+        const std::vector<Tensor> range = r.sim->range_parameters();
+        int fused_calls = 0, step_calls = 0;
+        const auto a = qat_step(*r.model, *r.rnn, x, true, fused_calls, range);
+        const auto b = qat_step(*r.model, *r.rnn, x, false, step_calls, range);
+        const int64_t D = cfg.opt.bidirectional ? 2 : 1;
+        CHECK(fused_calls == 0);
+        CHECK(step_calls == T * D * cfg.opt.num_layers);
+        REQUIRE(a.size() == b.size());
+        // The hidden quantizers' own range gradients (the ones the fused op computes) must be non-zero.
+        size_t hidden_range = 0;
+        for (size_t i = 0; i < range.size(); ++i)
+          for (int64_t k = 0; k < cfg.opt.num_layers; ++k)
+            for (const auto& p : r.sim->quantizer(fmt::format("rnn.hidden_l{}", k)).parameters())
+              if (p.data<float>() == range[i].data<float>()) {
+                ++hidden_range;
+                CHECK(std::abs(a[a.size() - range.size() + i].item()) > 0.0);
+              }
+        CHECK(hidden_range == 2 * size_t(cfg.opt.num_layers));  // asymmetric grids: two parameters each
+        if (dt == DType::f64) CHECK(testing::max_abs_diff(a[0], b[0]) == 0.0);  // same grid, same arithmetic
+        for (size_t i = 0; i < a.size(); ++i) {
+          CAPTURE(i);
+          REQUIRE(a[i].defined());
+          REQUIRE(b[i].defined());
+          if (i + range.size() < a.size()) {  // output, input and weight gradients
+            CHECK(testing::max_abs_diff(a[i], b[i]) < (dt == DType::f64 ? 1e-12 : 1e-5));
+          } else {  // range parameters (f32): per-step float sums in the step path, one double sum fused
+            const double va = a[i].item(), vb = b[i].item();
+            CHECK(std::abs(va - vb) <= 1e-5 * std::abs(vb) + 1e-9);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("quantsim: fused learnable hidden range gradients equal finite differences where every h_t is clipped") {
+  // Where every hidden value is clipped at a bound, q(h) = bound * scale is smooth in the range, so the
+  // range-learning gradient is a true derivative: LSQ's dL/dscale = g_LSQ * dL/ds (g_LSQ = 1/sqrt(H * Qp)),
+  // AIMET's dL/dmax with min = 0 (offset 0, delta = max/N). (In range the rules use the straight-through
+  // estimator, which finite differences cannot see; that part is covered by the step-path equality above
+  // and tests/quant/test_quantizer.cpp.) The perturbed quantizer is the last layer's, so nothing
+  // downstream rounds the loss.
+  struct Config {
+    nn::CellType type;
+    nn::RecurrentOptions opt;
+  };
+  const std::vector<Config> configs = {
+      {nn::CellType::lstm, {.input_size = 5, .hidden_size = 6, .num_layers = 2, .batch_first = true, .bidirectional = true}},
+      {nn::CellType::gru, {.input_size = 5, .hidden_size = 6, .bidirectional = true}},
+      {nn::CellType::lstm, {.input_size = 5, .hidden_size = 7}},
+  };
+  for (RangeLearning rl : {RangeLearning::lsq, RangeLearning::aimet}) {
+    for (const auto& cfg : configs) {
+      CAPTURE(range_learning_name(rl));
+      CAPTURE(nn::cell_type_name(cfg.type));
+      CAPTURE(cfg.opt.num_layers);
+      const int64_t T = 6, B = 3, H = cfg.opt.hidden_size;
+      const Tensor x = randn(cfg.opt.batch_first ? Shape{B, T, 5} : Shape{T, B, 5}, 43).to(DType::f64);
+      RnnSim r = rnn_sim(cfg.type, cfg.opt, x, rl);
+      Quantizer& q = r.sim->quantizer(fmt::format("rnn.hidden_l{}", cfg.opt.num_layers - 1));
+      // A tiny range, written into the parameters (encodings keep AIMET's minimum width of 0.01):
+      // LSQ scale 1e-6 and zero point 128; AIMET min 0, max 1e-4.
+      std::vector<Tensor> params = q.parameters();
+      REQUIRE(params.size() == 2);
+      params[0].data<float>()[0] = rl == RangeLearning::lsq ? 1e-6f : 0.0f;
+      params[1].data<float>()[0] = rl == RangeLearning::lsq ? 128.0f : 1e-4f;
+      Tensor p = rl == RangeLearning::lsq ? params[0] : params[1];  // LSQ scale, AIMET max
+      const Encoding e = q.encodings()[0];
+      // The loss sees every output of the layer: for the LSTM, c_n carries q(h_t)'s influence on later
+      // steps through the (unquantized) cell state, so the recurrent part of dL/dq(h_t) counts.
+      Generator gw(9);
+      std::vector<Tensor> ws;
+      auto loss = [&]() {
+        const std::vector<Tensor> outs = (*r.rnn)(std::vector<Tensor>{x});
+        Tensor l;
+        for (size_t i = 0; i < outs.size(); ++i) {
+          if (ws.size() <= i) ws.push_back(Tensor::rand(outs[i].shape(), gw, -1, 1, DType::f64));
+          const Tensor term = ops::sum(outs[i] * ws[i]);
+          l = l.defined() ? l + term : term;
+        }
+        return l;
+      };
+      // analytic (fused path: no per-step hidden calls)
+      int calls = 0;
+      nn::CellHook orig = r.rnn->cell_hook(), h = orig;
+      h.fn = [&calls, f = orig.fn](int64_t l, bool rv, nn::CellSite s, const Tensor& t) {
+        if (s == nn::CellSite::hidden) ++calls;
+        return f(l, rv, s, t);
+      };
+      r.rnn->set_cell_hook(h);
+      r.model->zero_grad();
+      for (auto& t : params) t.zero_grad();
+      Tensor y0;
+      {
+        Tensor l = loss();
+        l.backward();
+        NoGradGuard ng;
+        y0 = (*r.rnn)(std::vector<Tensor>{x})[0];
+      }
+      r.rnn->set_cell_hook(orig);
+      CHECK(calls == 0);
+      REQUIRE(p.grad().defined());
+      const double analytic = p.grad().item();
+      // every value of the last layer's output is at a bound of the grid
+      int64_t inside = 0;
+      for (double v : y0.to_vector<double>()) {
+        const double k = std::round(v / static_cast<float>(e.delta));
+        inside += (k != e.offset && k != e.offset + 255) ? 1 : 0;
+      }
+      REQUIRE(inside == 0);
+      // central differences on the f32 parameter (values as stored)
+      float* pv = p.data<float>();
+      const float v0 = *pv, vp = v0 * 1.01f, vm = v0 * 0.99f;
+      double lp, lm;
+      {
+        NoGradGuard ng;
+        *pv = vp;
+        lp = loss().item();
+        *pv = vm;
+        lm = loss().item();
+        *pv = v0;
+      }
+      const double fd = (lp - lm) / (double(vp) - double(vm));
+      const double scale = rl == RangeLearning::lsq ? 1.0 / std::sqrt(double(H) * (255.0 + e.offset)) : 1.0;
+      CHECK(std::abs(fd) > 1.0);
+      CHECK(analytic == doctest::Approx(scale * fd).epsilon(1e-4));
+    }
+  }
+}
