@@ -68,7 +68,9 @@ int main(int argc, char** argv) {
   opts.add_options()("models", "zoo models", cxxopts::value<std::vector<std::string>>()->default_value("mnist-cnn,lstm"))
       ("threads", "threads", cxxopts::value<int>()->default_value("1"))
       ("repeats", "timed steps per engine", cxxopts::value<int>()->default_value("15"))
-      ("json", "JSON rows");
+      ("json", "JSON rows")
+      ("only", "time one mode alone (fp32, static, lsq or aimet), e.g. under a profiler",
+       cxxopts::value<std::string>()->default_value(""));
   auto r = opts.parse(argc, argv);
   train::set_num_threads(r["threads"].as<int>());
   nlohmann::json rows = nlohmann::json::array();
@@ -78,6 +80,14 @@ int main(int argc, char** argv) {
     std::vector<int32_t> labels(64);
     for (int i = 0; i < 64; ++i) labels[i] = i % 10;
     Tensor y = Tensor::from_vector(labels, {64});
+    if (const std::string only = r["only"].as<std::string>(); !only.empty()) {
+      Setup s = make(name, x, only);
+      std::vector<double> t;
+      for (int i = 0; i < 3 + r["repeats"].as<int>(); ++i) t.push_back(step_ms(s, x, y));
+      std::printf("%-10s threads %d  %s %7.2f ms\n", name.c_str(), r["threads"].as<int>(), only.c_str(),
+                  median(std::vector<double>(t.begin() + 3, t.end())));
+      continue;
+    }
     Setup fp32 = make(name, x, "fp32"), qat = make(name, x, "static"), lsq = make(name, x, "lsq"),
           aimet = make(name, x, "aimet");
     std::vector<double> tf, tq, tl, ta;
