@@ -9,6 +9,9 @@
 //   point-wise cell backward -> dGX[t] (= d x_proj[t]), dGH[t] (= d rec; equal to dGX except GRU's n part)
 //   dh_rec = (GRU: dh * z) + dGH[t] W_hh           one GEMM [B,G*H] x [G*H,H]
 // and after the loop dW_hh = sum_t dGH[t]^T h_prev(t) (two GEMMs over all steps), db_hh = sum dGH.
+// With a hidden fake-quant, h_t is quantized right after the cell (raw h_t kept) and the backward masks
+// dh before the cell backward; with a learnable range it also sums the range-gradient terms of every
+// element and returns them through the quantizer's linear map (Note [Fused range learning]).
 #include "nn/recurrent_cells.hpp"
 
 #include "engine/ops/blas.hpp"
