@@ -11,13 +11,16 @@
 #include "nn/safetensors.hpp"
 #include "nn/spec.hpp"
 #include "nn/zoo.hpp"
+#include "quant/ptq/graph_util.hpp"
 #include "quant/ptq/ptq.hpp"
 #include "train/trainer.hpp"
 
 #include <cxxopts.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
@@ -36,28 +39,50 @@ std::vector<Tensor> batches_of(const data::Dataset& ds, int64_t n, int64_t bs) {
   return out;
 }
 
-std::shared_ptr<nn::Graph> trained(const std::string& name, const data::DataSplits& d, const fs::path& cache) {
-  auto m = nn::build_zoo_model(name, {}, {.seed = 0});
-  const fs::path w = cache / (name + ".safetensors");
+// How an FP32 model is trained; tag() names the cached weights, so a changed recipe retrains.
+struct Recipe {
+  int64_t epochs = 3;
+  std::string optimizer = "sgd";
+  double lr = 0.02, momentum = 0.9, weight_decay = 0;
+  bool decay_all = false;  // weight decay also on biases and BatchNorm parameters (PyTorch's default)
+  std::string schedule = "constant";
+  uint64_t seed = 0;  // model initialisation and shuffling
+  std::string tag() const {
+    return fmt::format("e{}-{}-lr{}-m{}-wd{}{}-{}-s{}", epochs, optimizer, lr, momentum, weight_decay,
+                       decay_all ? "all" : "", schedule, seed);
+  }
+};
+
+std::shared_ptr<nn::Graph> trained(const std::string& name, const Recipe& r, const data::DataSplits& d,
+                                   const fs::path& cache) {
+  auto m = nn::build_zoo_model(name, {}, {.seed = r.seed});
+  std::string tag = r.tag();
+  for (char& c : tag)
+    if (c == ':' || c == '+' || c == '/') c = '_';
+  const fs::path w = cache / (name + "." + tag + ".safetensors");
   if (fs::exists(w)) {
     nn::load_weights(*m, w);
     return m;
   }
+  fmt::print(stderr, "training {} ({}) ...\n", name, r.tag());
   train::TrainConfig cfg;
-  cfg.epochs = 3;
+  cfg.epochs = r.epochs;
   cfg.batch_size = 64;
-  if (name == "dw-cnn") {  // SGD(0.02, momentum 0.9) reaches only ~66% on dw-cnn in 3 epochs; Adam trains it
-    cfg.optimizer.type = "adam";
-    cfg.optimizer.lr = 2e-3;
-  } else {
-    cfg.optimizer.type = "sgd";
-    cfg.optimizer.lr = 0.02;
-    cfg.optimizer.momentum = 0.9;
-  }
+  cfg.seed = r.seed;
+  cfg.threads = 1;  // shared 2-core machine
+  cfg.optimizer.type = r.optimizer;
+  cfg.optimizer.lr = r.lr;
+  cfg.optimizer.momentum = r.optimizer == "sgd" ? r.momentum : 0.0;
+  cfg.optimizer.weight_decay = r.weight_decay;
+  cfg.no_decay_on_bias_and_norm = !r.decay_all;
+  cfg.schedule = r.schedule;
   cfg.progress = train::ProgressMode::none;
   cfg.evaluate_each_epoch = false;
+  const auto t0 = std::chrono::steady_clock::now();
   train::Trainer t(m, d.train, d.test, cfg);
   t.fit();
+  fmt::print(stderr, "trained {} in {:.0f} s\n", name,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   fs::create_directories(cache);
   nn::save_weights(*m, w);
   return m;
@@ -65,6 +90,45 @@ std::shared_ptr<nn::Graph> trained(const std::string& name, const data::DataSpli
 
 double accuracy(nn::Module& m, const data::DataSplits& d) {
   return train::evaluate(m, d.test).metrics.accuracy();
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t p = 0; p <= s.size();) {
+    const size_t q = s.find(',', p);
+    out.push_back(s.substr(p, q == std::string::npos ? std::string::npos : q - p));
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  return out;
+}
+
+// Per-output-channel max|w| of every conv after BN folding, then after CLE (whose sets are printed):
+// the spread that per-tensor weight quantization suffers from, and what CLE makes of it.
+void print_ranges(nn::Graph& base, const std::vector<Tensor>& sample) {
+  auto show = [](nn::Module& m, const char* when) {
+    for (const char* layer : {"conv1", "dw1", "pw1", "dw2", "pw2"}) {
+      const auto r = quant::ptq::out_channel_absmax(m.find(layer)->raw_param("weight"));
+      const auto [lo, hi] = std::minmax_element(r.begin(), r.end());
+      const double tmax = *hi;
+      int64_t tiny = 0;  // channels whose whole range is below half an 8-bit step of the per-tensor grid
+      for (double v : r) tiny += v < 0.5 * tmax / 127.0;
+      fmt::print("ranges {:<10} {:<5} min {:.4g} max {:.4g} max/min {:.1f}, channels < half an 8-bit step: {}\n", when,
+                 layer, *lo, tmax, *lo > 0 ? tmax / *lo : INFINITY, tiny);
+      if (std::string(layer).rfind("dw", 0) == 0) {
+        std::string line;
+        for (double v : r) line += fmt::format(" {:.3g}", v);
+        fmt::print("  {}\n", line);
+      }
+    }
+  };
+  auto folded = nn::clone_model(base);
+  quant::ptq::fold_all_batch_norms(*folded, sample);
+  show(*folded, "BN folded");
+  auto eq = nn::clone_model(base);
+  const auto cle = quant::ptq::equalize_model(*eq, sample);
+  for (const auto& set : cle.sets) fmt::print("CLE set: {}\n", fmt::join(set, " -> "));
+  show(*eq, "after CLE");
 }
 
 struct Row {
@@ -83,8 +147,30 @@ int main(int argc, char** argv) {
       "models", "models for the w4 rows", cxxopts::value<std::string>()->default_value("mnist-cnn,dw-cnn"))(
       "analyze", "also write an analyzer report (mnist-cnn, W8A8) into this directory", cxxopts::value<std::string>())(
       "auto", "also run the AutoQuant pipeline on dw-cnn W4A8 with this allowed drop", cxxopts::value<double>())(
+      "dw-epochs", "dw-cnn training epochs", cxxopts::value<int64_t>()->default_value("3"))(
+      "dw-opt", "dw-cnn optimizer (sgd|adam|adamw)", cxxopts::value<std::string>()->default_value("adam"))(
+      "dw-lr", "dw-cnn learning rate", cxxopts::value<double>()->default_value("2e-3"))(
+      "dw-momentum", "dw-cnn SGD momentum", cxxopts::value<double>()->default_value("0.9"))(
+      "dw-wd", "dw-cnn weight decay (weights of 2+ dims)", cxxopts::value<double>()->default_value("0"))(
+      "dw-decay-all", "dw-cnn: weight decay also on biases and BatchNorm gamma/beta (PyTorch's default)")(
+      "dw-schedule", "dw-cnn lr schedule (train/schedule.hpp syntax)", cxxopts::value<std::string>()->default_value("constant"))(
+      "seeds", "dw-cnn seeds for the W8A8 rows (comma list; >1: per-seed rows and the mean)",
+      cxxopts::value<std::string>()->default_value("0"))(
+      "ranges", "print dw-cnn's per-output-channel max|w| after BN folding, before and after CLE")(
       "json", "print JSON rows");
   const auto a = o.parse(argc, argv);
+  Recipe dw;
+  dw.epochs = a["dw-epochs"].as<int64_t>();
+  dw.optimizer = a["dw-opt"].as<std::string>();
+  dw.lr = a["dw-lr"].as<double>();
+  dw.momentum = a["dw-momentum"].as<double>();
+  dw.weight_decay = a["dw-wd"].as<double>();
+  dw.schedule = a["dw-schedule"].as<std::string>();
+  dw.decay_all = a.count("dw-decay-all") > 0;
+  const Recipe cnn;  // mnist-cnn: 3 epochs SGD lr 0.02 momentum 0.9, seed 0
+  auto recipe_of = [&](const std::string& name) { return name == "dw-cnn" ? dw : cnn; };
+  std::vector<uint64_t> seeds;
+  for (const auto& t : split_list(a["seeds"].as<std::string>())) seeds.push_back(std::stoull(t));
   const auto d = data::load_data(a["data"].as<std::string>());
   const fs::path cache = a["cache"].as<std::string>();
   const std::string rows = a["rows"].as<std::string>();
@@ -107,48 +193,69 @@ int main(int argc, char** argv) {
     return accuracy(sim.model(), d);
   };
 
+  if (a.count("ranges")) {
+    Recipe r = dw;
+    r.seed = seeds.at(0);
+    print_ranges(*trained("dw-cnn", r, d, cache), sample);
+  }
   if (rows.find("w8") != std::string::npos) {
-    auto base = trained("dw-cnn", d, cache);
     const std::string setting = "W8A8 per-tensor tf";
-    report({"dw-cnn", setting, "FP32", accuracy(*base, d)});
     quant::QuantSimOptions so;  // tf, 8/8, default config (per-tensor)
-    report({"dw-cnn", setting, "nearest", quantized_acc(nn::clone_model(*base), so, nullptr)});
-    {
-      auto m = nn::clone_model(*base);
-      quant::ptq::equalize_model(*m, sample);
-      report({"dw-cnn", setting, "CLE (FP32, ReLU6->ReLU)", accuracy(*m, d)});
-      report({"dw-cnn", setting, "CLE", quantized_acc(m, so, nullptr)});
+    std::vector<std::string> methods;
+    std::vector<std::vector<double>> accs;  // [method][seed]
+    for (uint64_t seed : seeds) {
+      Recipe r = dw;
+      r.seed = seed;
+      auto base = trained("dw-cnn", r, d, cache);
+      std::vector<std::pair<std::string, double>> res;
+      res.push_back({"FP32", accuracy(*base, d)});
+      res.push_back({"nearest", quantized_acc(nn::clone_model(*base), so, nullptr)});
+      {
+        auto m = nn::clone_model(*base);
+        quant::ptq::equalize_model(*m, sample);
+        res.push_back({"CLE (FP32, ReLU6->ReLU)", accuracy(*m, d)});
+        res.push_back({"CLE", quantized_acc(m, so, nullptr)});
+      }
+      for (auto mode : {quant::ptq::BiasCorrectionMode::empirical, quant::ptq::BiasCorrectionMode::analytical}) {
+        auto m = nn::clone_model(*base);
+        auto cle = quant::ptq::equalize_model(*m, sample);
+        quant::ptq::BiasCorrectionOptions bo;
+        bo.mode = mode;
+        bo.sim = so;
+        bo.bn_folds = &cle.folds;
+        quant::ptq::correct_bias(m, sample, calib, bo);
+        res.push_back({fmt::format("CLE + bias correction ({})",
+                                   mode == quant::ptq::BiasCorrectionMode::empirical ? "empirical" : "analytical"),
+                       quantized_acc(m, so, nullptr)});
+      }
+      {
+        auto m = nn::clone_model(*base);
+        quant::ptq::BiasCorrectionOptions bo;
+        bo.sim = so;
+        quant::ptq::correct_bias(m, sample, calib, bo);
+        res.push_back({"bias correction (empirical) only", quantized_acc(m, so, nullptr)});
+      }
+      methods.clear();
+      accs.resize(res.size());
+      for (size_t i = 0; i < res.size(); ++i) {
+        methods.push_back(res[i].first);
+        accs[i].push_back(res[i].second);
+        report({"dw-cnn", seeds.size() > 1 ? fmt::format("{} seed {}", setting, seed) : setting, res[i].first,
+                res[i].second});
+      }
     }
-    for (auto mode : {quant::ptq::BiasCorrectionMode::empirical, quant::ptq::BiasCorrectionMode::analytical}) {
-      auto m = nn::clone_model(*base);
-      auto cle = quant::ptq::equalize_model(*m, sample);
-      quant::ptq::BiasCorrectionOptions bo;
-      bo.mode = mode;
-      bo.sim = so;
-      bo.bn_folds = &cle.folds;
-      quant::ptq::correct_bias(m, sample, calib, bo);
-      report({"dw-cnn", setting, fmt::format("CLE + bias correction ({})", mode == quant::ptq::BiasCorrectionMode::empirical ? "empirical" : "analytical"),
-              quantized_acc(m, so, nullptr)});
-    }
-    {
-      auto m = nn::clone_model(*base);
-      quant::ptq::BiasCorrectionOptions bo;
-      bo.sim = so;
-      quant::ptq::correct_bias(m, sample, calib, bo);
-      report({"dw-cnn", setting, "bias correction (empirical) only", quantized_acc(m, so, nullptr)});
-    }
+    if (seeds.size() > 1)
+      for (size_t i = 0; i < methods.size(); ++i) {
+        double mean = 0;
+        for (double v : accs[i]) mean += v;
+        mean /= static_cast<double>(accs[i].size());
+        report({"dw-cnn", fmt::format("{} mean of {}", setting, seeds.size()), methods[i], mean});
+      }
   }
   if (rows.find("w4") != std::string::npos) {
-    std::string models = a["models"].as<std::string>();
-    std::vector<std::string> names;
-    for (size_t p = 0; p <= models.size();) {
-      const size_t q = models.find(',', p);
-      names.push_back(models.substr(p, q == std::string::npos ? std::string::npos : q - p));
-      if (q == std::string::npos) break;
-      p = q + 1;
-    }
+    const auto names = split_list(a["models"].as<std::string>());
     for (const auto& name : names) {
-      auto base = trained(name, d, cache);
+      auto base = trained(name, recipe_of(name), d, cache);
       const std::string setting = "W4A8 per-tensor tfe";
       report({name, setting, "FP32", accuracy(*base, d)});
       quant::QuantSimOptions so;
@@ -184,7 +291,7 @@ int main(int argc, char** argv) {
     }
   }
   if (a.count("analyze")) {
-    auto m = trained("mnist-cnn", d, cache);
+    auto m = trained("mnist-cnn", cnn, d, cache);
     quant::QuantSimOptions so;
     auto sim = quant::ptq::make_calibrated_sim(m, sample, calib, so, so.scheme);
     const auto t0 = std::chrono::steady_clock::now();
@@ -195,7 +302,9 @@ int main(int argc, char** argv) {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), a["analyze"].as<std::string>());
   }
   if (a.count("auto")) {
-    auto m = nn::clone_model(*trained("dw-cnn", d, cache));
+    Recipe rd = dw;
+    rd.seed = seeds.at(0);
+    auto m = nn::clone_model(*trained("dw-cnn", rd, d, cache));
     quant::ptq::AutoQuantOptions ao;
     ao.allowed_drop = a["auto"].as<double>();
     ao.sim.param_bw = 4;
