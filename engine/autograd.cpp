@@ -45,15 +45,21 @@ void accumulate(Tensor& slot, const Tensor& g) {
   }
 }
 
-void accumulate_leaf(TensorImpl& leaf, const Tensor& g_in) {
-  QFORGE_CHECK(g_in.shape() == leaf.shape, "backward: gradient of shape {} for a leaf of shape {}",
-               shape_str(g_in.shape()), shape_str(leaf.shape));
-  Tensor g = g_in.dtype() == leaf.dtype ? g_in : g_in.to(leaf.dtype);
+// Takes the gradient by value: when the caller hands over the only reference to a contiguous tensor
+// whose storage nothing else shares, the leaf adopts it instead of copying (PyTorch's AccumulateGrad
+// does the same); otherwise it keeps a private copy, since the incoming gradient may alias another
+// tensor (an op may return its output gradient itself, or a view of it).
+void accumulate_leaf(TensorImpl& leaf, Tensor g) {
+  QFORGE_CHECK(g.shape() == leaf.shape, "backward: gradient of shape {} for a leaf of shape {}",
+               shape_str(g.shape()), shape_str(leaf.shape));
+  if (g.dtype() != leaf.dtype) g = g.to(leaf.dtype);
   if (!leaf.autograd) leaf.autograd = std::make_unique<AutogradMeta>();
   Tensor& slot = leaf.autograd->grad;
   if (!slot.defined()) {
-    // Own the buffer: the incoming gradient may alias another tensor.
-    slot = g.clone();
+    const auto& impl = g.impl_shared();
+    const bool sole_owner = impl.use_count() == 1 && impl->storage.use_count() == 1 && !impl->autograd &&
+                            impl->offset == 0 && g.is_contiguous();
+    slot = sole_owner ? std::move(g) : g.clone();
   } else {
     slot = ops::add(slot, g);
   }
@@ -73,7 +79,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
                shape_str(grad.shape()), shape_str(root.shape()));
   NoGradGuard no_grad;
   if (!root.grad_fn()) {
-    accumulate_leaf(*root.impl_ptr(), grad);
+    accumulate_leaf(*root.impl_ptr(), grad);  // grad may be the caller's: copied
     return;
   }
 
@@ -117,7 +123,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
       if (e.fn) {
         accumulate(pending[e.fn.get()], grads[k]);
       } else {
-        accumulate_leaf(*e.leaf, grads[k]);
+        accumulate_leaf(*e.leaf, std::move(grads[k]));
       }
     }
     if (!retain_graph) {

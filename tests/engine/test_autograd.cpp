@@ -27,6 +27,26 @@ TEST_CASE("autograd: a tensor used twice gets the sum of both paths") {
   CHECK(x.grad().item() == doctest::Approx(39));
 }
 
+TEST_CASE("autograd: a leaf's gradient never aliases the caller's or another leaf's tensor") {
+  // add's backward hands the incoming gradient itself to both inputs: each leaf must get its own copy,
+  // and neither may share the caller's buffer.
+  Tensor a = Tensor::from_vector<float>({1, 2}, {2}).set_requires_grad();
+  Tensor b = Tensor::from_vector<float>({3, 4}, {2}).set_requires_grad();
+  Tensor g = Tensor::from_vector<float>({5, 6}, {2});
+  ops::add(a, b).backward(g);
+  g.fill_(0.0);
+  CHECK(a.grad().to_vector<float>() == std::vector<float>{5, 6});
+  CHECK(b.grad().to_vector<float>() == std::vector<float>{5, 6});
+  a.grad().fill_(1.0);
+  CHECK(b.grad().to_vector<float>() == std::vector<float>{5, 6});
+  // A leaf that is the root keeps a copy of the caller's gradient too.
+  Tensor c = Tensor::from_vector<float>({1, 2}, {2}).set_requires_grad();
+  Tensor gc = Tensor::from_vector<float>({7, 8}, {2});
+  c.backward(gc);
+  gc.fill_(0.0);
+  CHECK(c.grad().to_vector<float>() == std::vector<float>{7, 8});
+}
+
 TEST_CASE("autograd: retain_graph allows a second backward, otherwise it is refused") {
   Tensor x = Tensor::from_vector<float>({1, 2}, {2}).set_requires_grad();
   Tensor y = ops::sum(ops::mul(x, x));
