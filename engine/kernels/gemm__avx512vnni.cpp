@@ -5,11 +5,21 @@
 // nothing else on the two vector ALU ports. vpdpbusd sums u8×s8 products without any intermediate
 // saturation, so both weight grids and all activation values are exact. s8 activations are the signed
 // operand against weights stored as w + 128 (Note [s8 activations on VNNI] in kernels.hpp): the tile
-// subtracts 128·Σ_k x per row, computed with vpdpbusd against a vector of ones before the epilogue. Rows 1–2 use two
-// accumulator sets (even/odd quads) to hide the dot-product latency in GEMV. The epilogue adds the folded
-// bias and requantizes in registers: vpmuldq (even/odd lanes) → +2^(t−1) → vpsravq by t = 31 − shift →
-// 64-bit clamp to [act_min − z, act_max − z] → + z → vpmovdb (requant.hpp Note [single rounding] and
-// Note [zero point and clamp]). Double rounding falls back to the scalar requant.hpp path per element.
+// subtracts 128·Σ_k x per row, computed with vpdpbusd against a vector of ones once per row chunk. The
+// accumulators start at folded bias + row correction. Rows 1–2 use two accumulator sets (even/odd quads)
+// to hide the dot-product latency in GEMV. The epilogue requantizes straight from the registers: vpmuldq
+// (even/odd lanes) → +2^(t−1) → vpsravq by t = 31 − shift → clamp to [act_min − z, act_max − z] (in 32
+// bits after merging the lanes when every shift ≤ 0, else in 64 bits) → + z → vpmovdb (requant.hpp Note
+// [single rounding] and Note [zero point and clamp]). Double rounding falls back to the scalar
+// requant.hpp path per element.
+//
+// Note [VNNI tile overhead]: the k-loop runs at ~95% of the vpdpbusd peak even with the weight panel
+// streaming from L2 (measured at 96x64x4096), so what separates a GEMM from the peak is the fixed cost
+// of each 6x64 tile (set-up, loop entry, epilogue: ~130 cycles for s32, ~2x that with requantization;
+// a 6x64x1024 tile is ~3,100 cycles of vpdpbusd). K blocking (partial sums kept in a scratch tile
+// across K blocks of 256–512) was measured and made 1024³ slower (~80% vs ~86% of peak with KC = 256):
+// it adds that fixed cost once per K block and gains nothing on the L2-resident panel. The tile therefore
+// keeps all of K in registers and the epilogue avoids any round trip through memory.
 //
 // Parallelism: OpenMP over (panel, row-chunk) work items; N panels when there are enough of them, else M.
 #include "engine/kernels/isa_kernels.hpp"
@@ -27,9 +37,6 @@ enum class Out { requant, s32 };
 #ifndef QFORGE_VNNI_PREFETCH
 #define QFORGE_VNNI_PREFETCH 0
 #endif
-#ifndef QFORGE_VNNI_EMBEDDED_BCAST
-#define QFORGE_VNNI_EMBEDDED_BCAST 0
-#endif
 constexpr int kPrefetchQuads = QFORGE_VNNI_PREFETCH;  // weight prefetch distance (k-quads ahead)
 
 [[gnu::always_inline]] inline __m512i load_quad(const std::uint8_t* p) noexcept {
@@ -38,10 +45,9 @@ constexpr int kPrefetchQuads = QFORGE_VNNI_PREFETCH;  // weight prefetch distanc
   return _mm512_set1_epi32(v);
 }
 
+// The last, partial k-quad (n < 4 bytes; the rest reads as 0 and meets zero padding in the weights).
 [[gnu::always_inline]] inline __m512i load_quad_partial(const std::uint8_t* p, int n) noexcept {
-  std::uint32_t v = 0;
-  for (int i = 0; i < n; ++i) v |= static_cast<std::uint32_t>(p[i]) << (8 * i);
-  return _mm512_set1_epi32(static_cast<std::int32_t>(v));
+  return _mm512_broadcastd_epi32(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << n) - 1), p));
 }
 
 struct TileArgs {
@@ -83,15 +89,32 @@ template <bool S8>
     __asm__("vpdpbusd %[w], %[a], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [a] "v"(act));  // act (u8) · w (s8)
 }
 
+// Store mask of the 16 columns starting at `col` (0 when all are past n).
+[[gnu::always_inline]] inline __mmask16 col_mask(int n, int col) noexcept {
+  const int valid = n - col;
+  return static_cast<__mmask16>(_bzhi_u32(0xFFFFu, static_cast<unsigned>(valid < 0 ? 0 : (valid > 16 ? 16 : valid))));
+}
+
 template <int MR, int NB, bool S8, Out O>
 void tile(const TileArgs& t) noexcept {
-  // Note: plain loops over local arrays (no lambdas or references to them) so that GCC keeps all 24
-  // accumulators in registers; a reference to the accumulator array made it spill every update.
+  // Note: plain loops over local arrays with compile-time bounds (no lambdas, no references to them, no
+  // run-time indices) so that GCC keeps all 24 accumulators in registers from the first vpdpbusd to the
+  // last store; a reference to the accumulator array made it spill every update.
+  const GemmWeights& w = *t.w;
+  // Accumulators start at the folded bias plus the s8 row correction (−128·Σ_k x, zero for u8), so the
+  // epilogue is only the requantization. Sums are mod 2^32 in any order (Note [acc wrap]).
   __m512i acc[MR][NB];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
+  {
+    __m512i bias[NB];
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j) acc[r][j] = _mm512_setzero_si512();
+    for (int j = 0; j < NB; ++j) bias[j] = _mm512_loadu_si512(w.bias_eff + t.col0 + 16 * j);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j)
+        acc[r][j] = S8 ? _mm512_add_epi32(bias[j], _mm512_set1_epi32(t.row_corr[r])) : bias[j];
+    }
+  }
   const std::uint8_t* arow[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) arow[r] = t.a + r * t.lda;
@@ -139,16 +162,6 @@ void tile(const TileArgs& t) noexcept {
     }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-#if QFORGE_VNNI_EMBEDDED_BCAST
-      if constexpr (S8) {
-#pragma GCC unroll 4
-        for (int j = 0; j < NB; ++j)
-          __asm__("vpdpbusd %[a]%{1to16%}, %[w], %[acc]"
-                  : [acc] "+v"(acc[r][j])
-                  : [w] "v"(b[j]), [a] "m"(*reinterpret_cast<const std::int32_t*>(arow[r] + 4 * q)));
-        continue;
-      }
-#endif
       const __m512i av = load_quad(arow[r] + 4 * q);
 #pragma GCC unroll 4
       for (int j = 0; j < NB; ++j) dot<S8>(acc[r][j], av, b[j]);
@@ -167,62 +180,80 @@ void tile(const TileArgs& t) noexcept {
     }
   }
 
-  // Move the accumulators to a stack tile once: the epilogue below indexes rows/blocks with run-time
-  // bounds, and indexing `acc` itself that way would force GCC to keep it in memory during the k-loop.
-  alignas(64) std::int32_t res[MR][NB * 16];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
+  // Epilogue, straight from the registers (columns past n are masked out of the stores; bias_eff,
+  // multiplier and shift are padded to n_pad, so every load is in bounds).
+  if constexpr (O == Out::s32) {
 #pragma GCC unroll 4
-    for (int j = 0; j < NB; ++j) _mm512_store_si512(&res[r][16 * j], acc[r][j]);
-
-  // Row correction −128·Σ_k x for s8 activations (zero for u8), precomputed per row chunk by run().
-  __m512i corr[MR];
-  for (int r = 0; r < MR; ++r) corr[r] = _mm512_set1_epi32(S8 ? t.row_corr[r] : 0);
-
-  // Epilogue.
-  const GemmWeights& w = *t.w;
-  for (int j = 0; j < NB; ++j) {
-    const int col = t.col0 + 16 * j;
-    const int valid = w.n - col;
-    if (valid <= 0) break;
-    const __mmask16 mask = valid >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << valid) - 1);
-    const __m512i bias = _mm512_loadu_si512(w.bias_eff + col);
-    __m512i x[MR];
-    for (int r = 0; r < MR; ++r) x[r] = _mm512_add_epi32(_mm512_load_si512(&res[r][16 * j]), _mm512_add_epi32(corr[r], bias));
-    if constexpr (O == Out::s32) {
+    for (int j = 0; j < NB; ++j) {
+      const __mmask16 mask = col_mask(w.n, t.col0 + 16 * j);
+#pragma GCC unroll 8
       for (int r = 0; r < MR; ++r)
-        _mm512_mask_storeu_epi32(static_cast<std::int32_t*>(t.c) + r * t.ldc + col, mask, x[r]);
-    } else if (w.rounding != Rounding::single) {
-      alignas(64) std::int32_t tmp[16];
-      for (int r = 0; r < MR; ++r) {
-        _mm512_store_si512(tmp, x[r]);
-        auto* dst = static_cast<std::uint8_t*>(t.c) + r * t.ldc + col;
-        for (int i = 0; i < 16 && i < valid; ++i)
-          dst[i] = static_cast<std::uint8_t>(requantize_output(tmp[i], {w.multiplier[col + i], w.shift[col + i]},
-                                                               w.out_zero_point, w.act_min, w.act_max, w.rounding));
-      }
-    } else {
+        _mm512_mask_storeu_epi32(static_cast<std::int32_t*>(t.c) + r * t.ldc + t.col0 + 16 * j, mask, acc[r][j]);
+    }
+  } else if (w.rounding == Rounding::single) {
+    // Note [single rounding] per lane: vpmuldq on even/odd lanes, + 2^(t−1), arithmetic shift by
+    // t = 31 − shift. When every shift of the 16 columns is ≤ 0 (t ≥ 31, multipliers < 1: the usual
+    // case) the shifted values fit in int32 (|acc·q| < 2^62), so the lanes are merged first and clamped
+    // in 32 bits; otherwise they are clamped in 64 bits (Note [zero point and clamp]).
+    const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFFll);
+    const __m512i one = _mm512_set1_epi64(1);
+    const __m512i zp = _mm512_set1_epi32(w.out_zero_point);
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) {
+      const int col = t.col0 + 16 * j;
+      const __mmask16 mask = col_mask(w.n, col);
       const __m512i mult = _mm512_loadu_si512(w.multiplier + col);
-      const __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), _mm512_loadu_si512(w.shift + col));
-      const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFFll);
+      const __m512i shift = _mm512_loadu_si512(w.shift + col);
+      const __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), shift);
       const __m512i tot_e = _mm512_and_si512(total, low32), tot_o = _mm512_srli_epi64(total, 32);
-      const __m512i one = _mm512_set1_epi64(1);
       const __m512i rnd_e = _mm512_sllv_epi64(one, _mm512_sub_epi64(tot_e, one));
       const __m512i rnd_o = _mm512_sllv_epi64(one, _mm512_sub_epi64(tot_o, one));
       const __m512i mult_o = _mm512_srli_epi64(mult, 32);
-      const __m512i lo = _mm512_set1_epi64(static_cast<long long>(w.act_min) - w.out_zero_point);
-      const __m512i hi = _mm512_set1_epi64(static_cast<long long>(w.act_max) - w.out_zero_point);
-      const __m512i zp = _mm512_set1_epi32(w.out_zero_point);
-      for (int r = 0; r < MR; ++r) {
-        __m512i pe = _mm512_mul_epi32(x[r], mult);
-        __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x[r], 32), mult_o);
-        pe = _mm512_srav_epi64(_mm512_add_epi64(pe, rnd_e), tot_e);
-        po = _mm512_srav_epi64(_mm512_add_epi64(po, rnd_o), tot_o);
-        pe = _mm512_min_epi64(_mm512_max_epi64(pe, lo), hi);
-        po = _mm512_min_epi64(_mm512_max_epi64(po, lo), hi);
-        __m512i y = _mm512_or_si512(_mm512_and_si512(pe, low32), _mm512_slli_epi64(po, 32));
-        y = _mm512_add_epi32(y, zp);
-        _mm_mask_storeu_epi8(static_cast<std::uint8_t*>(t.c) + r * t.ldc + col, mask, _mm512_cvtepi32_epi8(y));
+      const bool narrow = _mm512_cmpgt_epi32_mask(shift, _mm512_setzero_si512()) == 0;
+      if (narrow) {
+        const __m512i lo = _mm512_set1_epi32(w.act_min - w.out_zero_point);
+        const __m512i hi = _mm512_set1_epi32(w.act_max - w.out_zero_point);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+          __m512i pe = _mm512_mul_epi32(acc[r][j], mult);
+          __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(acc[r][j], 32), mult_o);
+          pe = _mm512_srav_epi64(_mm512_add_epi64(pe, rnd_e), tot_e);
+          po = _mm512_srav_epi64(_mm512_add_epi64(po, rnd_o), tot_o);
+          // odd lanes: the low half of each 64-bit po lane, moved up by vpshufd
+          __m512i y = _mm512_mask_shuffle_epi32(pe, 0xAAAA, po, _MM_PERM_CDAB);
+          y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(y, lo), hi), zp);
+          _mm_mask_storeu_epi8(static_cast<std::uint8_t*>(t.c) + r * t.ldc + col, mask, _mm512_cvtepi32_epi8(y));
+        }
+      } else {
+        const __m512i lo = _mm512_set1_epi64(static_cast<long long>(w.act_min) - w.out_zero_point);
+        const __m512i hi = _mm512_set1_epi64(static_cast<long long>(w.act_max) - w.out_zero_point);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+          __m512i pe = _mm512_mul_epi32(acc[r][j], mult);
+          __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(acc[r][j], 32), mult_o);
+          pe = _mm512_srav_epi64(_mm512_add_epi64(pe, rnd_e), tot_e);
+          po = _mm512_srav_epi64(_mm512_add_epi64(po, rnd_o), tot_o);
+          pe = _mm512_min_epi64(_mm512_max_epi64(pe, lo), hi);
+          po = _mm512_min_epi64(_mm512_max_epi64(po, lo), hi);
+          __m512i y = _mm512_mask_shuffle_epi32(pe, 0xAAAA, po, _MM_PERM_CDAB);
+          y = _mm512_add_epi32(y, zp);
+          _mm_mask_storeu_epi8(static_cast<std::uint8_t*>(t.c) + r * t.ldc + col, mask, _mm512_cvtepi32_epi8(y));
+        }
+      }
+    }
+  } else {
+    // Double rounding (gemmlowp): the scalar requant.hpp path per element.
+    alignas(64) std::int32_t res[MR][NB * 16];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int j = 0; j < NB; ++j) _mm512_store_si512(&res[r][16 * j], acc[r][j]);
+    for (int r = 0; r < MR; ++r) {
+      auto* dst = static_cast<std::uint8_t*>(t.c) + r * t.ldc;
+      for (int i = 0; i < NB * 16 && t.col0 + i < w.n; ++i) {
+        const int col = t.col0 + i;
+        dst[col] = static_cast<std::uint8_t>(requantize_output(res[r][i], {w.multiplier[col], w.shift[col]},
+                                                               w.out_zero_point, w.act_min, w.act_max, w.rounding));
       }
     }
   }
@@ -254,18 +285,22 @@ TileFn pick(int mr, int nb) {
 
 constexpr int kMr = 6;
 constexpr int kMaxChunk = 64;  // row blocks per activation chunk (bounds the row-correction buffer)
+constexpr int kMinChunk = 16;  // row blocks each weight panel is reused for once it is in L2 (large K)
 
-// Note [VNNI GEMM blocking]: rows are processed in chunks of ~96 KiB of activations (kept in L1/L2);
-// for each chunk every panel of the thread's share of N is swept, so the weights (the whole packed B for
-// N·K ≤ ~1 MiB) stay in L2 and each chunk of A is read from memory once. Two threads split N (each core
-// streams its half of the weights from its own L2), or M when there are too few panels.
+// Note [VNNI GEMM blocking]: rows are processed in chunks of ~96 KiB of activations, but at least 16 row
+// blocks (96 rows); for each chunk every panel of the thread's share of N is swept, so the weights (the
+// whole packed B for N·K ≤ ~1 MiB) stay in L2 and each chunk of A is read from memory once. For large K
+// (a 96-row chunk is then > 96 KiB, e.g. K = 4608: 442 KiB, still in L2) the 16-block minimum makes each
+// weight panel fetched from L3 serve 16 tiles instead of 3 (512x512x4608: ~68% → ~84% of peak). Two
+// threads split N (each core streams its half of the weights from its own L2), or M when there are too
+// few panels.
 template <bool S8, Out O>
 void run(int m, const void* a, std::int64_t lda, const GemmWeights& w, void* c, std::int64_t ldc, int threads,
          std::size_t out_elem) noexcept {
   if (m <= 0 || w.n <= 0) return;
   const int panels = (w.n_pad + kPanelWidth - 1) / kPanelWidth;
   const int row_blocks = (m + kMr - 1) / kMr;
-  const int chunk = std::clamp(98304 / (kMr * std::max(w.k, 1)), 1, kMaxChunk);  // row blocks per A chunk
+  const int chunk = std::clamp(98304 / (kMr * std::max(w.k, 1)), kMinChunk, kMaxChunk);  // row blocks per A chunk
   // Below ~2^21 multiply-adds (a few µs) an OpenMP fork/join costs more than it saves: stay serial.
   if (static_cast<std::int64_t>(m) * w.n * w.k < (std::int64_t{1} << 21)) threads = 1;
   const bool split_n = panels >= 2 * threads || row_blocks < threads;
