@@ -4,6 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <tuple>
+
 using namespace qforge::kernels;
 using namespace qforge::kernels::testing;
 
@@ -134,4 +138,67 @@ TEST_CASE("gemm: per-tensor multipliers, fused ReLU clamp and u8 output on the a
   active_kernels().gemm_requant(1, x, 2, p.view(), y, 2, 1);
   CHECK(y[0] == 14);  // 7·0.5 = 3.5 → 4, + 10
   CHECK(y[1] == 10);  // −3.5 → −3, + 10 = 7, clamped to 10
+}
+
+TEST_CASE("gemm: multi-chunk rows and large K are bit-exact on every ISA (s8/u8, requant/s32, 1 and 2 threads)") {
+  // The VNNI driver splits rows into chunks of at least 16 row blocks (96 rows), more for small K: these
+  // shapes give two or more chunks with a partial last row block (M not a multiple of 6), a partial last
+  // panel (N not a multiple of 64), K not a multiple of 4, and saturating operands (every column's
+  // multiplier is then mixed-sign in shift, the 64-bit clamp path) or ordinary ones (32-bit clamp path).
+  std::mt19937 rng(21);
+  int i = 0;
+  for (Isa isa : supported_isas()) {
+    if (isa == Isa::ref) continue;
+    for (auto [m, n, k] : {std::tuple{103, 70, 1501}, std::tuple{197, 129, 262}, std::tuple{301, 17, 5},
+                           std::tuple{13, 200, 2049}}) {
+      for (int variant = 0; variant < 4; ++variant, ++i) {
+        GemmCase c;
+        c.m = m;
+        c.n = n;
+        c.k = k;
+        c.in = variant % 2 ? ActType::u8 : ActType::s8;
+        c.out = i % 3 == 1 ? ActType::u8 : ActType::s8;
+        c.saturate = variant >= 2;
+        c.per_channel = i % 4 != 3;
+        c.lda_extra = i % 3;
+        c.ldc_extra = i % 5;
+        c.threads = 1 + i % 2;
+        CHECK(check_gemm(isa, c, rng, /*s32=*/false) == 0);
+        CHECK(check_gemm(isa, c, rng, /*s32=*/true) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm: requantization near the int32 limits matches the reference (multipliers below and above 1)") {
+  // Accumulators near ±2^31 (through the bias) with multipliers < 1 (shift ≤ 0: the VNNI epilogue
+  // clamps in 32 bits) and > 1 (shift > 0: 64-bit clamp), per-channel within one 16-column block and
+  // separately, against a narrow output range.
+  const int n = 48, k = 7, m = 9;
+  std::mt19937 rng(5);
+  std::vector<std::int8_t> w(static_cast<std::size_t>(n) * k);
+  for (auto& x : w) x = static_cast<std::int8_t>(std::uniform_int_distribution<int>(-128, 127)(rng));
+  std::vector<std::int32_t> bias(n);
+  std::vector<QuantizedMultiplier> mult(n);
+  for (int j = 0; j < n; ++j) {
+    bias[j] = j % 2 ? INT32_MAX - 300000 : INT32_MIN + 300000;
+    // columns 0–15: all < 1; 16–31: all ≥ 1; 32–47: mixed
+    const double s = j < 16 ? 0.999 - 0.05 * (j % 7) : j < 32 ? 1.0 + 0.7 * (j % 5) : (j % 3 ? 0.75 : 3.0);
+    mult[j] = quantize_multiplier(s);
+  }
+  std::vector<std::uint8_t> a(static_cast<std::size_t>(m) * k);
+  for (auto& x : a) x = static_cast<std::uint8_t>(std::uniform_int_distribution<int>(0, 255)(rng));
+  for (ActType in : {ActType::s8, ActType::u8}) {
+    for (ActivationRange range : {ActivationRange{-128, 127}, ActivationRange{-3, 90}}) {
+      const PackedGemm p = pack(w, n, k, bias.data(), in, in == ActType::s8 ? -7 : 131, mult.data(), true, 11, range);
+      std::vector<std::uint8_t> want(static_cast<std::size_t>(m) * n), got(want.size());
+      kernel_table(Isa::ref).gemm_requant(m, a.data(), k, p.view(), want.data(), n, 1);
+      for (Isa isa : supported_isas()) {
+        std::fill(got.begin(), got.end(), 0x5A);
+        kernel_table(isa).gemm_requant(m, a.data(), k, p.view(), got.data(), n, 1);
+        INFO(isa_name(isa), " range [", range.min, ", ", range.max, "]");
+        CHECK(got == want);
+      }
+    }
+  }
 }
