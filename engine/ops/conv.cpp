@@ -1,10 +1,14 @@
 // conv2d: NCHW input, OIHW weight, stride/padding/dilation/groups, optional bias (torch conv2d semantics).
 //
-// Two kernels, both with forward and backward in ConvOp:
-//  * im2col + GEMM (general case). Per sample and group, the receptive fields are unrolled into a
-//    [cg*kh*kw, oh*ow] column matrix and multiplied by the group's weight block [og, cg*kh*kw] (with
-//    vertical stride 1, only the kw horizontal shifts are unrolled and the kh kernel rows become kh
-//    accumulating GEMMs at row offsets: Note [row-shift im2col]). Backward
+// Three kernels, chosen per call in ConvOp (forward and backward of each live side by side):
+//  * shifted-window GEMM (f32, stride 1, neither depthwise nor 1x1; conv_shifted.cpp): the SIMD kernels
+//    of engine/kernels/conv_f32.hpp read the receptive fields straight from a zero-bordered copy of the
+//    sample at fixed offsets, so nothing is unrolled (Note [shifted-window GEMM] there). The input
+//    gradient is the same kernel on the bordered output gradient with the flipped, transposed weight.
+//  * im2col + GEMM (everything else except depthwise, and f64). Per sample and group, the receptive
+//    fields are unrolled into a [cg*kh*kw, oh*ow] column matrix and multiplied by the group's weight
+//    block [og, cg*kh*kw] (with vertical stride 1, only the kw horizontal shifts are unrolled and the kh
+//    kernel rows become kh accumulating GEMMs at row offsets: Note [row-shift im2col]). Backward
 //    recomputes the columns (cheaper than keeping N column matrices alive): grad_w^T += col · g^T, and
 //    grad_col = W^T · g is scattered back with col2im. A 1x1/stride-1/unpadded conv uses the input as the
 //    column matrix directly.
@@ -18,6 +22,7 @@
 // and the weight gradient is summed over fixed sample chunks in a fixed order, so results are
 // bit-identical whatever the schedule or thread count.
 #include "engine/ops/blas.hpp"
+#include "engine/ops/conv_geom.hpp"
 #include "engine/ops/loops.hpp"
 #include "engine/ops/op.hpp"
 
@@ -27,6 +32,7 @@
 #include <array>
 #include <cstddef>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 namespace qforge::ops {
@@ -39,53 +45,11 @@ using detail::visit_float;
 
 namespace {
 
-struct ConvGeom {
-  int64_t n, c, h, w;  // input
-  int64_t o, kh, kw;   // weight
-  int64_t sh, sw, ph, pw, dh, dw, groups;
-  int64_t oh, ow;
-  int64_t cg() const { return c / groups; }
-  int64_t og() const { return o / groups; }
-  int64_t kdim() const { return cg() * kh * kw; }
-  int64_t plane() const { return oh * ow; }
-  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
-  bool depthwise() const { return groups > 1 && cg() == 1; }
-  bool rowshift() const { return sh == 1 && kh > 1 && !pointwise(); }  // Note [row-shift im2col]
-};
-
-// Per-thread scratch, left uninitialised (every element is written before it is read). The block is
-// kept per thread (slot 0: columns or a padded input plane, slot 1: column gradients or a padded
-// gradient plane, slots 2/3: a padded input / input-gradient sample for the im2col kernels, slot 4:
-// row-shift columns feeding a full im2col) and reused by the next call, so the hot loop neither allocates nor page-faults;
-// blocks above kKeepScratchBytes are released after use.
-constexpr size_t kKeepScratchBytes = size_t(64) << 20;
-template <class T> class Scratch {
-public:
-  Scratch(int slot, int64_t n) : bytes_(static_cast<size_t>(n) * sizeof(T)), block_(cache()[slot]) {
-    if (block_.size < bytes_) {
-      block_.mem.reset(new std::byte[bytes_]);
-      block_.size = bytes_;
-    }
-  }
-  ~Scratch() {
-    if (block_.size > kKeepScratchBytes) block_ = Block{};
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  T* data() { return reinterpret_cast<T*>(block_.mem.get()); }
-
-private:
-  struct Block {
-    std::unique_ptr<std::byte[]> mem;
-    size_t size = 0;
-  };
-  static std::array<Block, 5>& cache() {
-    thread_local std::array<Block, 5> blocks;
-    return blocks;
-  }
-  size_t bytes_;
-  Block& block_;
-};
+using conv_detail::ConvGeom;
+using conv_detail::fill_padded_interior;
+using conv_detail::pad_planes;
+using conv_detail::Scratch;
+using conv_detail::threads_for;
 
 // ---- im2col over a zero-bordered copy of the sample (Note [padded im2col]) -------------------------
 //
@@ -98,25 +62,6 @@ private:
 // direct scatter would, then copies its interior out.
 
 #define QFORGE_CONV_INLINE_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-
-template <class T>
-QFORGE_CONV_INLINE_LOOPS void pad_sample(const T* __restrict x, const ConvGeom& g, T* __restrict xp) noexcept {
-  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph, cg = g.cg();
-  for (int64_t c = 0; c < cg; ++c) {
-    const T* xc = x + c * g.h * g.w;
-    T* pc = xp + c * hp * wp;
-    for (int64_t k = 0; k < g.ph * wp; ++k) pc[k] = T(0);
-    for (int64_t k = (g.ph + g.h) * wp; k < hp * wp; ++k) pc[k] = T(0);
-    for (int64_t y = 0; y < g.h; ++y) {
-      T* row = pc + (y + g.ph) * wp;
-      const T* src = xc + y * g.w;
-      for (int64_t k = 0; k < g.pw; ++k) row[k] = T(0);
-#pragma omp simd
-      for (int64_t k = 0; k < g.w; ++k) row[g.pw + k] = src[k];
-      for (int64_t k = g.pw + g.w; k < wp; ++k) row[k] = T(0);
-    }
-  }
-}
 
 // Padded sample xp [cg, h+2ph, w+2pw] -> col [cg*kh*kw, oh*ow].
 template <class T>
@@ -277,20 +222,9 @@ template <class T> std::vector<T> rowshift_weight(const T* w, const ConvGeom& g)
 
 // ---- direct depthwise kernels (cg == 1: output channel oc reads input channel oc / og) --------------
 //
-// Each input plane is first copied into a zero-bordered [h + 2ph, w + 2pw] scratch plane, so every tap
-// of every output is in bounds: the inner loops are branch-free and vectorise over output columns.
-
-template <class T> void pad_plane(const T* __restrict x, const ConvGeom& g, T* __restrict xp) noexcept {
-  const int64_t wp = g.w + 2 * g.pw, hp = g.h + 2 * g.ph;
-  std::fill(xp, xp + g.ph * wp, T(0));
-  std::fill(xp + (g.ph + g.h) * wp, xp + hp * wp, T(0));
-  for (int64_t y = 0; y < g.h; ++y) {
-    T* row = xp + (y + g.ph) * wp;
-    std::fill(row, row + g.pw, T(0));
-    std::copy(x + y * g.w, x + (y + 1) * g.w, row + g.pw);
-    std::fill(row + g.pw + g.w, row + wp, T(0));
-  }
-}
+// Each input plane is first copied into a zero-bordered [h + 2ph, w + 2pw] scratch plane (borders zeroed
+// once per thread, interiors refilled per plane), so every tap of every output is in bounds: the inner
+// loops are branch-free and vectorise over output columns.
 
 // out plane [oh, ow] = bias + taps over the padded input plane xp.
 template <class T> void dw_forward_plane(const T* __restrict xp, const T* __restrict w, T bias, const ConvGeom& g,
@@ -361,14 +295,7 @@ template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* 
     }
 }
 
-// Threads for a loop over `items` independent pieces of `work` multiply-adds in total. Small ops stay on
-// one thread: a parallel region costs microseconds, and far more when the cores are oversubscribed.
-constexpr int64_t kMinParallelWork = 1 << 19;
 constexpr int64_t kChunks = 16;  // weight-gradient partial sums per backward (see ConvOp::backward)
-int threads_for(int64_t items, int64_t work) {
-  if (work < kMinParallelWork) return 1;
-  return static_cast<int>(std::clamp<int64_t>(items, 1, omp_get_max_threads()));
-}
 
 struct ConvOp : OpBase {
   static constexpr const char* kName = "conv2d";
@@ -396,15 +323,21 @@ struct ConvOp : OpBase {
 #pragma omp parallel num_threads(threads_for(planes, planes * P * g.kh * g.kw))
         {
           Scratch<T> xp(0, padded);
+          std::fill(xp.data(), xp.data() + padded, T(0));  // the borders stay zero
 #pragma omp for schedule(static)
           for (int64_t q = 0; q < planes; ++q) {
             const int64_t n = q / g.o, oc = q % g.o, ic = oc / og;
-            pad_plane(px + (n * g.c + ic) * g.h * g.w, g, xp.data());
+            fill_padded_interior(px + (n * g.c + ic) * g.h * g.w, 1, g.h, g.w, g.ph, g.pw, xp.data());
             dw_forward_plane(xp.data(), pw + oc * g.kh * g.kw, pb ? pb[oc] : T(0), g, po + q * P);
           }
         }
         return;
       }
+      if constexpr (std::is_same_v<T, float>)
+        if (conv_detail::shifted_applies(g)) {
+          conv_detail::shifted_forward(g, px, pw, pb, po);
+          return;
+        }
       const int nt = threads_for(g.n, g.n * g.o * P * K);
       const int64_t padded_plane = (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
       if (g.rowshift()) {
@@ -440,7 +373,7 @@ struct ConvOp : OpBase {
             const T* xg = px + (n * g.c + grp * cg) * g.h * g.w;
             const T* B = xg;
             if (!g.pointwise()) {
-              pad_sample(xg, g, xpad.data());
+              pad_planes(xg, cg, g.h, g.w, g.ph, g.pw, xpad.data());
               im2col_padded(xpad.data(), g, col.data());
               B = col.data();
             }
@@ -514,16 +447,23 @@ struct ConvOp : OpBase {
 #pragma omp parallel num_threads(threads_for(g.o, g.n * g.o * P * KK))
           {
             Scratch<T> xp(0, padded);
+          std::fill(xp.data(), xp.data() + padded, T(0));  // the borders stay zero
 #pragma omp for schedule(static)
             for (int64_t oc = 0; oc < g.o; ++oc)
               for (int64_t n = 0; n < g.n; ++n) {
-                pad_plane(px + (n * g.c + oc / og) * HW, g, xp.data());
+                fill_padded_interior(px + (n * g.c + oc / og) * HW, 1, g.h, g.w, g.ph, g.pw, xp.data());
                 dw_grad_weight_plane(pg + (n * g.o + oc) * P, xp.data(), g, pgw + oc * KK);
               }
           }
         }
         return;
       }
+      if constexpr (std::is_same_v<T, float>)
+        if (conv_detail::shifted_applies(g)) {
+          if (want_x) conv_detail::shifted_grad_input(g, pg, pw, pgx);
+          if (want_w) conv_detail::shifted_grad_weight(g, pg, px, pgw);
+          return;
+        }
       // Samples are processed in kChunks fixed, contiguous chunks handed out dynamically (a worker that
       // loses its core holds up one chunk, not half the batch); each chunk accumulates its own grad_w,
       // summed in chunk order afterwards, so the bits do not depend on scheduling or thread count.
@@ -582,7 +522,7 @@ struct ConvOp : OpBase {
                   const T* xg = px + (n * g.c + grp * cg) * HW;
                   const T* B = xg;
                   if (!direct) {
-                    pad_sample(xg, g, xpad.data());
+                    pad_planes(xg, cg, g.h, g.w, g.ph, g.pw, xpad.data());
                     im2col_padded(xpad.data(), g, col.data());
                     B = col.data();
                   }

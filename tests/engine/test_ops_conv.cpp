@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "engine/kernels/kernels.hpp"
 #include "engine/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
 
@@ -139,6 +140,46 @@ TEST_CASE("conv2d: f32 gradients at a larger batch agree with the f64 computatio
     CHECK(max_abs_diff(w32.grad().to(DType::f64), w64.grad()) < 1e-3);
     CHECK(max_abs_diff(b32.grad().to(DType::f64), b64.grad()) < 1e-3);
   }
+}
+
+TEST_CASE("conv2d: the f32 stride-1 path (shifted-window GEMM) agrees with f64 on every ISA") {
+  // f32 stride-1 convolutions run engine/ops/conv_shifted.cpp; f64 runs im2col + GEMM, which the
+  // gradchecks above prove. Shapes cover channel counts off the register tiles, grid lengths with
+  // vector tails, padding 0 up to the kernel extent, dilation, groups and non-square kernels.
+  const std::vector<ConvCase> shifted = {
+      {"3x3 pad 1, 13 -> 11 channels", {3, 13, 9, 11}, {11, 13, 3, 3}, true, params({1, 1}, {1, 1}, {1, 1}, 1)},
+      {"5x5 pad 2, wide", {2, 3, 6, 37}, {9, 3, 5, 5}, true, params({1, 1}, {2, 2}, {1, 1}, 1)},
+      {"3x3 no padding", {2, 4, 8, 8}, {17, 4, 3, 3}, false, params({1, 1}, {0, 0}, {1, 1}, 1)},
+      {"dilation 2 pad 2, groups 2", {2, 6, 9, 10}, {10, 3, 3, 3}, true, params({1, 1}, {2, 2}, {2, 2}, 2)},
+      {"3x1 kernel, padding (1, 0)", {2, 5, 7, 6}, {8, 5, 3, 1}, true, params({1, 1}, {1, 0}, {1, 1}, 1)},
+      {"2x4 kernel, padding (0, 3)", {1, 2, 5, 4}, {3, 2, 2, 4}, false, params({1, 1}, {0, 3}, {1, 1}, 1)},
+      {"mnist-cnn conv2", {4, 16, 14, 14}, {32, 16, 3, 3}, true, params({1, 1}, {1, 1}, {1, 1}, 1)},
+  };
+  const kernels::Isa active = kernels::active_isa();
+  uint64_t seed = 1000;
+  for (int i = 0; i < kernels::kNumIsas; ++i) {
+    const auto isa = static_cast<kernels::Isa>(i);
+    if (!kernels::force_isa(isa)) continue;
+    CAPTURE(std::string(kernels::isa_name(isa)));
+    for (const auto& c : shifted) {
+      CAPTURE(c.name);
+      Tensor x64 = rand_input(c.x, seed++), w64 = rand_input(c.w, seed++);
+      Tensor b64 = c.bias ? rand_input({c.w[0]}, seed++) : Tensor();
+      Tensor x32 = x64.detach().to(DType::f32).set_requires_grad();
+      Tensor w32 = w64.detach().to(DType::f32).set_requires_grad();
+      Tensor b32 = c.bias ? b64.detach().to(DType::f32).set_requires_grad() : Tensor();
+      Tensor y64 = ops::conv2d(x64, w64, b64, c.p), y32 = ops::conv2d(x32, w32, b32, c.p);
+      CHECK(max_abs_diff(y64, naive_conv(x64, w64, b64, c.p)) < 1e-12);
+      CHECK(max_abs_diff(y32.to(DType::f64), y64) < 1e-4);
+      Tensor g = rand_input(y64.shape(), seed++, -1, 1, false);
+      y64.backward(g);
+      y32.backward(g.to(DType::f32));
+      CHECK(max_abs_diff(x32.grad().to(DType::f64), x64.grad()) < 1e-4);
+      CHECK(max_abs_diff(w32.grad().to(DType::f64), w64.grad()) < 1e-3);
+      if (c.bias) CHECK(max_abs_diff(b32.grad().to(DType::f64), b64.grad()) < 1e-3);
+    }
+  }
+  kernels::force_isa(active);
 }
 
 TEST_CASE("conv2d: unbatched [C, H, W] input works like a batch of one") {
