@@ -51,74 +51,74 @@ bool shifted_applies(const ConvGeom& g) {
 
 #define QFORGE_ROW_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))  // no memcpy per row
 
-QFORGE_ROW_LOOPS void shifted_forward(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y) {
-  const int64_t cg = g.cg(), og = g.og(), K = g.kdim(), P = g.plane();
-  const int64_t hp = g.h + 2 * g.ph, wp = g.w + 2 * g.pw, nq = (g.oh - 1) * wp + g.ow;
-  const std::vector<int32_t> off = window_offsets(cg, hp, wp, g);
-  const size_t psize = kernels::shifted_gemm_packed_size(static_cast<int>(og), static_cast<int>(K));
-  std::vector<float> packed(psize * static_cast<size_t>(g.groups));
-  for (int64_t grp = 0; grp < g.groups; ++grp)
-    kernels::pack_shifted_gemm_f32(w + grp * og * K, K, static_cast<int>(og), static_cast<int>(K),
-                                   packed.data() + grp * psize);
-  const int64_t items = g.n * g.groups;
-#pragma omp parallel num_threads(threads_for(items, g.n * g.o * P * K))
+// One stride-1 convolution pass per (sample, group): `in_ch` planes [in_h, in_w] of the group, zero-
+// bordered by (bh, bw), through the group's packed weights, into `out_ch` planes [out_h, out_w] (+ bias).
+struct ShiftedPass {
+  int64_t n, groups;
+  int64_t in_ch, in_h, in_w, bh, bw;  // per group
+  int64_t out_ch, out_h, out_w;       // per group
+  std::vector<int32_t> off;           // window offsets into the bordered planes
+  std::vector<float> packed;          // per group, shifted_gemm_packed_size(out_ch, off.size()) floats each
+  int64_t work;                       // multiply-adds, for the thread count
+};
+
+QFORGE_ROW_LOOPS void run_pass(const ShiftedPass& p, const float* in, const float* bias, float* out) {
+  const int64_t hb = p.in_h + 2 * p.bh, wb = p.in_w + 2 * p.bw, in_size = p.in_ch * hb * wb;
+  const int64_t nq = (p.out_h - 1) * wb + p.out_w, k = static_cast<int64_t>(p.off.size());
+  const int64_t in_plane = p.in_h * p.in_w, out_plane = p.out_h * p.out_w;
+  const size_t psize = kernels::shifted_gemm_packed_size(static_cast<int>(p.out_ch), static_cast<int>(k));
+  const int64_t items = p.n * p.groups;
+#pragma omp parallel num_threads(threads_for(items, p.work))
   {
-    Scratch<float> xpad(0, cg * hp * wp), grid(1, og * nq);
-    std::fill(xpad.data(), xpad.data() + cg * hp * wp, 0.0f);  // the borders stay zero
+    Scratch<float> bordered(0, in_size), grid(1, p.out_ch * nq);
+    std::fill(bordered.data(), bordered.data() + in_size, 0.0f);  // the borders stay zero
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t n = item / g.groups, grp = item % g.groups;
-      fill_padded_interior(x + (n * g.c + grp * cg) * g.h * g.w, cg, g.h, g.w, g.ph, g.pw, xpad.data());
-      kernels::shifted_gemm_f32(packed.data() + grp * psize, static_cast<int>(og), static_cast<int>(K), off.data(),
-                                xpad.data(), static_cast<int>(nq), grid.data(), nq);
-      for (int64_t oc = 0; oc < og; ++oc) {
-        const float b = bias ? bias[grp * og + oc] : 0.0f;
+    for (int64_t item = 0; item < items; ++item) {  // item = sample * groups + group
+      const int64_t grp = item % p.groups;
+      fill_padded_interior(in + item * p.in_ch * in_plane, p.in_ch, p.in_h, p.in_w, p.bh, p.bw, bordered.data());
+      kernels::shifted_gemm_f32(p.packed.data() + grp * psize, static_cast<int>(p.out_ch), static_cast<int>(k),
+                                p.off.data(), bordered.data(), static_cast<int>(nq), grid.data(), nq);
+      for (int64_t oc = 0; oc < p.out_ch; ++oc) {
+        const float b = bias ? bias[grp * p.out_ch + oc] : 0.0f;
         const float* src = grid.data() + oc * nq;
-        float* dst = y + (n * g.o + grp * og + oc) * P;
-        for (int64_t oy = 0; oy < g.oh; ++oy)
+        float* dst = out + (item * p.out_ch + oc) * out_plane;
+        for (int64_t y = 0; y < p.out_h; ++y)
 #pragma omp simd
-          for (int64_t ox = 0; ox < g.ow; ++ox) dst[oy * g.ow + ox] = src[oy * wp + ox] + b;
+          for (int64_t x = 0; x < p.out_w; ++x) dst[y * p.out_w + x] = src[y * wb + x] + b;
       }
     }
   }
 }
 
-QFORGE_ROW_LOOPS void shifted_grad_input(const ConvGeom& g, const float* gout, const float* w, float* gx) {
-  const int64_t cg = g.cg(), og = g.og(), K = g.kdim(), KK = g.kh * g.kw, P = g.plane(), HW = g.h * g.w;
+void shifted_forward(const ConvGeom& g, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t cg = g.cg(), og = g.og(), K = g.kdim();
+  ShiftedPass p{g.n, g.groups, cg, g.h, g.w, g.ph, g.pw, og, g.oh, g.ow, {}, {}, g.n * g.o * g.plane() * K};
+  p.off = window_offsets(cg, g.h + 2 * g.ph, g.w + 2 * g.pw, g);
+  const size_t psize = kernels::shifted_gemm_packed_size(static_cast<int>(og), static_cast<int>(K));
+  p.packed.resize(psize * static_cast<size_t>(g.groups));
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    kernels::pack_shifted_gemm_f32(w + grp * og * K, K, static_cast<int>(og), static_cast<int>(K),
+                                   p.packed.data() + grp * psize);
+  run_pass(p, x, bias, y);
+}
+
+void shifted_grad_input(const ConvGeom& g, const float* gout, const float* w, float* gx) {
+  const int64_t cg = g.cg(), og = g.og(), KK = g.kh * g.kw, Kt = og * KK;
   const int64_t bh = grad_border_h(g), bw = grad_border_w(g);
-  const int64_t hg = g.oh + 2 * bh, wg = g.ow + 2 * bw, nq = (g.h - 1) * wg + g.w;
-  const std::vector<int32_t> off = window_offsets(og, hg, wg, g);
+  ShiftedPass p{g.n, g.groups, og, g.oh, g.ow, bh, bw, cg, g.h, g.w, {}, {}, g.n * g.o * g.plane() * g.kdim()};
+  p.off = window_offsets(og, g.oh + 2 * bh, g.ow + 2 * bw, g);
   // wt[c][(o, i, j)] = w[o][c][kh-1-i][kw-1-j] per group, packed.
-  const int64_t Kt = og * KK;
   const size_t psize = kernels::shifted_gemm_packed_size(static_cast<int>(cg), static_cast<int>(Kt));
-  std::vector<float> packed(psize * static_cast<size_t>(g.groups)), wt(static_cast<size_t>(cg * Kt));
+  p.packed.resize(psize * static_cast<size_t>(g.groups));
+  std::vector<float> wt(static_cast<size_t>(cg * Kt));
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     for (int64_t c = 0; c < cg; ++c)
       for (int64_t o = 0; o < og; ++o)
         for (int64_t t = 0; t < KK; ++t) wt[c * Kt + o * KK + t] = w[((grp * og + o) * cg + c) * KK + (KK - 1 - t)];
     kernels::pack_shifted_gemm_f32(wt.data(), Kt, static_cast<int>(cg), static_cast<int>(Kt),
-                                   packed.data() + grp * psize);
+                                   p.packed.data() + grp * psize);
   }
-  const int64_t items = g.n * g.groups;
-#pragma omp parallel num_threads(threads_for(items, g.n * g.o * P * K))
-  {
-    Scratch<float> gpad(0, og * hg * wg), grid(1, cg * nq);
-    std::fill(gpad.data(), gpad.data() + og * hg * wg, 0.0f);  // the borders stay zero
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t n = item / g.groups, grp = item % g.groups;
-      fill_padded_interior(gout + (n * g.o + grp * og) * P, og, g.oh, g.ow, bh, bw, gpad.data());
-      kernels::shifted_gemm_f32(packed.data() + grp * psize, static_cast<int>(cg), static_cast<int>(Kt), off.data(),
-                                gpad.data(), static_cast<int>(nq), grid.data(), nq);
-      for (int64_t c = 0; c < cg; ++c) {
-        const float* src = grid.data() + c * nq;
-        float* dst = gx + (n * g.c + grp * cg + c) * HW;
-        for (int64_t y = 0; y < g.h; ++y)
-#pragma omp simd
-          for (int64_t x = 0; x < g.w; ++x) dst[y * g.w + x] = src[y * wg + x];
-      }
-    }
-  }
+  run_pass(p, gout, nullptr, gx);
 }
 
 QFORGE_ROW_LOOPS void shifted_grad_weight(const ConvGeom& g, const float* gout, const float* x, float* gw) {
