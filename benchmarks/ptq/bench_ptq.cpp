@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <tuple>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -88,8 +89,25 @@ std::shared_ptr<nn::Graph> trained(const std::string& name, const Recipe& r, con
   return m;
 }
 
+std::vector<int> g_last_predictions;  // argmax of the last accuracy() call, per test image
+
 double accuracy(nn::Module& m, const data::DataSplits& d) {
-  return train::evaluate(m, d.test).metrics.accuracy();
+  const auto r = train::evaluate(m, d.test, {.keep_logits = true});
+  const auto logits = r.logits.to_vector<float>();
+  const int64_t n = r.logits.size(0), c = r.logits.size(1);
+  g_last_predictions.assign(n, 0);
+  for (int64_t i = 0; i < n; ++i)
+    g_last_predictions[i] = static_cast<int>(std::max_element(logits.begin() + i * c, logits.begin() + (i + 1) * c) -
+                                             (logits.begin() + i * c));
+  return r.metrics.accuracy();
+}
+
+// Test images whose predicted class differs between two prediction vectors: the paired noise scale of an
+// accuracy difference between two variants of one model (a difference of k points needs >= 20k flips).
+int64_t flips(const std::vector<int>& a, const std::vector<int>& b) {
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) n += a[i] != b[i];
+  return n;
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -111,10 +129,13 @@ void print_ranges(nn::Graph& base, const std::vector<Tensor>& sample) {
       const auto r = quant::ptq::out_channel_absmax(m.find(layer)->raw_param("weight"));
       const auto [lo, hi] = std::minmax_element(r.begin(), r.end());
       const double tmax = *hi;
-      int64_t tiny = 0;  // channels whose whole range is below half an 8-bit step of the per-tensor grid
-      for (double v : r) tiny += v < 0.5 * tmax / 127.0;
-      fmt::print("ranges {:<10} {:<5} min {:.4g} max {:.4g} max/min {:.1f}, channels < half an 8-bit step: {}\n", when,
-                 layer, *lo, tmax, *lo > 0 ? tmax / *lo : INFINITY, tiny);
+      // Levels of the per-tensor symmetric 8-bit grid (step max/127) each channel's range spans.
+      std::vector<double> levels;
+      for (double v : r) levels.push_back(std::round(v / (tmax / 127.0)));
+      std::sort(levels.begin(), levels.end());
+      fmt::print("ranges {:<10} {:<5} min {:.4g} max {:.4g} max/min {:.1f}; 8-bit per-tensor levels per channel: "
+                 "min {:.0f}, median {:.0f}\n", when, layer, *lo, tmax, *lo > 0 ? tmax / *lo : INFINITY, levels.front(),
+                 levels[levels.size() / 2]);
       if (std::string(layer).rfind("dw", 0) == 0) {
         std::string line;
         for (double v : r) line += fmt::format(" {:.3g}", v);
@@ -122,18 +143,53 @@ void print_ranges(nn::Graph& base, const std::vector<Tensor>& sample) {
       }
     }
   };
+  // Where the widest depthwise channel comes from: its BN scale gamma/sqrt(var) and the BN + ReLU6 in
+  // front of it (a channel that is (almost) constant after the previous ReLU6 has a tiny variance here).
+  for (auto [dw, bn, prev] : {std::tuple{"dw1", "bn2", "bn1"}, std::tuple{"dw2", "bn4", "bn3"}}) {
+    const auto r = quant::ptq::out_channel_absmax(base.find(dw)->raw_param("weight"));
+    nn::Module& b = *base.find(bn);
+    nn::Module& p = *base.find(prev);
+    auto at = [](Tensor& t, size_t c) { return static_cast<double>(t.to_vector<float>()[c]); };
+    const auto rf = [&] {
+      auto f = nn::clone_model(base);
+      quant::ptq::fold_all_batch_norms(*f, sample);
+      return quant::ptq::out_channel_absmax(f->find(dw)->raw_param("weight"));
+    }();
+    const size_t c = static_cast<size_t>(std::max_element(rf.begin(), rf.end()) - rf.begin());
+    fmt::print("widest {} channel {}: folded range {:.3g} = raw max|w| {:.3g} x {} gamma {:.3g} / sqrt(running_var {:.3g} + eps); "
+               "input channel from {} with gamma {:.3g}, beta {:.3g}\n", dw, c, rf[c], r[c], bn, at(b.raw_param("weight"), c),
+               at(b.buffer("running_var"), c), prev, at(p.raw_param("weight"), c), at(p.raw_param("bias"), c));
+  }
   auto folded = nn::clone_model(base);
   quant::ptq::fold_all_batch_norms(*folded, sample);
   show(*folded, "BN folded");
   auto eq = nn::clone_model(base);
   const auto cle = quant::ptq::equalize_model(*eq, sample);
-  for (const auto& set : cle.sets) fmt::print("CLE set: {}\n", fmt::join(set, " -> "));
+  for (size_t i = 0; i < cle.sets.size(); ++i) {
+    // Equalised means, per channel: L1's output range = L2's (depthwise) range = L3's input range. A
+    // later set that starts at this L3 rescales its outputs, which changes its input ranges again, so
+    // L3 is checked only in the last set.
+    const auto& set = cle.sets[i];
+    const auto r1 = quant::ptq::out_channel_absmax(eq->find(set[0])->raw_param("weight"));
+    const auto r2 = quant::ptq::out_channel_absmax(eq->find(set[1])->raw_param("weight"));
+    double dev12 = 0, dev13 = 0;
+    for (size_t c = 0; c < r1.size(); ++c) dev12 = std::max(dev12, std::fabs(r2[c] / r1[c] - 1.0));
+    std::string l3 = "checked in the last set only";
+    if (set.size() == 3 && i + 1 == cle.sets.size()) {
+      const auto r3 = quant::ptq::in_channel_absmax(eq->find(set[2])->raw_param("weight"), false);
+      for (size_t c = 0; c < r1.size(); ++c) dev13 = std::max(dev13, std::fabs(r3[c] / r1[c] - 1.0));
+      l3 = fmt::format("{:.2g}", dev13);
+    }
+    fmt::print("CLE set: {}; per-channel ranges, max relative difference: L2 vs L1 {:.2g}, L3 inputs vs L1 {}\n",
+               fmt::join(set, " -> "), dev12, l3);
+  }
   show(*eq, "after CLE");
 }
 
 struct Row {
   std::string model, setting, method;
   double acc = 0, seconds = 0;
+  int64_t flips = -1;  // test predictions that differ from FP32's (W8A8 rows); -1: not measured
 };
 
 }  // namespace
@@ -180,8 +236,9 @@ int main(int argc, char** argv) {
   std::vector<Row> out;
   auto report = [&](const Row& r) {
     out.push_back(r);
-    fmt::print("{:<10} {:<22} {:<34} {:7.2f}%{}\n", r.model, r.setting, r.method, r.acc,
-               r.seconds > 0 ? fmt::format("   ({:.1f} s)", r.seconds) : "");
+    fmt::print("{:<10} {:<22} {:<34} {:7.2f}%{}{}\n", r.model, r.setting, r.method, r.acc,
+               r.seconds > 0 ? fmt::format("   ({:.1f} s)", r.seconds) : "",
+               r.flips >= 0 ? fmt::format("   ({} predictions differ from FP32)", r.flips) : "");
     std::fflush(stdout);
   };
   auto quantized_acc = [&](std::shared_ptr<nn::Graph> m, quant::QuantSimOptions so, const quant::ptq::AdaroundResult* ar) {
@@ -209,12 +266,18 @@ int main(int argc, char** argv) {
       auto base = trained("dw-cnn", r, d, cache);
       std::vector<std::pair<std::string, double>> res;
       res.push_back({"FP32", accuracy(*base, d)});
-      res.push_back({"nearest", quantized_acc(nn::clone_model(*base), so, nullptr)});
+      const auto fp32_pred = g_last_predictions;
+      std::vector<int64_t> flipped{0};
+      auto add = [&](const std::string& method, double acc) {
+        res.push_back({method, acc});
+        flipped.push_back(flips(fp32_pred, g_last_predictions));
+      };
+      add("nearest", quantized_acc(nn::clone_model(*base), so, nullptr));
       {
         auto m = nn::clone_model(*base);
         quant::ptq::equalize_model(*m, sample);
-        res.push_back({"CLE (FP32, ReLU6->ReLU)", accuracy(*m, d)});
-        res.push_back({"CLE", quantized_acc(m, so, nullptr)});
+        add("CLE (FP32, ReLU6->ReLU)", accuracy(*m, d));
+        add("CLE", quantized_acc(m, so, nullptr));
       }
       for (auto mode : {quant::ptq::BiasCorrectionMode::empirical, quant::ptq::BiasCorrectionMode::analytical}) {
         auto m = nn::clone_model(*base);
@@ -224,16 +287,16 @@ int main(int argc, char** argv) {
         bo.sim = so;
         bo.bn_folds = &cle.folds;
         quant::ptq::correct_bias(m, sample, calib, bo);
-        res.push_back({fmt::format("CLE + bias correction ({})",
-                                   mode == quant::ptq::BiasCorrectionMode::empirical ? "empirical" : "analytical"),
-                       quantized_acc(m, so, nullptr)});
+        add(fmt::format("CLE + bias correction ({})",
+                        mode == quant::ptq::BiasCorrectionMode::empirical ? "empirical" : "analytical"),
+            quantized_acc(m, so, nullptr));
       }
       {
         auto m = nn::clone_model(*base);
         quant::ptq::BiasCorrectionOptions bo;
         bo.sim = so;
         quant::ptq::correct_bias(m, sample, calib, bo);
-        res.push_back({"bias correction (empirical) only", quantized_acc(m, so, nullptr)});
+        add("bias correction (empirical) only", quantized_acc(m, so, nullptr));
       }
       methods.clear();
       accs.resize(res.size());
@@ -241,7 +304,7 @@ int main(int argc, char** argv) {
         methods.push_back(res[i].first);
         accs[i].push_back(res[i].second);
         report({"dw-cnn", seeds.size() > 1 ? fmt::format("{} seed {}", setting, seed) : setting, res[i].first,
-                res[i].second});
+                res[i].second, 0, i > 0 ? flipped[i] : int64_t{-1}});
       }
     }
     if (seeds.size() > 1)
@@ -316,7 +379,7 @@ int main(int argc, char** argv) {
   if (a.count("json")) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& r : out)
-      j.push_back({{"model", r.model}, {"setting", r.setting}, {"method", r.method}, {"accuracy", r.acc}, {"seconds", r.seconds}});
+      j.push_back({{"model", r.model}, {"setting", r.setting}, {"method", r.method}, {"accuracy", r.acc}, {"seconds", r.seconds}, {"flips_vs_fp32", r.flips}});
     std::cout << j.dump(2) << "\n";
   }
   return 0;
