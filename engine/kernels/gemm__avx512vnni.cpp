@@ -15,11 +15,15 @@
 //
 // Note [VNNI tile overhead]: the k-loop runs at ~95% of the vpdpbusd peak even with the weight panel
 // streaming from L2 (measured at 96x64x4096), so what separates a GEMM from the peak is the fixed cost
-// of each 6x64 tile (set-up, loop entry, epilogue: ~130 cycles for s32, ~2x that with requantization;
-// a 6x64x1024 tile is ~3,100 cycles of vpdpbusd). K blocking (partial sums kept in a scratch tile
-// across K blocks of 256–512) was measured and made 1024³ slower (~80% vs ~86% of peak with KC = 256):
-// it adds that fixed cost once per K block and gains nothing on the L2-resident panel. The tile therefore
-// keeps all of K in registers and the epilogue avoids any round trip through memory.
+// of each 6x64 tile (set-up, loop entry, epilogue; estimated from 96x64xK runs at roughly 70–130 cycles
+// for s32 and ~200 with requantization, against ~3,100 cycles of vpdpbusd for K = 1024) plus cache
+// effects of the large shapes. K blocking (partial sums kept in a scratch tile across K blocks of
+// 256–512 bytes) was measured and made 1024³ slower (~80% vs ~85% of peak with KC = 256, neutral with
+// KC = 512): it pays that fixed cost once per K block and gains nothing on an L2-resident panel. The
+// tile therefore keeps all of K in registers and the epilogue never goes through memory. Also measured
+// and rejected: vpdpbusd with an embedded {1to16} activation broadcast (~60% of peak: GCC's addressing
+// for the "m" operand), weight prefetch 8–16 quads ahead and next-row-block activation prefetch (no
+// gain), and splitting N into L2-sized panel groups (no measurable gain at 1024³).
 //
 // Parallelism: OpenMP over (panel, row-chunk) work items; N panels when there are enough of them, else M.
 #include "engine/kernels/isa_kernels.hpp"
