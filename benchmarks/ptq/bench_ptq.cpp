@@ -1,12 +1,19 @@
 // PTQ benchmark rows on the MNIST split (8000 train / 2000 test): FP32, nearest-rounding PTQ and each
 // pass (CLE, bias correction, AdaRound), as test accuracy. Measures; asserts nothing.
 //
-//   qforge_bench_ptq [--data mnist:/work/shared/data/mnist] [--cache DIR] [--rows w8,w4] [--json]
+//   qforge_bench_ptq [--data mnist:/work/shared/data/mnist] [--cache DIR] [--rows w8,w4] [--seeds 0,1,2,3,4]
+//                    [--ranges] [--json] [--dw-epochs/--dw-opt/--dw-lr/--dw-wd/--dw-decay-all/--dw-schedule]
 //
-// FP32 models are trained once (3 epochs, batch 64, seed 0; mnist-cnn SGD momentum 0.9 lr 0.02, dw-cnn Adam
-// lr 2e-3) and cached as
-// safetensors in --cache. dw-cnn keeps its ReLU6 activations. Calibration: the first 512 training
-// images (unshuffled, no augmentation); AdaRound caches the first 2000.
+// FP32 models are trained once with one thread (batch 64) and cached as safetensors in --cache under a
+// name that spells the recipe, so a changed recipe retrains:
+//   mnist-cnn  3 epochs, SGD lr 0.02 momentum 0.9, constant lr, no weight decay, seed 0;
+//   dw-cnn     30 epochs, SGD lr 0.05 momentum 0.9, cosine to 0, weight decay 5e-4 on every parameter
+//              (PyTorch's SGD(model.parameters(), weight_decay=5e-4): BN gamma/beta and biases included),
+//              seeds from --seeds (W8A8 rows: every seed and the mean; W4A8 rows and AutoQuant: seed 0).
+// dw-cnn keeps its ReLU6 activations. Calibration: the first 512 training images (unshuffled, no
+// augmentation); AdaRound caches the first 2000. W8A8 rows also count the test images whose prediction
+// differs from FP32's (the paired noise scale of a difference). --ranges prints dw-cnn's per-channel
+// weight ranges after BN folding and after CLE (see RESULTS.md).
 #include "data/data.hpp"
 #include "nn/safetensors.hpp"
 #include "nn/spec.hpp"
@@ -23,6 +30,7 @@
 #include <tuple>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 
 using namespace qforge;
@@ -203,16 +211,18 @@ int main(int argc, char** argv) {
       "models", "models for the w4 rows", cxxopts::value<std::string>()->default_value("mnist-cnn,dw-cnn"))(
       "analyze", "also write an analyzer report (mnist-cnn, W8A8) into this directory", cxxopts::value<std::string>())(
       "auto", "also run the AutoQuant pipeline on dw-cnn W4A8 with this allowed drop", cxxopts::value<double>())(
-      "dw-epochs", "dw-cnn training epochs", cxxopts::value<int64_t>()->default_value("3"))(
-      "dw-opt", "dw-cnn optimizer (sgd|adam|adamw)", cxxopts::value<std::string>()->default_value("adam"))(
-      "dw-lr", "dw-cnn learning rate", cxxopts::value<double>()->default_value("2e-3"))(
+      "dw-epochs", "dw-cnn training epochs", cxxopts::value<int64_t>()->default_value("30"))(
+      "dw-opt", "dw-cnn optimizer (sgd|adam|adamw)", cxxopts::value<std::string>()->default_value("sgd"))(
+      "dw-lr", "dw-cnn learning rate", cxxopts::value<double>()->default_value("0.05"))(
       "dw-momentum", "dw-cnn SGD momentum", cxxopts::value<double>()->default_value("0.9"))(
-      "dw-wd", "dw-cnn weight decay (weights of 2+ dims)", cxxopts::value<double>()->default_value("0"))(
-      "dw-decay-all", "dw-cnn: weight decay also on biases and BatchNorm gamma/beta (PyTorch's default)")(
-      "dw-schedule", "dw-cnn lr schedule (train/schedule.hpp syntax)", cxxopts::value<std::string>()->default_value("constant"))(
+      "dw-wd", "dw-cnn weight decay", cxxopts::value<double>()->default_value("5e-4"))(
+      "dw-decay-all", "dw-cnn: weight decay also on biases and BatchNorm gamma/beta (PyTorch's default; false: "
+      "only on weights of 2+ dims)", cxxopts::value<bool>()->default_value("true"))(
+      "dw-schedule", "dw-cnn lr schedule (train/schedule.hpp syntax)", cxxopts::value<std::string>()->default_value("cosine"))(
       "seeds", "dw-cnn seeds for the W8A8 rows (comma list; >1: per-seed rows and the mean)",
-      cxxopts::value<std::string>()->default_value("0"))(
+      cxxopts::value<std::string>()->default_value("0,1,2,3,4"))(
       "ranges", "print dw-cnn's per-output-channel max|w| after BN folding, before and after CLE")(
+      "no-adaround", "w4 rows without the AdaRound rows")(
       "json", "print JSON rows");
   const auto a = o.parse(argc, argv);
   Recipe dw;
@@ -222,7 +232,7 @@ int main(int argc, char** argv) {
   dw.momentum = a["dw-momentum"].as<double>();
   dw.weight_decay = a["dw-wd"].as<double>();
   dw.schedule = a["dw-schedule"].as<std::string>();
-  dw.decay_all = a.count("dw-decay-all") > 0;
+  dw.decay_all = a["dw-decay-all"].as<bool>();
   const Recipe cnn;  // mnist-cnn: 3 epochs SGD lr 0.02 momentum 0.9, seed 0
   auto recipe_of = [&](const std::string& name) { return name == "dw-cnn" ? dw : cnn; };
   std::vector<uint64_t> seeds;
@@ -255,29 +265,56 @@ int main(int argc, char** argv) {
     r.seed = seeds.at(0);
     print_ranges(*trained("dw-cnn", r, d, cache), sample);
   }
-  if (rows.find("w8") != std::string::npos) {
-    const std::string setting = "W8A8 per-tensor tf";
-    quant::QuantSimOptions so;  // tf, 8/8, default config (per-tensor)
+  // Rows of one model and setting for each seed (the recipe's seed), then their mean when there are
+  // several. `fn` adds (method, accuracy, seconds) rows after evaluating each variant; every row after
+  // FP32 also counts the test predictions that differ from FP32's.
+  using Add = std::function<void(const std::string&, double, double)>;
+  auto rows_over_seeds = [&](const std::string& name, const std::string& setting, const std::vector<uint64_t>& ss,
+                             const std::function<void(std::shared_ptr<nn::Graph>, const Add&)>& fn) {
     std::vector<std::string> methods;
-    std::vector<std::vector<double>> accs;  // [method][seed]
-    for (uint64_t seed : seeds) {
-      Recipe r = dw;
+    std::vector<std::vector<double>> accs, secs;  // [method][seed]
+    for (uint64_t seed : ss) {
+      Recipe r = recipe_of(name);
       r.seed = seed;
-      auto base = trained("dw-cnn", r, d, cache);
-      std::vector<std::pair<std::string, double>> res;
-      res.push_back({"FP32", accuracy(*base, d)});
-      const auto fp32_pred = g_last_predictions;
-      std::vector<int64_t> flipped{0};
-      auto add = [&](const std::string& method, double acc) {
-        res.push_back({method, acc});
-        flipped.push_back(flips(fp32_pred, g_last_predictions));
+      auto base = trained(name, r, d, cache);
+      std::vector<int> fp32_pred;
+      size_t i = 0;
+      const std::string st = ss.size() > 1 ? fmt::format("{} seed {}", setting, seed) : setting;
+      auto add = [&](const std::string& method, double acc, double seconds) {
+        if (i == 0) fp32_pred = g_last_predictions;
+        if (methods.size() <= i) {
+          methods.push_back(method);
+          accs.emplace_back();
+          secs.emplace_back();
+        }
+        accs[i].push_back(acc);
+        secs[i].push_back(seconds);
+        report({name, st, method, acc, seconds, i > 0 ? flips(fp32_pred, g_last_predictions) : int64_t{-1}});
+        ++i;
       };
-      add("nearest", quantized_acc(nn::clone_model(*base), so, nullptr));
+      add("FP32", accuracy(*base, d), 0);
+      fn(base, add);
+    }
+    if (ss.size() > 1)
+      for (size_t i = 0; i < methods.size(); ++i) {
+        double mean = 0, mean_s = 0;
+        for (size_t k = 0; k < accs[i].size(); ++k) {
+          mean += accs[i][k] / static_cast<double>(accs[i].size());
+          mean_s += secs[i][k] / static_cast<double>(accs[i].size());
+        }
+        report({name, fmt::format("{} mean of {}", setting, ss.size()), methods[i], mean, mean_s});
+      }
+  };
+
+  if (rows.find("w8") != std::string::npos) {
+    quant::QuantSimOptions so;  // tf, 8/8, default config (per-tensor)
+    rows_over_seeds("dw-cnn", "W8A8 per-tensor tf", seeds, [&](std::shared_ptr<nn::Graph> base, const Add& add) {
+      add("nearest", quantized_acc(nn::clone_model(*base), so, nullptr), 0);
       {
         auto m = nn::clone_model(*base);
         quant::ptq::equalize_model(*m, sample);
-        add("CLE (FP32, ReLU6->ReLU)", accuracy(*m, d));
-        add("CLE", quantized_acc(m, so, nullptr));
+        add("CLE (FP32, ReLU6->ReLU)", accuracy(*m, d), 0);
+        add("CLE", quantized_acc(m, so, nullptr), 0);
       }
       for (auto mode : {quant::ptq::BiasCorrectionMode::empirical, quant::ptq::BiasCorrectionMode::analytical}) {
         auto m = nn::clone_model(*base);
@@ -289,68 +326,55 @@ int main(int argc, char** argv) {
         quant::ptq::correct_bias(m, sample, calib, bo);
         add(fmt::format("CLE + bias correction ({})",
                         mode == quant::ptq::BiasCorrectionMode::empirical ? "empirical" : "analytical"),
-            quantized_acc(m, so, nullptr));
+            quantized_acc(m, so, nullptr), 0);
       }
       {
         auto m = nn::clone_model(*base);
         quant::ptq::BiasCorrectionOptions bo;
         bo.sim = so;
         quant::ptq::correct_bias(m, sample, calib, bo);
-        add("bias correction (empirical) only", quantized_acc(m, so, nullptr));
+        add("bias correction (empirical) only", quantized_acc(m, so, nullptr), 0);
       }
-      methods.clear();
-      accs.resize(res.size());
-      for (size_t i = 0; i < res.size(); ++i) {
-        methods.push_back(res[i].first);
-        accs[i].push_back(res[i].second);
-        report({"dw-cnn", seeds.size() > 1 ? fmt::format("{} seed {}", setting, seed) : setting, res[i].first,
-                res[i].second, 0, i > 0 ? flipped[i] : int64_t{-1}});
-      }
-    }
-    if (seeds.size() > 1)
-      for (size_t i = 0; i < methods.size(); ++i) {
-        double mean = 0;
-        for (double v : accs[i]) mean += v;
-        mean /= static_cast<double>(accs[i].size());
-        report({"dw-cnn", fmt::format("{} mean of {}", setting, seeds.size()), methods[i], mean});
-      }
+    });
   }
   if (rows.find("w4") != std::string::npos) {
-    const auto names = split_list(a["models"].as<std::string>());
-    for (const auto& name : names) {
-      auto base = trained(name, recipe_of(name), d, cache);
-      const std::string setting = "W4A8 per-tensor tfe";
-      report({name, setting, "FP32", accuracy(*base, d)});
-      quant::QuantSimOptions so;
-      so.param_bw = 4;
-      so.scheme = quant::QuantScheme::tf_enhanced;
-      report({name, setting, "nearest", quantized_acc(nn::clone_model(*base), so, nullptr)});
-      if (name == "dw-cnn") {
-        auto m = nn::clone_model(*base);
-        auto cle = quant::ptq::equalize_model(*m, sample);
-        report({name, setting, "CLE", quantized_acc(nn::clone_model(*m), so, nullptr)});
-        quant::ptq::BiasCorrectionOptions bo;
-        bo.sim = so;
-        bo.bn_folds = &cle.folds;
-        quant::ptq::correct_bias(m, sample, calib, bo);
-        report({name, setting, "CLE + bias correction (empirical)", quantized_acc(m, so, nullptr)});
-      }
-      for (bool with_cle : {false, true}) {
-        if (with_cle && name != "dw-cnn") continue;
-        auto m = nn::clone_model(*base);
-        if (with_cle) quant::ptq::equalize_model(*m, sample);
-        quant::ptq::AdaroundOptions ao;
-        ao.sim = so;
-        ao.num_iterations = a["adaround-iters"].as<int64_t>();
-        const auto t0 = std::chrono::steady_clock::now();
-        auto ar = quant::ptq::apply_adaround(m, sample, ada_data, ao);
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (const auto& l : ar.layers)
-          fmt::print(stderr, "  adaround {:<6} {:6.1f} s (cache {:.1f} s)  loss nearest {:.5g} -> adaround {:.5g}, {:.1f}% rounded differently\n",
-                     l.name, l.seconds, l.cache_seconds, l.loss_nearest, l.loss_adaround, 100 * l.changed);
-        report({name, setting, fmt::format("{}AdaRound ({} it/layer)", with_cle ? "CLE + " : "", ao.iterations()),
-                quantized_acc(m, so, &ar), secs});
-      }
+    quant::QuantSimOptions so;
+    so.param_bw = 4;
+    so.scheme = quant::QuantScheme::tf_enhanced;
+    const bool no_adaround = a.count("no-adaround") > 0;
+    for (const auto& name : split_list(a["models"].as<std::string>())) {
+      const std::vector<uint64_t> ss = name == "dw-cnn" ? seeds : std::vector<uint64_t>{0};
+      rows_over_seeds(name, "W4A8 per-tensor tfe", ss, [&](std::shared_ptr<nn::Graph> base, const Add& add) {
+        add("nearest", quantized_acc(nn::clone_model(*base), so, nullptr), 0);
+        if (name == "dw-cnn") {
+          auto m = nn::clone_model(*base);
+          auto cle = quant::ptq::equalize_model(*m, sample);
+          add("CLE", quantized_acc(nn::clone_model(*m), so, nullptr), 0);
+          quant::ptq::BiasCorrectionOptions bo;
+          bo.sim = so;
+          bo.bn_folds = &cle.folds;
+          quant::ptq::correct_bias(m, sample, calib, bo);
+          add("CLE + bias correction (empirical)", quantized_acc(m, so, nullptr), 0);
+        }
+        if (no_adaround) return;
+        for (bool with_cle : {false, true}) {
+          if (with_cle && name != "dw-cnn") continue;
+          auto m = nn::clone_model(*base);
+          if (with_cle) quant::ptq::equalize_model(*m, sample);
+          quant::ptq::AdaroundOptions ao;
+          ao.sim = so;
+          ao.num_iterations = a["adaround-iters"].as<int64_t>();
+          const auto t0 = std::chrono::steady_clock::now();
+          auto ar = quant::ptq::apply_adaround(m, sample, ada_data, ao);
+          const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          for (const auto& l : ar.layers)
+            fmt::print(stderr, "  adaround {:<6} {:6.1f} s (cache {:.1f} s)  loss nearest {:.5g} -> adaround {:.5g}, "
+                       "{:.1f}% rounded differently\n", l.name, l.seconds, l.cache_seconds, l.loss_nearest,
+                       l.loss_adaround, 100 * l.changed);
+          add(fmt::format("{}AdaRound ({} it/layer)", with_cle ? "CLE + " : "", ao.iterations()),
+              quantized_acc(m, so, &ar), sec);
+        }
+      });
     }
   }
   if (a.count("analyze")) {
