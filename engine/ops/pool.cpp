@@ -127,9 +127,10 @@ struct MaxPoolOp : OpBase {
   PlaneGeom g{};
   std::vector<Window> win;
   std::vector<int32_t> argmax;  // per output: index of the winner inside its plane (recorded only)
+  bool tiles_2x2 = false;       // kernel 2x2, stride 2, no padding: the fixed-window fast path
   Tensor forward(const Tensor& x_in) {
     const Tensor x = x_in.contiguous();
-    Tensor out = Tensor::empty(out_shape, x.dtype());
+    Tensor out = Tensor::uninitialized(out_shape, x.dtype());  // every output is written
     const int64_t HW = g.h * g.w, OP = g.oh * g.ow;
     if (recording) argmax.assign(static_cast<size_t>(g.planes * OP), 0);
     visit_float(x.dtype(), kName, [&]<class T>() {
@@ -139,6 +140,40 @@ struct MaxPoolOp : OpBase {
 #pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes, g.planes * g.h * g.w))
       for (int64_t q = 0; q < g.planes; ++q) {
         const T* plane = px + q * HW;
+        if (tiles_2x2) {  // the four cells in row-major order, the same selects as below
+          for (int64_t oy = 0; oy < g.oh; ++oy)
+            for (int64_t ox = 0; ox < g.ow; ++ox) {
+              const int64_t i0 = 2 * oy * g.w + 2 * ox, cells[4] = {i0, i0 + 1, i0 + g.w, i0 + g.w + 1};
+              T best = plane[i0];
+              int64_t best_i = i0;
+              for (int c = 1; c < 4; ++c) {
+                const T v = plane[cells[c]];
+                const bool take = (v > best) | (v != v);
+                best = take ? v : best;
+                best_i = take ? cells[c] : best_i;
+              }
+              po[q * OP + oy * g.ow + ox] = best;
+              if (pa) pa[q * OP + oy * g.ow + ox] = static_cast<int32_t>(best_i);
+            }
+          continue;
+        }
+        if (tiles_2x2) {  // the four cells in row-major order, the same selects as below
+          for (int64_t oy = 0; oy < g.oh; ++oy)
+            for (int64_t ox = 0; ox < g.ow; ++ox) {
+              const int64_t i0 = 2 * oy * g.w + 2 * ox, cells[4] = {i0, i0 + 1, i0 + g.w, i0 + g.w + 1};
+              T best = plane[i0];
+              int64_t best_i = i0;
+              for (int c = 1; c < 4; ++c) {
+                const T v = plane[cells[c]];
+                const bool take = (v > best) | (v != v);
+                best = take ? v : best;
+                best_i = take ? cells[c] : best_i;
+              }
+              po[q * OP + oy * g.ow + ox] = best;
+              if (pa) pa[q * OP + oy * g.ow + ox] = static_cast<int32_t>(best_i);
+            }
+          continue;
+        }
         for (int64_t o = 0; o < OP; ++o) {
           const Window& wd = win[static_cast<size_t>(o)];
           T best = -std::numeric_limits<T>::infinity();
@@ -146,10 +181,11 @@ struct MaxPoolOp : OpBase {
           for (int64_t y = wd.y0; y < wd.y1; ++y)
             for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
               const T v = plane[y * g.w + xx];
-              if (v > best || std::isnan(v)) {  // PyTorch's test, so a NaN wins (the last one)
-                best = v;
-                best_i = y * g.w + xx;
-              }
+              // PyTorch's test, so a NaN wins (the last one). Selects, not a branch: which element
+              // wins is data-dependent and a mispredicted branch per element dominated the op.
+              const bool take = (v > best) | (v != v);
+              best = take ? v : best;
+              best_i = take ? y * g.w + xx : best_i;
             }
           po[q * OP + o] = best;
           if (pa) pa[q * OP + o] = static_cast<int32_t>(best_i);
@@ -160,14 +196,37 @@ struct MaxPoolOp : OpBase {
   }
   std::vector<Tensor> backward(const Tensor& g_in) {
     const Tensor gout = g_in.contiguous();
-    Tensor gx = Tensor::empty(in_shape, gout.dtype());
+    // 2x2 tiles do not overlap: every input cell is written exactly once (its tile's gradient or 0,
+    // the cells no tile covers 0), so no zero-filled buffer is needed.
+    Tensor gx = tiles_2x2 ? Tensor::uninitialized(in_shape, gout.dtype()) : Tensor::empty(in_shape, gout.dtype());
     visit_float(gout.dtype(), kName, [&]<class T>() {
       const T* pg = gout.data<T>();
       T* pgx = gx.data<T>();
       const int64_t HW = g.h * g.w, OP = g.oh * g.ow;
 #pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes, g.planes * g.h * g.w))
-      for (int64_t q = 0; q < g.planes; ++q)
-        for (int64_t o = 0; o < OP; ++o) pgx[q * HW + argmax[static_cast<size_t>(q * OP + o)]] += pg[q * OP + o];
+      for (int64_t q = 0; q < g.planes; ++q) {
+        const int32_t* arg = argmax.data() + q * OP;
+        const T* gq = pg + q * OP;
+        T* gxq = pgx + q * HW;
+        if (!tiles_2x2) {
+          for (int64_t o = 0; o < OP; ++o) gxq[arg[o]] += gq[o];
+          continue;
+        }
+        for (int64_t y = 2 * g.oh; y < g.h; ++y) std::fill(gxq + y * g.w, gxq + (y + 1) * g.w, T(0));
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          for (int64_t r = 2 * oy; r < 2 * oy + 2; ++r)
+            for (int64_t x = 2 * g.ow; x < g.w; ++x) gxq[r * g.w + x] = T(0);
+          for (int64_t ox = 0; ox < g.ow; ++ox) {
+            const int64_t o = oy * g.ow + ox, i0 = 2 * oy * g.w + 2 * ox;
+            const T gv = gq[o];
+            const int64_t a = arg[o];
+            gxq[i0] = a == i0 ? gv : T(0);
+            gxq[i0 + 1] = a == i0 + 1 ? gv : T(0);
+            gxq[i0 + g.w] = a == i0 + g.w ? gv : T(0);
+            gxq[i0 + g.w + 1] = a == i0 + g.w + 1 ? gv : T(0);
+          }
+        }
+      }
     });
     return {gx};
   }
@@ -216,7 +275,9 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   op.out_shape = with_hw(x.shape(), op.g.oh, op.g.ow);
   Pool2dParams q = p;
   q.count_include_pad = true;  // windows clipped to the padded extent are irrelevant for max
-  op.win = regular_windows(op.g, q);
+  op.tiles_2x2 = p.kernel == std::array<int64_t, 2>{2, 2} && p.stride == std::array<int64_t, 2>{2, 2} &&
+                 p.padding == std::array<int64_t, 2>{0, 0};
+  if (!op.tiles_2x2) op.win = regular_windows(op.g, q);
   return apply(std::move(op), x);
 }
 

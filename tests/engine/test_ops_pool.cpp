@@ -117,9 +117,16 @@ TEST_CASE("max_pool2d: the gradient goes to the first maximum of the window") {
   CHECK(ops::sum(y.grad()).item() == 4);
 }
 
-TEST_CASE("max_pool2d: a NaN in the window propagates to the output") {
+TEST_CASE("max_pool2d: a NaN in the window propagates to the output and takes the gradient") {
   Tensor x = Tensor::from_vector<float>({1, std::nanf(""), 3, 2}, {1, 1, 2, 2});
   CHECK(std::isnan(ops::max_pool2d(x, pool({2, 2}, {2, 2}, {0, 0})).item()));
+  // As in PyTorch, the last NaN of the window wins, on the 2x2 fast path and on the general one.
+  for (const auto& p : {pool({2, 2}, {2, 2}, {0, 0}), pool({2, 2}, {1, 1}, {0, 0})}) {
+    CAPTURE(p.stride);
+    Tensor y = Tensor::from_vector<float>({std::nanf(""), 5, std::nanf(""), 2}, {1, 1, 2, 2}).set_requires_grad();
+    ops::sum(ops::max_pool2d(y, p)).backward();
+    CHECK(y.grad().to_vector<float>() == std::vector<float>{0, 0, 1, 0});
+  }
 }
 
 TEST_CASE("max_pool2d/avg_pool2d: backward matches finite differences") {
