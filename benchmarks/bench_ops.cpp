@@ -8,7 +8,6 @@
 #include "engine/ops/ops.hpp"
 #include "engine/random.hpp"
 
-#include <cblas.h>
 #include <cxxopts.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -134,10 +133,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   const int threads = args["threads"].as<int>();
-  if (threads > 0) {
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
-  }
+  if (threads > 0) omp_set_num_threads(threads);
   const int repeats = std::max(1, args["repeats"].as<int>());
   const int warmup = std::max(0, args["warmup"].as<int>());
   const std::string filter = args["filter"].as<std::string>();

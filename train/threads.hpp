@@ -1,10 +1,11 @@
-// Thread count for everything that computes: OpenMP regions and OpenBLAS.
+// Thread count for everything that computes: qforge's OpenMP regions (OpenBLAS always runs single-
+// threaded inside them, Note [BLAS threads inside OpenMP] in engine/ops/blas.hpp).
 #pragma once
 
 namespace qforge::train {
 
-// Sets both OpenMP's and OpenBLAS's thread counts; n <= 0 leaves them unchanged. Same seed and same
-// thread count give the same bytes.
+// Sets OpenMP's thread count; n <= 0 leaves it unchanged. Same seed and same thread count give the same
+// bytes.
 void set_num_threads(int n);
 int num_threads();  // OpenMP's current maximum
 

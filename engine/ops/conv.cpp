@@ -17,7 +17,7 @@
 //    vectorisable row loops.
 //
 // Parallelism: OpenMP over the batch, one column buffer per thread, each worker calling a single-threaded
-// GEMM (Note [BLAS threads inside OpenMP] in blas.hpp); with a batch of one OpenBLAS threads the GEMMs.
+// GEMM (Note [BLAS threads inside OpenMP] in blas.hpp); with a batch of one, gemm() splits each GEMM.
 // Samples are scheduled dynamically (a worker preempted on a busy machine stalls only its own piece),
 // and the weight gradient is summed over fixed sample chunks in a fixed order, so results are
 // bit-identical whatever the schedule or thread count.
@@ -37,7 +37,6 @@
 
 namespace qforge::ops {
 
-using detail::BlasSingleThread;
 using detail::check_float;
 using detail::check_same_dtype;
 using detail::gemm;
@@ -343,7 +342,6 @@ struct ConvOp : OpBase {
       if (g.rowshift()) {
         const std::vector<T> wr = rowshift_weight(pw, g);
         const int64_t Kw = cg * g.kw, L = (g.h + 2 * g.ph) * g.ow;
-        BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
         {
           Scratch<T> colw(0, Kw * L);
@@ -362,7 +360,6 @@ struct ConvOp : OpBase {
         }
         return;
       }
-      BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
       {
         Scratch<T> col(0, g.pointwise() ? 0 : K * P);
@@ -473,7 +470,6 @@ struct ConvOp : OpBase {
       if (g.rowshift()) {  // Note [row-shift im2col], used for grad_x only (see there)
         const std::vector<T> wr = want_x ? rowshift_weight(pw, g) : std::vector<T>();
         const int64_t Kw = cg * g.kw, L = (g.h + 2 * g.ph) * g.ow, padded_sample = cg * (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
-        BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
         {
           Scratch<T> col(0, want_w ? K * P : 0);
@@ -503,7 +499,6 @@ struct ConvOp : OpBase {
           }
         }
       } else {
-        BlasSingleThread blas_guard(nt > 1);
 #pragma omp parallel num_threads(nt)
         {
           const bool direct = g.pointwise();

@@ -80,8 +80,8 @@ bool batch_broadcastable(const Shape& a, const Shape& b) {
   return true;
 }
 
-// Threads for a loop over nb independent GEMMs of `each` multiply-adds: big GEMMs are threaded by
-// OpenBLAS, many small ones are spread over the batch instead (Note [BLAS threads inside OpenMP]).
+// Threads for a loop over nb independent GEMMs of `each` multiply-adds: big GEMMs are split by gemm()
+// itself, many small ones are spread over the batch instead (Note [BLAS threads inside OpenMP]).
 int batch_threads(int64_t nb, int64_t each) {
   if (nb < 2 || static_cast<double>(each) >= detail::kSmallGemmWork ||
       static_cast<double>(each) * static_cast<double>(nb) < detail::kSmallGemmWork / 4)
@@ -118,10 +118,9 @@ struct MatmulOp : OpBase {
       T* po = out.data<T>();
       const int64_t nb = static_cast<int64_t>(oa.size());
       const int nt = batch_threads(nb, n * m * k);
-      detail::BlasSingleThread blas_guard(nt > 1);
-#pragma omp parallel for schedule(static) num_threads(nt)
-      for (int64_t i = 0; i < nb; ++i)
+      detail::for_each_gemm(nb, nt, [&](int64_t i) {
         gemm(la.trans, lb.trans, n, m, k, T(1), pa + oa[i], la.ld, pb + ob[i], lb.ld, T(0), po + i * n * m, m);
+      });
     });
     return out;
   }
@@ -147,10 +146,9 @@ struct MatmulOp : OpBase {
         T* pga = ga.data<T>();
         // Batches write disjoint blocks unless `a` was broadcast (then they accumulate: stay serial).
         const int nt = beta == T(0) ? batch_threads(nb, n * m * k) : 1;
-        detail::BlasSingleThread blas_guard(nt > 1);
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < nb; ++i)  // ga = g · op(b)^T
+        detail::for_each_gemm(nb, nt, [&](int64_t i) {  // ga = g · op(b)^T
           gemm(false, !lb.trans, n, k, m, T(1), pg + i * n * m, m, b.data<T>() + ob[i], lb.ld, beta, pga + og[i], k);
+        });
       }
       if (needs_grad(1)) {
         const Tensor& a = sa.get(kName);
@@ -165,10 +163,9 @@ struct MatmulOp : OpBase {
         const T beta = shape_numel(batch_of(bshape)) == nb ? T(0) : T(1);
         T* pgb = gb.data<T>();
         const int nt = beta == T(0) ? batch_threads(nb, n * m * k) : 1;
-        detail::BlasSingleThread blas_guard(nt > 1);
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < nb; ++i)  // gb = op(a)^T · g
+        detail::for_each_gemm(nb, nt, [&](int64_t i) {  // gb = op(a)^T · g
           gemm(!la.trans, false, k, m, n, T(1), a.data<T>() + oa[i], la.ld, pg + i * n * m, m, beta, pgb + og[i], m);
+        });
       }
     });
     return {ga, gb};

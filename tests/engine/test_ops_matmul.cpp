@@ -3,6 +3,9 @@
 #include "engine/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
 
+#include <array>
+#include <vector>
+
 using namespace qforge;
 using testing::max_abs_diff;
 using testing::rand_input;
@@ -52,6 +55,27 @@ TEST_CASE("matmul: transposed and strided operands give the same result as conti
   Tensor step = big.slice(1, 0, 10, 2);   // column stride 2: not BLAS-able, copied
   CHECK(max_abs_diff(ops::matmul(at, sl), naive_mm(at.contiguous(), sl.contiguous())) < 1e-12);
   CHECK(max_abs_diff(ops::matmul(at, step), naive_mm(at.contiguous(), step.contiguous())) < 1e-12);
+}
+
+TEST_CASE("matmul: products large enough to be split over threads match the naive reference in every layout") {
+  // Above detail::kParallelGemmWork multiply-adds gemm() splits C's longer side (columns when wide,
+  // rows when tall) into one block per OpenMP thread; transposed operands take the other offsets.
+  for (const auto& [n, k, m] : std::vector<std::array<int64_t, 3>>{{40, 700, 190}, {190, 700, 40}}) {
+    CAPTURE(n);
+    CAPTURE(m);
+    Tensor a = rand_input({n, k}, 20, -1, 1, false), b = rand_input({k, m}, 21, -1, 1, false);
+    const Tensor want = naive_mm(a, b);
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        CAPTURE(ta);
+        CAPTURE(tb);
+        // A transposed layout: the operand stored transposed and viewed back.
+        Tensor aa = ta ? a.transpose(0, 1).contiguous().transpose(0, 1) : a;
+        Tensor bb = tb ? b.transpose(0, 1).contiguous().transpose(0, 1) : b;
+        CHECK(max_abs_diff(ops::matmul(aa, bb), want) < 1e-10);
+        CHECK(max_abs_diff(ops::matmul(f32(aa), f32(bb)).to(DType::f64), want) < 1e-3);
+      }
+  }
 }
 
 TEST_CASE("matmul: 1-D operands follow torch.matmul (dot, mv, vm)") {
