@@ -121,6 +121,14 @@ struct AvgPoolOp : OpBase {
   }
 };
 
+// One candidate of a max window: PyTorch's test, so a NaN wins (the last one). Selects rather than a
+// branch, since which element wins is data-dependent.
+template <class T> inline void consider(T v, int64_t i, T& best, int64_t& best_i) {
+  const bool take = (v > best) | (v != v);
+  best = take ? v : best;
+  best_i = take ? i : best_i;
+}
+
 struct MaxPoolOp : OpBase {
   static constexpr const char* kName = "max_pool2d";
   Shape in_shape, out_shape;
@@ -140,35 +148,13 @@ struct MaxPoolOp : OpBase {
 #pragma omp parallel for schedule(static) num_threads(plane_threads(g.planes, g.planes * g.h * g.w))
       for (int64_t q = 0; q < g.planes; ++q) {
         const T* plane = px + q * HW;
-        if (tiles_2x2) {  // the four cells in row-major order, the same selects as below
+        if (tiles_2x2) {  // the four cells in row-major order
           for (int64_t oy = 0; oy < g.oh; ++oy)
             for (int64_t ox = 0; ox < g.ow; ++ox) {
               const int64_t i0 = 2 * oy * g.w + 2 * ox, cells[4] = {i0, i0 + 1, i0 + g.w, i0 + g.w + 1};
               T best = plane[i0];
               int64_t best_i = i0;
-              for (int c = 1; c < 4; ++c) {
-                const T v = plane[cells[c]];
-                const bool take = (v > best) | (v != v);
-                best = take ? v : best;
-                best_i = take ? cells[c] : best_i;
-              }
-              po[q * OP + oy * g.ow + ox] = best;
-              if (pa) pa[q * OP + oy * g.ow + ox] = static_cast<int32_t>(best_i);
-            }
-          continue;
-        }
-        if (tiles_2x2) {  // the four cells in row-major order, the same selects as below
-          for (int64_t oy = 0; oy < g.oh; ++oy)
-            for (int64_t ox = 0; ox < g.ow; ++ox) {
-              const int64_t i0 = 2 * oy * g.w + 2 * ox, cells[4] = {i0, i0 + 1, i0 + g.w, i0 + g.w + 1};
-              T best = plane[i0];
-              int64_t best_i = i0;
-              for (int c = 1; c < 4; ++c) {
-                const T v = plane[cells[c]];
-                const bool take = (v > best) | (v != v);
-                best = take ? v : best;
-                best_i = take ? cells[c] : best_i;
-              }
+              for (int c = 1; c < 4; ++c) consider(plane[cells[c]], cells[c], best, best_i);
               po[q * OP + oy * g.ow + ox] = best;
               if (pa) pa[q * OP + oy * g.ow + ox] = static_cast<int32_t>(best_i);
             }
@@ -179,14 +165,7 @@ struct MaxPoolOp : OpBase {
           T best = -std::numeric_limits<T>::infinity();
           int64_t best_i = wd.y0 * g.w + wd.x0;
           for (int64_t y = wd.y0; y < wd.y1; ++y)
-            for (int64_t xx = wd.x0; xx < wd.x1; ++xx) {
-              const T v = plane[y * g.w + xx];
-              // PyTorch's test, so a NaN wins (the last one). Selects, not a branch: which element
-              // wins is data-dependent and a mispredicted branch per element dominated the op.
-              const bool take = (v > best) | (v != v);
-              best = take ? v : best;
-              best_i = take ? y * g.w + xx : best_i;
-            }
+            for (int64_t xx = wd.x0; xx < wd.x1; ++xx) consider(plane[y * g.w + xx], y * g.w + xx, best, best_i);
           po[q * OP + o] = best;
           if (pa) pa[q * OP + o] = static_cast<int32_t>(best_i);
         }
