@@ -21,6 +21,7 @@ Prints one row per mode with the median step time and its ratio to the FP32 nn.L
 --qforge, the qforge rows of bench_qat for the same model).
 """
 import argparse
+import copy
 import subprocess
 import time
 
@@ -125,18 +126,20 @@ class QatLstm(nn.Module):
         return self.q_out(out) if quant else out
 
 
-def time_steps(model, x, y, repeats):
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    times = []
+def time_steps(models, x, y, repeats):
+    """Median step time per model; the models' steps are interleaved (as in bench_qat) so that a change in
+    machine load affects every mode alike."""
+    opts = [torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for m in models]
+    times = [[] for _ in models]
     for i in range(3 + repeats):
-        t0 = time.perf_counter()
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-        if i >= 3:
-            times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return times[len(times) // 2]
+        for m, opt, t in zip(models, opts, times):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            F.cross_entropy(m(x), y).backward()
+            opt.step()
+            if i >= 3:
+                t.append((time.perf_counter() - t0) * 1e3)
+    return [sorted(t)[len(t) // 2] for t in times]
 
 
 def main():
@@ -150,9 +153,9 @@ def main():
     x = torch.randn(B, 1, 28, 28)
     y = torch.arange(B) % C
     base = RowLstm()
-    ms = {"fp32": time_steps(base, x, y, a.repeats)}
-    for mode in ("loop", "static", "lsq", "aimet"):
-        ms[mode] = time_steps(QatLstm(base, mode, x), x, y, a.repeats)
+    modes = ("loop", "static", "lsq", "aimet")
+    models = [base] + [QatLstm(copy.deepcopy(base), mode, x) for mode in modes]  # same initial weights
+    ms = dict(zip(("fp32",) + modes, time_steps(models, x, y, a.repeats)))
     f = ms["fp32"]
     print(f"pytorch {torch.__version__} lstm threads {a.threads}  fp32 {f:7.2f} ms  "
           f"loop (no fq) {ms['loop']:7.2f} ms ({ms['loop'] / f:.2f}x)  qat W8A8 {ms['static']:7.2f} ms "
