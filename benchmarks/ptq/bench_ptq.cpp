@@ -223,8 +223,18 @@ int main(int argc, char** argv) {
       cxxopts::value<std::string>()->default_value("0,1,2,3,4"))(
       "ranges", "print dw-cnn's per-output-channel max|w| after BN folding, before and after CLE")(
       "no-adaround", "w4 rows without the AdaRound rows")(
-      "json", "print JSON rows");
-  const auto a = o.parse(argc, argv);
+      "json", "print JSON rows")("h,help", "show this help");
+  cxxopts::ParseResult a;
+  try {
+    a = o.parse(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "qforge_bench_ptq: {} (see --help)\n", e.what());
+    return 2;
+  }
+  if (a.count("help")) {
+    fmt::print("{}\n", o.help());
+    return 0;
+  }
   Recipe dw;
   dw.epochs = a["dw-epochs"].as<int64_t>();
   dw.optimizer = a["dw-opt"].as<std::string>();

@@ -365,9 +365,6 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
     std::vector<int64_t> sidx(B);
     const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     double b1t = 1, b2t = 1;
-    // The step's GEMMs are small (a few dozen MFLOP): one BLAS thread avoids OpenBLAS's hand-offs, which
-    // measured slower on the shared 2-core machine (6.3 s vs 8.2 s for 1000 steps/layer on mnist-cnn).
-    ops::detail::BlasSingleThread one_blas_thread(true);
     for (int64_t it = 0; it < iters; ++it) {
       for (int64_t j = 0; j < B; ++j) {
         const int64_t s = static_cast<int64_t>(gen.next_u64() % static_cast<uint64_t>(N));
