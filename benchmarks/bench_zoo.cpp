@@ -44,7 +44,13 @@ int main(int argc, char** argv) {
       "warmup", "untimed steps", cxxopts::value<int>()->default_value("3"))(
       "filter", "only models containing this", cxxopts::value<std::string>()->default_value(""))(
       "json", "print JSON")("h,help", "help");
-  auto args = options.parse(argc, argv);
+  cxxopts::ParseResult args;
+  try {
+    args = options.parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "qforge_bench_zoo: " << e.what() << " (see --help)\n";
+    return 2;
+  }
   if (args.count("help")) {
     std::cout << options.help() << "\n";
     return 0;

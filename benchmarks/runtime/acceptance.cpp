@@ -125,7 +125,13 @@ int main(int argc, char** argv) {
       "epochs", "FP32 epochs", cxxopts::value<int>()->default_value("2"))(
       "qat-steps", "QAT steps", cxxopts::value<int>()->default_value("100"))(
       "no-bench", "skip the inference benchmark")("json", "JSON lines only")("h,help", "help");
-  const auto a = o.parse(argc, argv);
+  cxxopts::ParseResult a;
+  try {
+    a = o.parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "qforge_runtime_acceptance: " << e.what() << " (see --help)\n";
+    return 2;
+  }
   if (a.count("help")) {
     std::cout << o.help() << "\n";
     return 0;
