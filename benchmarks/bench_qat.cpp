@@ -70,8 +70,19 @@ int main(int argc, char** argv) {
       ("repeats", "timed steps per engine", cxxopts::value<int>()->default_value("15"))
       ("json", "JSON rows")
       ("only", "time one mode alone (fp32, static, lsq or aimet), e.g. under a profiler",
-       cxxopts::value<std::string>()->default_value(""));
-  auto r = opts.parse(argc, argv);
+       cxxopts::value<std::string>()->default_value(""))
+      ("h,help", "show this help");
+  cxxopts::ParseResult r;
+  try {
+    r = opts.parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qforge_bench_qat: %s (see --help)\n", e.what());
+    return 2;
+  }
+  if (r.count("help")) {
+    std::printf("%s\n", opts.help().c_str());
+    return 0;
+  }
   train::set_num_threads(r["threads"].as<int>());
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(5);

@@ -240,7 +240,6 @@ struct RecurrentSeqOp : ops::OpBase {
     const CellType ty = type;
     const bool rev = reverse;
     const int nthreads = batch_threads(B, double(T) * double(B) * double(GH) * double(H));
-    ops::detail::BlasSingleThread blas_guard(nthreads > 1);
 #pragma omp parallel num_threads(nthreads)
     {
     int64_t b0, b1;
@@ -358,7 +357,6 @@ struct RecurrentSeqOp : ops::OpBase {
     const bool learn = raw_all && (needs_grad(5) || needs_grad(6));
     const int nthreads = batch_threads(B, double(T) * double(B) * double(GH) * double(H));
     std::vector<double> part(2 * size_t(nthreads), 0.0);  // per-thread range-gradient sums
-    ops::detail::BlasSingleThread blas_guard(nthreads > 1);
 #pragma omp parallel num_threads(nthreads)
     {
     int64_t b0, b1;

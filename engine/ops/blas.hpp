@@ -84,14 +84,6 @@ template <class F> void for_each_gemm(int64_t count, int threads, F body) {
   }
 }
 
-// Kept for callers written before OpenBLAS was pinned process-wide: now always a no-op guard.
-class BlasSingleThread {
-public:
-  explicit BlasSingleThread(bool) noexcept {}
-  BlasSingleThread(const BlasSingleThread&) = delete;
-  BlasSingleThread& operator=(const BlasSingleThread&) = delete;
-};
-
 // Below this many multiply-adds per GEMM, many independent GEMMs are better spread over OpenMP threads
 // (one single-threaded GEMM each) than split one by one.
 inline constexpr double kSmallGemmWork = 1 << 22;
