@@ -36,9 +36,9 @@ inline Shape broadcast_strides(const Tensor& t, const Shape& shape) {
   return st;
 }
 
-// out[i] = f(a[i]) for any layout; out is a fresh contiguous tensor.
+// out[i] = f(a[i]) for any layout; out is a fresh contiguous tensor (every element written).
 template <class T, class F> Tensor unary_map(const Tensor& a, F f) {
-  Tensor out = Tensor::empty(a.shape(), a.dtype());
+  Tensor out = Tensor::uninitialized(a.shape(), a.dtype());
   T* o = out.data<T>();
   const T* base = static_cast<const T*>(a.storage()->data);
   if (a.is_contiguous()) {
@@ -52,10 +52,10 @@ template <class T, class F> Tensor unary_map(const Tensor& a, F f) {
   return out;
 }
 
-// out = f(a, b) with broadcasting; out dtype R (defaults to T).
+// out = f(a, b) with broadcasting; out dtype R (defaults to T); every element written.
 template <class T, class R = T, class F> Tensor binary_map(const Tensor& a, const Tensor& b, const char* op, F f) {
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
-  Tensor out = Tensor::empty(shape, dtype_of_v<R>);
+  Tensor out = Tensor::uninitialized(shape, dtype_of_v<R>);
   R* o = out.data<R>();
   const T* pa = static_cast<const T*>(a.storage()->data);
   const T* pb = static_cast<const T*>(b.storage()->data);

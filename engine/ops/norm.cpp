@@ -69,7 +69,7 @@ struct BatchNormOp : OpBase {
     mean.assign(c, 0.0);
     invstd.assign(c, 0.0);
     std::vector<double> var(c, 0.0);
-    Tensor y = Tensor::empty(x.shape(), x.dtype());
+    Tensor y = Tensor::uninitialized(x.shape(), x.dtype());  // every element is written below
     visit_float(x.dtype(), kName, [&]<class T>() {
       const T* xp = x.data<T>();
       T* yp = y.data<T>();
@@ -139,7 +139,7 @@ struct BatchNormOp : OpBase {
     const int64_t m = n * s;
     std::vector<double> sum_g(c, 0.0), sum_gx(c, 0.0);
     Tensor gx;
-    if (needs_grad(0)) gx = Tensor::empty(x.shape(), x.dtype());
+    if (needs_grad(0)) gx = Tensor::uninitialized(x.shape(), x.dtype());  // every element is written below
     visit_float(x.dtype(), kName, [&]<class T>() {
       const T* xp = x.data<T>();
       const T* gp = g.data<T>();
