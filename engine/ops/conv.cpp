@@ -12,9 +12,9 @@
 //    recomputes the columns (cheaper than keeping N column matrices alive): grad_w^T += col · g^T, and
 //    grad_col = W^T · g is scattered back with col2im. A 1x1/stride-1/unpadded conv uses the input as the
 //    column matrix directly.
-//  * direct (depthwise: one input channel per group). A GEMM with K = kh*kw is all overhead, so each
-//    plane is copied into a zero-bordered scratch plane and accumulated tap by tap with branch-free,
-//    vectorisable row loops.
+//  * direct (depthwise: one input channel per group; conv_depthwise.cpp). A GEMM with K = kh*kw is all
+//    overhead: each plane is accumulated tap by tap over its polyphase planes, one long vectorisable
+//    loop per tap (Note [polyphase depthwise]).
 //
 // Parallelism: OpenMP over the batch, one column buffer per thread, each worker calling a single-threaded
 // GEMM (Note [BLAS threads inside OpenMP] in blas.hpp); with a batch of one, gemm() splits each GEMM.
@@ -45,7 +45,6 @@ using detail::visit_float;
 namespace {
 
 using conv_detail::ConvGeom;
-using conv_detail::fill_padded_interior;
 using conv_detail::pad_planes;
 using conv_detail::Scratch;
 using conv_detail::threads_for;
@@ -219,81 +218,6 @@ template <class T> std::vector<T> rowshift_weight(const T* w, const ConvGeom& g)
 
 #undef QFORGE_CONV_INLINE_LOOPS
 
-// ---- direct depthwise kernels (cg == 1: output channel oc reads input channel oc / og) --------------
-//
-// Each input plane is first copied into a zero-bordered [h + 2ph, w + 2pw] scratch plane (borders zeroed
-// once per thread, interiors refilled per plane), so every tap of every output is in bounds: the inner
-// loops are branch-free and vectorise over output columns.
-
-// out plane [oh, ow] = bias + taps over the padded input plane xp.
-template <class T> void dw_forward_plane(const T* __restrict xp, const T* __restrict w, T bias, const ConvGeom& g,
-                                         T* __restrict out) noexcept {
-  const int64_t wp = g.w + 2 * g.pw, sw = g.sw, dw = g.dw, kw = g.kw, ow = g.ow;
-  for (int64_t oy = 0; oy < g.oh; ++oy) {
-    T* o = out + oy * ow;
-    std::fill(o, o + ow, bias);
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const T* r = xp + (oy * g.sh + i * g.dh) * wp;
-      for (int64_t j = 0; j < kw; ++j) {
-        const T wv = w[i * kw + j];
-        const T* rj = r + j * dw;
-        if (sw == 1) {
-#pragma omp simd
-          for (int64_t ox = 0; ox < ow; ++ox) o[ox] += wv * rj[ox];
-        } else {
-#pragma omp simd
-          for (int64_t ox = 0; ox < ow; ++ox) o[ox] += wv * rj[ox * sw];
-        }
-      }
-    }
-  }
-}
-
-// Padded input-gradient plane gxp += the transpose of dw_forward_plane applied to gout.
-template <class T> void dw_grad_input_plane(const T* __restrict gout, const T* __restrict w, const ConvGeom& g,
-                                            T* __restrict gxp) noexcept {
-  const int64_t wp = g.w + 2 * g.pw, sw = g.sw, dw = g.dw, ow = g.ow;
-  for (int64_t oy = 0; oy < g.oh; ++oy) {
-    const T* gr = gout + oy * ow;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      T* r = gxp + (oy * g.sh + i * g.dh) * wp;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const T wv = w[i * g.kw + j];
-        T* rj = r + j * dw;
-        if (sw == 1) {
-#pragma omp simd
-          for (int64_t ox = 0; ox < ow; ++ox) rj[ox] += wv * gr[ox];
-        } else {
-#pragma omp simd
-          for (int64_t ox = 0; ox < ow; ++ox) rj[ox * sw] += wv * gr[ox];
-        }
-      }
-    }
-  }
-}
-
-// gw [kh*kw] += correlation of gout with the padded input plane xp.
-template <class T> void dw_grad_weight_plane(const T* __restrict gout, const T* __restrict xp, const ConvGeom& g,
-                                             T* __restrict gw) noexcept {
-  const int64_t wp = g.w + 2 * g.pw, sw = g.sw, dw = g.dw, ow = g.ow;
-  for (int64_t i = 0; i < g.kh; ++i)
-    for (int64_t j = 0; j < g.kw; ++j) {
-      T acc = 0;
-      for (int64_t oy = 0; oy < g.oh; ++oy) {
-        const T* gr = gout + oy * ow;
-        const T* r = xp + (oy * g.sh + i * g.dh) * wp + j * dw;
-        if (sw == 1) {
-#pragma omp simd reduction(+ : acc)
-          for (int64_t ox = 0; ox < ow; ++ox) acc += gr[ox] * r[ox];
-        } else {
-#pragma omp simd reduction(+ : acc)
-          for (int64_t ox = 0; ox < ow; ++ox) acc += gr[ox] * r[ox * sw];
-        }
-      }
-      gw[i * g.kw + j] += acc;
-    }
-}
-
 constexpr int64_t kChunks = 16;  // weight-gradient partial sums per backward (see ConvOp::backward)
 
 struct ConvOp : OpBase {
@@ -318,18 +242,7 @@ struct ConvOp : OpBase {
       T* po = out.data<T>();
       const int64_t P = g.plane(), K = g.kdim(), cg = g.cg(), og = g.og();
       if (g.depthwise()) {
-        const int64_t planes = g.n * g.o, padded = (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
-#pragma omp parallel num_threads(threads_for(planes, planes * P * g.kh * g.kw))
-        {
-          Scratch<T> xp(0, padded);
-          std::fill(xp.data(), xp.data() + padded, T(0));  // the borders stay zero
-#pragma omp for schedule(static)
-          for (int64_t q = 0; q < planes; ++q) {
-            const int64_t n = q / g.o, oc = q % g.o, ic = oc / og;
-            fill_padded_interior(px + (n * g.c + ic) * g.h * g.w, 1, g.h, g.w, g.ph, g.pw, xp.data());
-            dw_forward_plane(xp.data(), pw + oc * g.kh * g.kw, pb ? pb[oc] : T(0), g, po + q * P);
-          }
-        }
+        conv_detail::depthwise_forward<T>(g, px, pw, pb, po);
         return;
       }
       if constexpr (std::is_same_v<T, float>)
@@ -417,42 +330,9 @@ struct ConvOp : OpBase {
       if (want_w) gw = Tensor::empty({g.o, cg, g.kh, g.kw}, gout.dtype());
       T* pgx = want_x ? gx.data<T>() : nullptr;
       T* pgw = want_w ? gw.data<T>() : nullptr;
-      const int64_t HW = g.h * g.w, KK = g.kh * g.kw;
+      const int64_t HW = g.h * g.w;
       if (g.depthwise()) {
-        const int64_t wp = g.w + 2 * g.pw, padded = (g.h + 2 * g.ph) * wp;
-        if (want_x) {
-          const int64_t planes = g.n * g.c;
-#pragma omp parallel num_threads(threads_for(planes, g.n * g.o * P * KK))
-          {
-            Scratch<T> gxp(1, padded);
-#pragma omp for schedule(static)
-            for (int64_t q = 0; q < planes; ++q) {
-              const int64_t n = q / g.c, ic = q % g.c;
-              std::fill(gxp.data(), gxp.data() + padded, T(0));
-              for (int64_t m = 0; m < og; ++m) {
-                const int64_t oc = ic * og + m;
-                dw_grad_input_plane(pg + (n * g.o + oc) * P, pw + oc * KK, g, gxp.data());
-              }
-              for (int64_t y = 0; y < g.h; ++y) {
-                const T* src = gxp.data() + (y + g.ph) * wp + g.pw;
-                std::copy(src, src + g.w, pgx + q * HW + y * g.w);
-              }
-            }
-          }
-        }
-        if (want_w) {
-#pragma omp parallel num_threads(threads_for(g.o, g.n * g.o * P * KK))
-          {
-            Scratch<T> xp(0, padded);
-          std::fill(xp.data(), xp.data() + padded, T(0));  // the borders stay zero
-#pragma omp for schedule(static)
-            for (int64_t oc = 0; oc < g.o; ++oc)
-              for (int64_t n = 0; n < g.n; ++n) {
-                fill_padded_interior(px + (n * g.c + oc / og) * HW, 1, g.h, g.w, g.ph, g.pw, xp.data());
-                dw_grad_weight_plane(pg + (n * g.o + oc) * P, xp.data(), g, pgw + oc * KK);
-              }
-          }
-        }
+        conv_detail::depthwise_backward<T>(g, pg, px, pw, pgx, pgw);
         return;
       }
       if constexpr (std::is_same_v<T, float>)

@@ -114,4 +114,9 @@ void shifted_forward(const ConvGeom& g, const float* x, const float* w, const fl
 void shifted_grad_input(const ConvGeom& g, const float* gout, const float* w, float* gx);
 void shifted_grad_weight(const ConvGeom& g, const float* gout, const float* x, float* gw);  // gw overwritten
 
+// Depthwise convolutions (conv_depthwise.cpp, Note [polyphase depthwise]); T = float or double. The
+// backward computes gx and/or gw (either may be null; gw is accumulated into, x and w as needed).
+template <class T> void depthwise_forward(const ConvGeom& g, const T* x, const T* w, const T* bias, T* y);
+template <class T> void depthwise_backward(const ConvGeom& g, const T* gout, const T* x, const T* w, T* gx, T* gw);
+
 }  // namespace qforge::ops::conv_detail

@@ -75,6 +75,7 @@ std::vector<ConvCase> cases() {
       {"depthwise", {2, 3, 6, 5}, {3, 1, 3, 3}, true, params({1, 1}, {1, 1}, {1, 1}, 3)},
       {"depthwise stride 2 dilation 2", {1, 2, 8, 7}, {2, 1, 3, 3}, false, params({2, 2}, {2, 1}, {2, 2}, 2)},
       {"depthwise multiplier 2", {2, 2, 5, 5}, {4, 1, 2, 3}, true, params({1, 2}, {1, 1}, {1, 1}, 2)},
+      {"depthwise stride 3, uneven padding", {1, 2, 8, 10}, {2, 1, 3, 3}, true, params({3, 3}, {1, 2}, {1, 1}, 2)},
       {"pointwise 1x1", {2, 3, 4, 5}, {2, 3, 1, 1}, true, params({1, 1}, {0, 0}, {1, 1}, 1)},
       {"1x1 stride 2", {1, 3, 5, 4}, {2, 3, 1, 1}, false, params({2, 2}, {0, 0}, {1, 1}, 1)},
       {"batch 1, single channel, padding only on one side of the output", {1, 1, 4, 9}, {2, 1, 4, 2}, true,
