@@ -103,6 +103,14 @@ template <bool S8>
   return static_cast<__mmask16>(_bzhi_u32(0xFFFFu, static_cast<unsigned>(valid < 0 ? 0 : (valid > 16 ? 16 : valid))));
 }
 
+// Single-rounding requantization of 16 int32 accumulators as two 64-bit halves (even and odd lanes):
+// (acc * multiplier + 2^(t-1)) >> t with t = 31 - shift (requant.hpp Note [single rounding]).
+[[gnu::always_inline]] inline void scale_round(__m512i acc, __m512i mult, __m512i mult_o, __m512i rnd_e, __m512i rnd_o,
+                                               __m512i tot_e, __m512i tot_o, __m512i& pe, __m512i& po) noexcept {
+  pe = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(acc, mult), rnd_e), tot_e);
+  po = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), mult_o), rnd_o), tot_o);
+}
+
 template <int MR, int NB, bool S8, Out O>
 void tile(const TileArgs& t) noexcept {
   // Note: plain loops over local arrays with compile-time bounds (no lambdas, no references to them, no
@@ -237,10 +245,8 @@ void tile(const TileArgs& t) noexcept {
         const __m512i hi = _mm512_set1_epi32(w.act_max - w.out_zero_point);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
-          __m512i pe = _mm512_mul_epi32(acc[r][j], mult);
-          __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(acc[r][j], 32), mult_o);
-          pe = _mm512_srav_epi64(_mm512_add_epi64(pe, rnd_e), tot_e);
-          po = _mm512_srav_epi64(_mm512_add_epi64(po, rnd_o), tot_o);
+          __m512i pe, po;
+          scale_round(acc[r][j], mult, mult_o, rnd_e, rnd_o, tot_e, tot_o, pe, po);
           // odd lanes: the low half of each 64-bit po lane, moved up by vpshufd
           __m512i y = _mm512_mask_shuffle_epi32(pe, 0xAAAA, po, _MM_PERM_CDAB);
           y = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(y, lo), hi), zp);
@@ -251,10 +257,8 @@ void tile(const TileArgs& t) noexcept {
         const __m512i hi = _mm512_set1_epi64(static_cast<long long>(w.act_max) - w.out_zero_point);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
-          __m512i pe = _mm512_mul_epi32(acc[r][j], mult);
-          __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(acc[r][j], 32), mult_o);
-          pe = _mm512_srav_epi64(_mm512_add_epi64(pe, rnd_e), tot_e);
-          po = _mm512_srav_epi64(_mm512_add_epi64(po, rnd_o), tot_o);
+          __m512i pe, po;
+          scale_round(acc[r][j], mult, mult_o, rnd_e, rnd_o, tot_e, tot_o, pe, po);
           pe = _mm512_min_epi64(_mm512_max_epi64(pe, lo), hi);
           po = _mm512_min_epi64(_mm512_max_epi64(po, lo), hi);
           __m512i y = _mm512_mask_shuffle_epi32(pe, 0xAAAA, po, _MM_PERM_CDAB);
