@@ -244,9 +244,7 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
   QuantSimOptions so = opt.sim;
   so.fold_bn = true;
   QuantSim sim(model, sample_inputs, so);
-  for (const auto& info : sim.quantizers())
-    if (info.kind != "param") info.quantizer->set_enabled(false);
-  sim.compute_encodings([&](nn::Module& m) { m(std::vector<Tensor>{sample_inputs}); });
+  calibrate_weights_only(sim, sample_inputs);
 
   const auto& g = sim.graph();
   const auto calls = call_counts(g);

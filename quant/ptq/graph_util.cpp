@@ -8,6 +8,12 @@
 
 namespace qforge::quant::ptq {
 
+void calibrate_weights_only(QuantSim& sim, const std::vector<Tensor>& sample_inputs) {
+  for (const auto& info : sim.quantizers())
+    if (info.kind != "param") info.quantizer->set_enabled(false);
+  sim.compute_encodings([&](nn::Module& m) { m(std::vector<Tensor>{sample_inputs}); });
+}
+
 bool is_conv(const nn::TraceNode& n) { return n.type == "Conv2d"; }
 bool is_linear(const nn::TraceNode& n) { return n.type == "Linear"; }
 bool is_bn(const nn::TraceNode& n) { return n.type == "BatchNorm1d" || n.type == "BatchNorm2d"; }

@@ -1,4 +1,4 @@
-// Helpers shared by the PTQ passes: which traced nodes are layers, how to walk from a layer to the next
+// Helpers shared by the PTQ passes: the weight-only QuantSim they start from, which traced nodes are layers, how to walk from a layer to the next
 // one through "transparent" nodes, and raw per-channel access to conv/linear weights.
 //
 // Layers are Conv2d and Linear leaves called exactly once (a module called twice shares its weights
@@ -7,12 +7,17 @@
 #pragma once
 
 #include "nn/layers.hpp"
+#include "quant/quantsim.hpp"
 #include "nn/trace.hpp"
 
 #include <string>
 #include <vector>
 
 namespace qforge::quant::ptq {
+
+// Leaves only the parameter quantizers of `sim` enabled and computes their encodings from one pass over
+// sample_inputs: the weight-only quantization that AdaRound and bias correction compare with FP32.
+void calibrate_weights_only(QuantSim& sim, const std::vector<Tensor>& sample_inputs);
 
 bool is_conv(const nn::TraceNode& n);
 bool is_linear(const nn::TraceNode& n);
