@@ -8,6 +8,7 @@
 #include "nn/recurrent.hpp"
 #include "nn/zoo.hpp"
 #include "quant/quantsim.hpp"
+#include "tests/support/batch_norm.hpp"
 #include "tests/support/fixtures.hpp"
 #include "tests/support/gradcheck.hpp"
 
@@ -17,6 +18,7 @@
 
 using namespace qforge;
 using namespace qforge::quant;
+using qforge::testing::perturb_bn;  // mean and beta ~ N(0, 1)
 
 namespace {
 
@@ -25,20 +27,6 @@ Tensor randn(const Shape& shape, uint64_t seed, double scale = 1.0) {
   return ops::mul(Tensor::randn(shape, g), scale);
 }
 
-// Gives the BNs non-trivial statistics so that folding is visible.
-void perturb_bn(nn::Module& m, uint64_t seed) {
-  Generator g(seed);
-  NoGradGuard ng;
-  for (auto& [name, mod] : m.named_modules()) {
-    auto* bn = dynamic_cast<nn::BatchNorm*>(mod.get());
-    if (!bn) continue;
-    const int64_t c = bn->num_features();
-    bn->buffer("running_mean").copy_(Tensor::randn({c}, g));
-    bn->buffer("running_var").copy_(Tensor::rand({c}, g, 0.5, 2.0));
-    bn->raw_param("weight").copy_(Tensor::rand({c}, g, 0.5, 1.5));
-    bn->raw_param("bias").copy_(Tensor::randn({c}, g));
-  }
-}
 
 std::shared_ptr<nn::Graph> mnist_cnn() {
   auto m = nn::build_zoo_model("mnist-cnn");

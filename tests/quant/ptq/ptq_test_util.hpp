@@ -6,6 +6,7 @@
 #include "nn/layers.hpp"
 #include "nn/spec.hpp"
 #include "nn/zoo.hpp"
+#include "tests/support/batch_norm.hpp"
 
 #include <cmath>
 
@@ -18,17 +19,7 @@ inline Tensor randn(const Shape& shape, uint64_t seed, double scale = 1.0) {
 
 // Non-trivial BN statistics; beta within |beta| < 3|gamma| unless big_beta.
 inline void perturb_bn(nn::Module& m, uint64_t seed, bool big_beta = false) {
-  Generator g(seed);
-  NoGradGuard ng;
-  for (auto& [name, mod] : m.named_modules()) {
-    auto* bn = dynamic_cast<nn::BatchNorm*>(mod.get());
-    if (!bn) continue;
-    const int64_t c = bn->num_features();
-    bn->buffer("running_mean").copy_(ops::mul(Tensor::randn({c}, g), 0.3));
-    bn->buffer("running_var").copy_(Tensor::rand({c}, g, 0.5, 2.0));
-    bn->raw_param("weight").copy_(Tensor::rand({c}, g, 0.5, 1.5));
-    bn->raw_param("bias").copy_(big_beta ? Tensor::rand({c}, g, 4.0, 6.0) : ops::mul(Tensor::randn({c}, g), 0.4));
-  }
+  testing::perturb_bn(m, seed, {.mean_sd = 0.3, .beta_sd = 0.4, .big_beta = big_beta});
 }
 
 // Largest |a - b| relative to max |b|.

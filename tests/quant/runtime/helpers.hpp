@@ -7,6 +7,7 @@
 #include "nn/zoo.hpp"
 #include "quant/config.hpp"
 #include "quant/quantsim.hpp"
+#include "tests/support/batch_norm.hpp"
 
 #include <memory>
 
@@ -18,20 +19,6 @@ inline Tensor images(std::int64_t n, std::uint64_t seed) {
   return Tensor::rand({n, 1, 28, 28}, g);
 }
 
-// Non-trivial BatchNorm statistics so that folding changes the weights.
-inline void perturb_bn(nn::Module& m, std::uint64_t seed) {
-  Generator g(seed);
-  NoGradGuard ng;
-  for (auto& [name, mod] : m.named_modules()) {
-    auto* bn = dynamic_cast<nn::BatchNorm*>(mod.get());
-    if (!bn) continue;
-    const int64_t c = bn->num_features();
-    bn->buffer("running_mean").copy_(ops::mul(Tensor::randn({c}, g), 0.1));
-    bn->buffer("running_var").copy_(Tensor::rand({c}, g, 0.5, 2.0));
-    bn->raw_param("weight").copy_(Tensor::rand({c}, g, 0.5, 1.5));
-    bn->raw_param("bias").copy_(ops::mul(Tensor::randn({c}, g), 0.1));
-  }
-}
 
 struct SimFixture {
   std::shared_ptr<nn::Module> model;
@@ -45,7 +32,7 @@ inline SimFixture make_sim(const std::string& name, quant::QuantSimOptions opt =
   nn::BuildOptions bo;
   bo.seed = seed;
   f.model = nn::build_zoo_model(name, {}, bo);
-  perturb_bn(*f.model, seed + 7);
+  perturb_bn(*f.model, seed + 7, {.mean_sd = 0.1, .beta_sd = 0.1});
   const Tensor x = images(calib, seed + 11);
   f.sim = std::make_unique<quant::QuantSim>(f.model, std::vector<Tensor>{x}, opt);
   f.sim->compute_encodings([&](nn::Module& m) { m({x}); });
