@@ -5,6 +5,7 @@
 // compare_torch_ops.py runs the same rows in PyTorch in the same process tree and prints the ratios.
 //
 //   qforge_bench_ops [--threads N] [--repeats R] [--warmup W] [--filter substring] [--json]
+#include "benchmarks/bench_args.hpp"
 #include "engine/ops/ops.hpp"
 #include "engine/random.hpp"
 
@@ -120,18 +121,9 @@ int main(int argc, char** argv) {
       "repeats", "timed iterations per row", cxxopts::value<int>()->default_value("15"))(
       "warmup", "untimed iterations per row", cxxopts::value<int>()->default_value("3"))(
       "filter", "only rows whose name contains this", cxxopts::value<std::string>()->default_value(""))(
-      "json", "print JSON instead of a table")("h,help", "show help");
+      "json", "print JSON instead of a table");
   cxxopts::ParseResult args;
-  try {
-    args = options.parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "qforge_bench_ops: " << e.what() << "\n";
-    return 2;
-  }
-  if (args.count("help")) {
-    std::cout << options.help() << "\n";
-    return 0;
-  }
+  if (const int rc = qforge::bench::parse_bench_args(options, argc, argv, args); rc >= 0) return rc;
   const int threads = args["threads"].as<int>();
   if (threads > 0) omp_set_num_threads(threads);
   const int repeats = std::max(1, args["repeats"].as<int>());

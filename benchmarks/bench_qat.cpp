@@ -3,6 +3,7 @@
 // ranges, with LSQ range learning and with AIMET range learning (learnable min/max). Rows interleave the
 // FP32 and QAT samples in one process; the figure is the median step time. Benchmarks measure; nothing
 // here asserts a target. benchmarks/compare_torch_qat.py times the same lstm model in PyTorch.
+#include "benchmarks/bench_args.hpp"
 #include "engine/ops/ops.hpp"
 #include "nn/zoo.hpp"
 #include "quant/quantsim.hpp"
@@ -70,19 +71,9 @@ int main(int argc, char** argv) {
       ("repeats", "timed steps per engine", cxxopts::value<int>()->default_value("15"))
       ("json", "JSON rows")
       ("only", "time one mode alone (fp32, static, lsq or aimet), e.g. under a profiler",
-       cxxopts::value<std::string>()->default_value(""))
-      ("h,help", "show this help");
+       cxxopts::value<std::string>()->default_value(""));
   cxxopts::ParseResult r;
-  try {
-    r = opts.parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "qforge_bench_qat: %s (see --help)\n", e.what());
-    return 2;
-  }
-  if (r.count("help")) {
-    std::printf("%s\n", opts.help().c_str());
-    return 0;
-  }
+  if (const int rc = qforge::bench::parse_bench_args(opts, argc, argv, r); rc >= 0) return rc;
   train::set_num_threads(r["threads"].as<int>());
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(5);

@@ -6,6 +6,7 @@
 // of 32 characters; the others take [batch, 1, 28, 28] images.
 //
 //   qforge_bench_zoo [--batch 64] [--threads N] [--repeats R] [--warmup W] [--filter substring] [--json]
+#include "benchmarks/bench_args.hpp"
 #include "engine/autograd.hpp"
 #include "engine/ops/ops.hpp"
 #include "nn/zoo.hpp"
@@ -43,18 +44,9 @@ int main(int argc, char** argv) {
       "repeats", "timed steps", cxxopts::value<int>()->default_value("20"))(
       "warmup", "untimed steps", cxxopts::value<int>()->default_value("3"))(
       "filter", "only models containing this", cxxopts::value<std::string>()->default_value(""))(
-      "json", "print JSON")("h,help", "help");
+      "json", "print JSON");
   cxxopts::ParseResult args;
-  try {
-    args = options.parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "qforge_bench_zoo: " << e.what() << " (see --help)\n";
-    return 2;
-  }
-  if (args.count("help")) {
-    std::cout << options.help() << "\n";
-    return 0;
-  }
+  if (const int rc = qforge::bench::parse_bench_args(options, argc, argv, args); rc >= 0) return rc;
   const int64_t batch = args["batch"].as<int64_t>();
   if (args["threads"].as<int>() > 0) omp_set_num_threads(args["threads"].as<int>());
   const int repeats = std::max(1, args["repeats"].as<int>()), warmup = args["warmup"].as<int>();

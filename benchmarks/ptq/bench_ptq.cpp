@@ -14,6 +14,7 @@
 // augmentation); AdaRound caches the first 2000. W8A8 rows also count the test images whose prediction
 // differs from FP32's (the paired noise scale of a difference). --ranges prints dw-cnn's per-channel
 // weight ranges after BN folding and after CLE (see RESULTS.md).
+#include "benchmarks/bench_args.hpp"
 #include "data/data.hpp"
 #include "nn/safetensors.hpp"
 #include "nn/spec.hpp"
@@ -223,18 +224,9 @@ int main(int argc, char** argv) {
       cxxopts::value<std::string>()->default_value("0,1,2,3,4"))(
       "ranges", "print dw-cnn's per-output-channel max|w| after BN folding, before and after CLE")(
       "no-adaround", "w4 rows without the AdaRound rows")(
-      "json", "print JSON rows")("h,help", "show this help");
+      "json", "print JSON rows");
   cxxopts::ParseResult a;
-  try {
-    a = o.parse(argc, argv);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "qforge_bench_ptq: {} (see --help)\n", e.what());
-    return 2;
-  }
-  if (a.count("help")) {
-    fmt::print("{}\n", o.help());
-    return 0;
-  }
+  if (const int rc = qforge::bench::parse_bench_args(o, argc, argv, a); rc >= 0) return rc;
   Recipe dw;
   dw.epochs = a["dw-epochs"].as<int64_t>();
   dw.optimizer = a["dw-opt"].as<std::string>();

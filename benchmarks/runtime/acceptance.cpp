@@ -8,6 +8,7 @@
 // whether every prediction agrees, and the agreement of exact with the float sim.
 // Usage: qforge_runtime_acceptance [--data mnist:DIR] [--models a,b] [--epochs N] [--qat-steps N] [--json]
 // Also runs the inference benchmark (bench_infer) unless --no-bench.
+#include "benchmarks/bench_args.hpp"
 #include "data/data.hpp"
 #include "engine/autograd.hpp"
 #include "engine/kernels/kernels.hpp"
@@ -124,18 +125,9 @@ int main(int argc, char** argv) {
       "models", "models", cxxopts::value<std::string>()->default_value("mnist-cnn,dw-cnn,resnet-tiny,lstm"))(
       "epochs", "FP32 epochs", cxxopts::value<int>()->default_value("2"))(
       "qat-steps", "QAT steps", cxxopts::value<int>()->default_value("100"))(
-      "no-bench", "skip the inference benchmark")("json", "JSON lines only")("h,help", "help");
+      "no-bench", "skip the inference benchmark")("json", "JSON lines only");
   cxxopts::ParseResult a;
-  try {
-    a = o.parse(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "qforge_runtime_acceptance: " << e.what() << " (see --help)\n";
-    return 2;
-  }
-  if (a.count("help")) {
-    std::cout << o.help() << "\n";
-    return 0;
-  }
+  if (const int rc = qforge::bench::parse_bench_args(o, argc, argv, a); rc >= 0) return rc;
   const bool as_json = a.count("json") > 0;
   data::DataSplits d = data::load_data(a["data"].as<std::string>());
   const data::Batch test = whole(d.test);
