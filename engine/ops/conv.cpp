@@ -45,15 +45,15 @@ using detail::visit_float;
 namespace {
 
 using conv_detail::ConvGeom;
-using conv_detail::pad_planes;
+using conv_detail::fill_padded_interior;
 using conv_detail::Scratch;
 using conv_detail::threads_for;
 
 // ---- im2col over a zero-bordered copy of the sample (Note [padded im2col]) -------------------------
 //
 // Note [padded im2col]
-// With the padding materialised once per sample ([cg, h+2ph, w+2pw], a few KB), every column row is a
-// plain strided copy: no bounds, no zero segments. Cutting the boundary cases per output row away
+// With the sample copied into a zero-bordered buffer ([cg, h+2ph, w+2pw], a few KB; the borders zeroed
+// once per thread, the interior refilled per sample), every column row is a plain strided copy: no bounds, no zero segments. Cutting the boundary cases per output row away
 // removes ~3 tiny memset/memcpy calls per row (the dominant im2col cost at 28x28). The row loops are
 // kept as loops (not turned into memcpy/memset calls) because rows are only a few dozen elements long.
 // col2im accumulates into a zeroed padded gradient sample in the same (c, i, j, oy, ox) order as a
@@ -276,14 +276,16 @@ struct ConvOp : OpBase {
 #pragma omp parallel num_threads(nt)
       {
         Scratch<T> col(0, g.pointwise() ? 0 : K * P);
-        Scratch<T> xpad(2, g.pointwise() ? 0 : cg * padded_plane);
+        const int64_t xpad_size = g.pointwise() ? 0 : cg * padded_plane;
+        Scratch<T> xpad(2, xpad_size);
+        std::fill(xpad.data(), xpad.data() + xpad_size, T(0));  // the borders stay zero
 #pragma omp for schedule(dynamic, 1)
         for (int64_t n = 0; n < g.n; ++n)
           for (int64_t grp = 0; grp < g.groups; ++grp) {
             const T* xg = px + (n * g.c + grp * cg) * g.h * g.w;
             const T* B = xg;
             if (!g.pointwise()) {
-              pad_planes(xg, cg, g.h, g.w, g.ph, g.pw, xpad.data());
+              fill_padded_interior(xg, cg, g.h, g.w, g.ph, g.pw, xpad.data());
               im2col_padded(xpad.data(), g, col.data());
               B = col.data();
             }
@@ -385,7 +387,9 @@ struct ConvOp : OpBase {
           Scratch<T> col(0, direct || !want_w ? 0 : K * P);
           Scratch<T> gcol(1, direct || !want_x ? 0 : K * P);
           const int64_t padded_sample = cg * (g.h + 2 * g.ph) * (g.w + 2 * g.pw);
-          Scratch<T> xpad(2, direct || !want_w ? 0 : padded_sample);
+          const int64_t xpad_size = direct || !want_w ? 0 : padded_sample;
+          Scratch<T> xpad(2, xpad_size);
+          std::fill(xpad.data(), xpad.data() + xpad_size, T(0));  // the borders stay zero
           Scratch<T> gxpad(3, direct || !want_x ? 0 : padded_sample);
 #pragma omp for schedule(dynamic, 1)
           for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -397,7 +401,7 @@ struct ConvOp : OpBase {
                   const T* xg = px + (n * g.c + grp * cg) * HW;
                   const T* B = xg;
                   if (!direct) {
-                    pad_planes(xg, cg, g.h, g.w, g.ph, g.pw, xpad.data());
+                    fill_padded_interior(xg, cg, g.h, g.w, g.ph, g.pw, xpad.data());
                     im2col_padded(xpad.data(), g, col.data());
                     B = col.data();
                   }

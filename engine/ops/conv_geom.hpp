@@ -1,5 +1,5 @@
 // Internal to engine/ops/conv*.cpp: the geometry of a conv2d call, per-thread scratch blocks, and the
-// zero-bordered plane copies both conv kernels read from.
+// zero-bordered plane copies the conv kernels read from.
 #pragma once
 
 #include <algorithm>
@@ -66,29 +66,6 @@ constexpr int64_t kMinParallelWork = 1 << 19;
 inline int threads_for(int64_t items, int64_t work) {
   if (work < kMinParallelWork) return 1;
   return static_cast<int>(std::clamp<int64_t>(items, 1, omp_get_max_threads()));
-}
-
-// planes [n, h, w] -> zero-bordered copies [n, h + 2ph, w + 2pw]. The row loops stay loops (GCC would
-// turn them into memset/memcpy calls, which cost more than they save on rows a few dozen elements long).
-template <class T>
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) void pad_planes(const T* __restrict x, int64_t planes,
-                                                                                int64_t h, int64_t w, int64_t ph,
-                                                                                int64_t pw, T* __restrict xp) noexcept {
-  const int64_t wp = w + 2 * pw, hp = h + 2 * ph;
-  for (int64_t c = 0; c < planes; ++c) {
-    const T* xc = x + c * h * w;
-    T* pc = xp + c * hp * wp;
-    for (int64_t k = 0; k < ph * wp; ++k) pc[k] = T(0);
-    for (int64_t k = (ph + h) * wp; k < hp * wp; ++k) pc[k] = T(0);
-    for (int64_t y = 0; y < h; ++y) {
-      T* row = pc + (y + ph) * wp;
-      const T* src = xc + y * w;
-      for (int64_t k = 0; k < pw; ++k) row[k] = T(0);
-#pragma omp simd
-      for (int64_t k = 0; k < w; ++k) row[pw + k] = src[k];
-      for (int64_t k = pw + w; k < wp; ++k) row[k] = T(0);
-    }
-  }
 }
 
 // Copies only the interiors of planes [n, h, w] into zero-bordered [n, h + 2ph, w + 2pw] planes whose
