@@ -36,6 +36,31 @@ Tensor flat_outputs(const std::vector<Tensor>& outs) {
   return ops::concat(parts, 0);
 }
 
+// Runs `layer` (its cell hook already set) in f64 on fixed random inputs of T steps and batch B, and
+// backpropagates a fixed random projection of every output. Returns the outputs, then the gradients of
+// the inputs (x, h0 and for an LSTM c0), then those of the parameters in named_parameters() order.
+std::vector<Tensor> run_with_grads(nn::RNNBase& layer, CellType type, const nn::RecurrentOptions& opt, int64_t T,
+                                   int64_t B) {
+  const int64_t LD = opt.num_layers * (opt.bidirectional ? 2 : 1);
+  std::vector<Tensor> in = {opt.batch_first ? testing::rand_input({B, T, opt.input_size}, 31, -2, 2)
+                                            : testing::rand_input({T, B, opt.input_size}, 31, -2, 2),
+                            testing::rand_input({LD, B, opt.hidden_size}, 32)};
+  if (type == CellType::lstm) in.push_back(testing::rand_input({LD, B, opt.hidden_size}, 33));
+  const auto outs = layer(in);
+  Generator gw(7);
+  Tensor loss;
+  for (const auto& o : outs) {
+    const Tensor term = ops::sum(o * Tensor::rand(o.shape(), gw, -1, 1, DType::f64));
+    loss = loss.defined() ? loss + term : term;
+  }
+  loss.backward();
+  std::vector<Tensor> res;
+  for (const auto& o : outs) res.push_back(o.detach());
+  for (const auto& t : in) res.push_back(t.grad());
+  for (const auto& [name, p] : layer.named_parameters()) res.push_back(p.grad());
+  return res;
+}
+
 }  // namespace
 
 TEST_CASE("recurrent: parameter names, shapes and order are PyTorch's") {
@@ -463,25 +488,10 @@ TEST_CASE("recurrent layers: hidden fake-quant inside the fused op equals the st
           return true;
         };
       layer->set_cell_hook(hook);
-      std::vector<Tensor> in = {cfg.opt.batch_first ? testing::rand_input({B, T, cfg.opt.input_size}, 31, -2, 2)
-                                                    : testing::rand_input({T, B, cfg.opt.input_size}, 31, -2, 2),
-                                testing::rand_input({cfg.opt.num_layers * D, B, cfg.opt.hidden_size}, 32)};
-      if (lstm) in.push_back(testing::rand_input({cfg.opt.num_layers * D, B, cfg.opt.hidden_size}, 33));
-      const auto outs = (*layer)(in);
-      Generator gw(7);
-      Tensor loss;
-      for (const auto& o : outs) {
-        const Tensor term = ops::sum(o * Tensor::rand(o.shape(), gw, -1, 1, DType::f64));
-        loss = loss.defined() ? loss + term : term;
-      }
-      loss.backward();
-      std::vector<Tensor> res;
-      for (const auto& o : outs) res.push_back(o.detach());
-      for (const auto& t : in) res.push_back(t.grad());
-      for (const auto& [name, p] : layer->named_parameters()) res.push_back(p.grad());
+      const auto res = run_with_grads(*layer, cfg.type, cfg.opt, T, B);
       // fraction of output values at a clipping bound of layer L-1's grid (the STE mask is exercised)
       const auto q = grid(cfg.opt.num_layers - 1, false);
-      const auto v = outs[0].to_vector<double>();
+      const auto v = res[0].to_vector<double>();
       clipped = 0;
       for (double e : v)
         clipped += double(std::abs(e - double(q.lo) * double(q.scale)) < 1e-12 ||
@@ -611,22 +621,7 @@ TEST_CASE("recurrent layers: learnable-range hidden fake-quant inside the fused 
             return true;
           };
         layer->set_cell_hook(hook);
-        std::vector<Tensor> in = {cfg.opt.batch_first ? testing::rand_input({B, T, cfg.opt.input_size}, 31, -2, 2)
-                                                      : testing::rand_input({T, B, cfg.opt.input_size}, 31, -2, 2),
-                                  testing::rand_input({L * D, B, cfg.opt.hidden_size}, 32)};
-        if (lstm) in.push_back(testing::rand_input({L * D, B, cfg.opt.hidden_size}, 33));
-        const auto outs = (*layer)(in);
-        Generator gw(7);
-        Tensor loss;
-        for (const auto& o : outs) {
-          const Tensor term = ops::sum(o * Tensor::rand(o.shape(), gw, -1, 1, DType::f64));
-          loss = loss.defined() ? loss + term : term;
-        }
-        loss.backward();
-        std::vector<Tensor> res;
-        for (const auto& o : outs) res.push_back(o.detach());
-        for (const auto& t : in) res.push_back(t.grad());
-        for (const auto& [name, p] : layer->named_parameters()) res.push_back(p.grad());
+        auto res = run_with_grads(*layer, cfg.type, cfg.opt, T, B);
         for (int64_t l = 0; l < L; ++l) {
           res.push_back(p0s[size_t(l)].grad());
           res.push_back(p1s[size_t(l)].grad());
