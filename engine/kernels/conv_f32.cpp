@@ -1,5 +1,6 @@
 // Shifted-window GEMM (conv_f32.hpp): weight packing, the scalar reference (Isa::ref) and the dispatch
-// to the per-ISA variants on active_isa(). Compiled for the baseline target only.
+// to the per-ISA variants on active_isa(). Compiled for the architecture's baseline target only. On
+// aarch64 the neon and neondot ISAs share one float variant (dot product is an integer extension).
 #include "engine/kernels/conv_f32.hpp"
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 QFORGE_DECLARE_SHIFTED_GEMM(baseline)
 QFORGE_DECLARE_SHIFTED_GEMM(avx2)
 QFORGE_DECLARE_SHIFTED_GEMM(avx512vnni)
+QFORGE_DECLARE_SHIFTED_GEMM(neon)
 #undef QFORGE_DECLARE_SHIFTED_GEMM
 
 namespace qforge::kernels {
@@ -67,12 +69,24 @@ void pack_shifted_gemm_f32(const float* w, std::int64_t ldw, int m, int k, float
 }
 
 const ShiftedGemmKernels& shifted_gemm_kernels(Isa isa) noexcept {
+  // Indexed by Isa; a foreign architecture's ISAs have null entries (never supported, never dispatched).
   static const ShiftedGemmKernels kTables[kNumIsas] = {
       {ref::shifted_gemm_f32, ref::shifted_gemm_wgrad_f32},
+#if defined(__x86_64__)
       {baseline::shifted_gemm_f32, baseline::shifted_gemm_wgrad_f32},
       {avx2::shifted_gemm_f32, avx2::shifted_gemm_wgrad_f32},
       {avx512vnni::shifted_gemm_f32, avx512vnni::shifted_gemm_wgrad_f32},
+      {nullptr, nullptr},
+      {nullptr, nullptr},
+#elif defined(__aarch64__)
+      {nullptr, nullptr},
+      {nullptr, nullptr},
+      {nullptr, nullptr},
+      {neon::shifted_gemm_f32, neon::shifted_gemm_wgrad_f32},
+      {neon::shifted_gemm_f32, neon::shifted_gemm_wgrad_f32},
+#endif
   };
+  static_assert(kNumIsas == 6, "one entry per Isa");
   return kTables[static_cast<int>(isa)];
 }
 

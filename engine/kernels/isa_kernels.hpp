@@ -1,5 +1,6 @@
-// Internal: declares the kernel set every ISA namespace defines (ref, baseline, avx2, avx512vnni). The
-// registry (registry.cpp) builds one KernelTable per namespace from these declarations.
+// Internal: declares the kernel set every ISA namespace defines (ref; x86-64: baseline, avx2, avx512vnni;
+// aarch64: neon, neondot). The registry (registry.cpp) builds one KernelTable per namespace compiled for the
+// host architecture from these declarations (declaring a foreign one is harmless: it is never referenced).
 #pragma once
 
 #include "engine/kernels/kernels.hpp"
@@ -30,3 +31,5 @@ QFORGE_DECLARE_ISA_KERNELS(ref)
 QFORGE_DECLARE_ISA_KERNELS(baseline)
 QFORGE_DECLARE_ISA_KERNELS(avx2)
 QFORGE_DECLARE_ISA_KERNELS(avx512vnni)
+QFORGE_DECLARE_ISA_KERNELS(neon)
+QFORGE_DECLARE_ISA_KERNELS(neondot)

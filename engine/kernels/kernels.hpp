@@ -7,8 +7,12 @@
 //   baseline::    SSE4.2 (x86-64-v2) translation units            (*__baseline.cpp)
 //   avx2::        AVX2 + FMA                                       (*__avx2.cpp)
 //   avx512vnni::  AVX-512 F/BW/VL/DQ + VNNI                        (*__avx512vnni.cpp)
-// and every variant produces bit-identical integers (tests/engine/kernels). The active ISA is picked once
-// from cpuid/xgetbv, overridable with QFORGE_ISA=avx512vnni|avx2|baseline|ref or force_isa().
+//   neon::        AArch64 Advanced SIMD (armv8-a)                  (*__neon.cpp)
+//   neondot::     AArch64 Advanced SIMD + dot product (armv8.2-a)  (*__neondot.cpp)
+// and every variant produces bit-identical integers (tests/engine/kernels). Only the host architecture's
+// ISAs are compiled (x86-64: ref, baseline, avx2, avx512vnni; aarch64: ref, neon, neondot). The active ISA
+// is picked once from cpuid/xgetbv (x86) or AT_HWCAP (aarch64), overridable with QFORGE_ISA=<name> or
+// force_isa().
 //
 // Data layout conventions:
 // - 8-bit activations are raw bytes, interpreted as int8 or uint8 per ActType; images are NHWC with an
@@ -51,12 +55,16 @@ namespace qforge::kernels {
 // ---------------------------------------------------------------------------------------------------
 // ISAs and dispatch
 
-enum class Isa : std::uint8_t { ref = 0, baseline = 1, avx2 = 2, avx512vnni = 3 };
-inline constexpr int kNumIsas = 4;
+// Every ISA has an enumerator on every architecture (code naming one compiles anywhere), but only the host
+// architecture's are compiled, registered and ever supported. Within an architecture a larger value is a
+// faster ISA (best_isa).
+enum class Isa : std::uint8_t { ref = 0, baseline = 1, avx2 = 2, avx512vnni = 3, neon = 4, neondot = 5 };
+inline constexpr int kNumIsas = 6;
 
 const char* isa_name(Isa isa) noexcept;
-bool parse_isa(std::string_view name, Isa* out) noexcept;  // "ref" | "baseline" | "avx2" | "avx512vnni"
-bool isa_supported(Isa isa) noexcept;                       // CPU + OS support (cpuid, xgetbv)
+bool parse_isa(std::string_view name, Isa* out) noexcept;  // "ref" | "baseline" | ... | "neondot"
+bool isa_compiled(Isa isa) noexcept;                        // built for this architecture (in the registry)
+bool isa_supported(Isa isa) noexcept;                       // compiled + CPU/OS support (cpuid/xgetbv, hwcap)
 Isa best_isa() noexcept;                                    // the fastest supported ISA
 Isa active_isa() noexcept;                                  // the ISA active_kernels() dispatches to
 // Force an ISA for this process (tests, benchmarks, `--isa`). Returns false (and changes nothing) if the
@@ -305,7 +313,7 @@ struct KernelInfo {
   Isa isa;
 };
 
-const KernelTable& kernel_table(Isa isa) noexcept;  // any compiled ISA (calling an unsupported one may SIGILL)
+const KernelTable& kernel_table(Isa isa) noexcept;  // any ISA; null functions unless compiled; unsupported may SIGILL
 const KernelTable& active_kernels() noexcept;       // the dispatched table (chosen once at start-up)
 std::span<const KernelInfo> kernel_registry() noexcept;  // every kernel of every ISA, listed once
 const char* kernel_kind_name(KernelKind kind) noexcept;

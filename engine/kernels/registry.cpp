@@ -1,12 +1,22 @@
-// Kernel registry and cpuid dispatch (DESIGN.md §3). One KernelTable per ISA namespace; the active one is
-// chosen once at start-up from cpuid + xgetbv, or from QFORGE_ISA, and can be forced (force_isa).
-// Compiled for the baseline target only (no -m flags): it must run on any x86-64 CPU.
+// Kernel registry and dispatch (DESIGN.md §3). One KernelTable per ISA namespace compiled for this
+// architecture; the active one is chosen once at start-up from cpuid + xgetbv (x86-64) or AT_HWCAP
+// (aarch64), or from QFORGE_ISA, and can be forced (force_isa). Compiled for the architecture's baseline
+// only (no -m/-march flags): it must run on any CPU of the architecture.
 #include "engine/kernels/isa_kernels.hpp"
 
 #include <atomic>
-#include <cpuid.h>
 #include <cstdio>
 #include <cstdlib>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#define QFORGE_ARCH_X86_64 1
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+#define QFORGE_ARCH_AARCH64 1
+#else
+#error "qforge kernels: unsupported architecture (x86-64 and aarch64 only)"
+#endif
 
 namespace qforge::kernels {
 namespace {
@@ -17,8 +27,17 @@ namespace {
         ns::quantize, ns::dequantize, ns::lstm_step, ns::gru_step                                               \
   }
 
-const KernelTable kTables[kNumIsas] = {QFORGE_TABLE(ref), QFORGE_TABLE(baseline), QFORGE_TABLE(avx2),
-                                       QFORGE_TABLE(avx512vnni)};
+// A foreign architecture's ISA keeps its slot (indexed by Isa) with null functions.
+#define QFORGE_ABSENT(ns) \
+  KernelTable { Isa::ns, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr }
+
+#if QFORGE_ARCH_X86_64
+const KernelTable kTables[kNumIsas] = {QFORGE_TABLE(ref),        QFORGE_TABLE(baseline), QFORGE_TABLE(avx2),
+                                       QFORGE_TABLE(avx512vnni), QFORGE_ABSENT(neon),    QFORGE_ABSENT(neondot)};
+#else
+const KernelTable kTables[kNumIsas] = {QFORGE_TABLE(ref),          QFORGE_ABSENT(baseline), QFORGE_ABSENT(avx2),
+                                       QFORGE_ABSENT(avx512vnni), QFORGE_TABLE(neon),      QFORGE_TABLE(neondot)};
+#endif
 
 // Kernel names: <types>_<op>[_<tile>]_<epilogue>__<isa>.
 #define QFORGE_NAMES(isa, gemm_tile)                                                                  \
@@ -36,11 +55,17 @@ const KernelTable kTables[kNumIsas] = {QFORGE_TABLE(ref), QFORGE_TABLE(baseline)
 
 const KernelInfo kRegistry[] = {
     QFORGE_NAMES(ref, ""),
+#if QFORGE_ARCH_X86_64
     QFORGE_NAMES(baseline, "_4x4c4"),
     QFORGE_NAMES(avx2, "_4x8c4"),
     QFORGE_NAMES(avx512vnni, "_6x64c4"),
+#else
+    QFORGE_NAMES(neon, "_4x8c4"),
+    QFORGE_NAMES(neondot, "_4x16c4"),
+#endif
 };
 
+#if QFORGE_ARCH_X86_64
 std::uint64_t xgetbv0() noexcept {
   std::uint32_t eax = 0, edx = 0;
   __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
@@ -49,6 +74,7 @@ std::uint64_t xgetbv0() noexcept {
 
 struct CpuFeatures {
   bool sse42 = false, avx2 = false, avx512vnni = false;
+  bool neon = false, neondot = false;
 };
 
 CpuFeatures detect() noexcept {
@@ -69,10 +95,34 @@ CpuFeatures detect() noexcept {
   return f;
 }
 
+#else
+struct CpuFeatures {
+  bool sse42 = false, avx2 = false, avx512vnni = false;
+  bool neon = false, neondot = false;
+};
+
+CpuFeatures detect() noexcept {
+  // Advanced SIMD is mandatory in AArch64 (HWCAP_ASIMD is always set on Linux); dotprod is optional
+  // (armv8.2-a, HWCAP_ASIMDDP = bit 20 of AT_HWCAP).
+  constexpr unsigned long kHwcapAsimd = 1ul << 1, kHwcapAsimdDp = 1ul << 20;
+  CpuFeatures f;
+  const unsigned long hw = getauxval(AT_HWCAP);
+  f.neon = (hw & kHwcapAsimd) != 0;
+  f.neondot = f.neon && (hw & kHwcapAsimdDp) != 0;
+  return f;
+}
+#endif
+
 const CpuFeatures& features() noexcept {
   static const CpuFeatures f = detect();
   return f;
 }
+
+#if QFORGE_ARCH_X86_64
+constexpr const char* kIsaChoices = "avx512vnni|avx2|baseline|ref";
+#else
+constexpr const char* kIsaChoices = "neondot|neon|ref";
+#endif
 
 std::atomic<const KernelTable*>& active_slot() noexcept {
   static std::atomic<const KernelTable*> slot{[] {
@@ -80,7 +130,7 @@ std::atomic<const KernelTable*>& active_slot() noexcept {
     if (const char* env = std::getenv("QFORGE_ISA"); env != nullptr && *env != '\0') {
       Isa want{};
       if (!parse_isa(env, &want))
-        std::fprintf(stderr, "qforge: QFORGE_ISA=%s is not one of avx512vnni|avx2|baseline|ref; using %s\n", env,
+        std::fprintf(stderr, "qforge: QFORGE_ISA=%s is not one of %s; using %s\n", env, kIsaChoices,
                      isa_name(isa));
       else if (!isa_supported(want))
         std::fprintf(stderr, "qforge: QFORGE_ISA=%s is not supported by this CPU; using %s\n", env, isa_name(isa));
@@ -103,6 +153,8 @@ const char* isa_name(Isa isa) noexcept {
     case Isa::baseline: return "baseline";
     case Isa::avx2: return "avx2";
     case Isa::avx512vnni: return "avx512vnni";
+    case Isa::neon: return "neon";
+    case Isa::neondot: return "neondot";
   }
   return "?";
 }
@@ -116,12 +168,20 @@ bool parse_isa(std::string_view name, Isa* out) noexcept {
   return false;
 }
 
+bool isa_compiled(Isa isa) noexcept {
+  const int i = static_cast<int>(isa);
+  return i >= 0 && i < kNumIsas && kTables[i].gemm_requant != nullptr;
+}
+
 bool isa_supported(Isa isa) noexcept {
+  if (!isa_compiled(isa)) return false;
   switch (isa) {
     case Isa::ref: return true;
     case Isa::baseline: return features().sse42;
     case Isa::avx2: return features().avx2;
     case Isa::avx512vnni: return features().avx512vnni;
+    case Isa::neon: return features().neon;
+    case Isa::neondot: return features().neondot;
   }
   return false;
 }

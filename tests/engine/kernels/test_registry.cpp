@@ -34,9 +34,14 @@ TEST_CASE("kernel registry: each kernel is listed once per ISA with an ISA-suffi
     CHECK(name.substr(name.size() - suffix.size()) == suffix);
     ++per_isa[static_cast<int>(k.isa)];
   }
-  for (int i = 0; i < kNumIsas; ++i) CHECK(per_isa[i] == kNumKernelKinds);
-  // Every table slot is filled.
+  // Every ISA compiled for this architecture lists every kind; the others list none.
   for (int i = 0; i < kNumIsas; ++i) {
+    CAPTURE(std::string(isa_name(static_cast<Isa>(i))));
+    CHECK(per_isa[i] == (isa_compiled(static_cast<Isa>(i)) ? kNumKernelKinds : 0));
+  }
+  // Every table slot of a compiled ISA is filled.
+  for (int i = 0; i < kNumIsas; ++i) {
+    if (!isa_compiled(static_cast<Isa>(i))) continue;
     const KernelTable& t = kernel_table(static_cast<Isa>(i));
     CHECK(t.isa == static_cast<Isa>(i));
     CHECK(static_cast<bool>(t.gemm_requant));
@@ -65,7 +70,34 @@ TEST_CASE("kernel dispatch: force_isa switches the active table and refuses unsu
   CHECK(parsed == Isa::avx512vnni);
   CHECK(parse_isa("avx2", &parsed));
   CHECK(parsed == Isa::avx2);
+  CHECK(parse_isa("neon", &parsed));
+  CHECK(parsed == Isa::neon);
+  CHECK(parse_isa("neondot", &parsed));
+  CHECK(parsed == Isa::neondot);
   CHECK_FALSE(parse_isa("sse9", &parsed));
   MESSAGE("best ISA on this machine: " << std::string(isa_name(best_isa())));
   force_isa(before);
+}
+
+TEST_CASE("kernel registry: only the host architecture's ISAs are compiled, and only compiled ISAs are supported") {
+  CHECK(isa_compiled(Isa::ref));
+#if defined(__x86_64__)
+  const Isa native[] = {Isa::baseline, Isa::avx2, Isa::avx512vnni};
+  const Isa foreign[] = {Isa::neon, Isa::neondot};
+#elif defined(__aarch64__)
+  const Isa native[] = {Isa::neon, Isa::neondot};
+  const Isa foreign[] = {Isa::baseline, Isa::avx2, Isa::avx512vnni};
+  CHECK(isa_supported(Isa::neon));  // Advanced SIMD is mandatory on AArch64
+#endif
+  for (Isa isa : native) CHECK(isa_compiled(isa));
+  for (Isa isa : foreign) {
+    CAPTURE(std::string(isa_name(isa)));
+    CHECK_FALSE(isa_compiled(isa));
+    CHECK_FALSE(isa_supported(isa));
+    CHECK_FALSE(force_isa(isa));
+  }
+  for (int i = 0; i < kNumIsas; ++i)
+    if (isa_supported(static_cast<Isa>(i))) CHECK(isa_compiled(static_cast<Isa>(i)));
+  CHECK(isa_compiled(best_isa()));
+  CHECK(isa_supported(best_isa()));
 }

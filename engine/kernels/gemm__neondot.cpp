@@ -1,0 +1,11 @@
+// int8 GEMM for aarch64 (armv8.2-a dot product: qs8_qc8w_gemm_4x16c4_{requant,s32}__neondot).
+// The kernel is generic/gemm_neon_impl.inc (Note [NEON operand signs]) compiled with this ISA's -march.
+#include "engine/kernels/isa_kernels.hpp"
+
+#include <arm_neon.h>
+
+#include <cstring>
+
+namespace qforge::kernels::neondot {
+#include "engine/kernels/generic/gemm_neon_impl.inc"
+}  // namespace qforge::kernels::neondot
