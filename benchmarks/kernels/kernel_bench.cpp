@@ -165,6 +165,7 @@ KernelBenchReport run_kernel_bench(const KernelBenchOptions& o) {
 
   // 1. Peaks per thread count.
   std::vector<Peaks> peaks(o.threads.size());
+#if defined(__x86_64__)  // peak loops exist for x86 only (benchmarks/kernels/meson.build); elsewhere no %peak
   const bool vnni = k::isa_supported(k::Isa::avx512vnni), avx2 = k::isa_supported(k::Isa::avx2);
   for (std::size_t t = 0; t < o.threads.size(); ++t) {
     const int th = o.threads[t];
@@ -180,6 +181,7 @@ KernelBenchReport run_kernel_bench(const KernelBenchOptions& o) {
       rep.peaks.push_back({"int8_dot", "vpmaddwd+vpaddd ymm (int16-widened)", th, peaks[t].int8});
     }
   }
+#endif
   auto pct = [&](double gops, std::size_t t, bool f32) {
     const double p = f32 ? peaks[t].f32 : peaks[t].int8;
     return p > 0 ? 100.0 * gops / p : 0.0;
