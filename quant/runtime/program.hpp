@@ -36,6 +36,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -116,9 +117,23 @@ struct Program {
 };
 
 // Bundle I/O (see top of file). save_bundle writes atomically-renamed files into `dir` (created);
-// load_bundle throws InputError naming the file on anything malformed.
+// load_bundle throws InputError naming the file and the JSON path on anything malformed or inconsistent
+// (Note [bundle validation]).
 void save_bundle(const Program& p, const std::filesystem::path& dir);
 Program load_bundle(const std::filesystem::path& dir);
+// The same from a parsed program.json; `read_blob(name)` returns the blob's bytes (the fuzz target's entry).
+Program program_from_bundle(const nlohmann::json& desc, const std::function<std::string(const std::string&)>& read_blob,
+                            const std::string& source);
+
+// Note [bundle validation]: a Program from outside (a bundle) is checked before anything indexes with it:
+// every value has 1..3 dimensions in [1, 2^24] and at most 2^28 elements, a positive finite scale, an int8
+// code range and zero point; every op reads values defined before it (the input or an earlier op's output),
+// writes a fresh value, and its fields agree with those values and its arrays: channel counts, kernel
+// sizes, strides, dilations, groups (> 0, dividing the channel counts), paddings (pooling: at most half the
+// window), the output shape its geometry produces, weight/bias/multiplier array lengths, multipliers in
+// [0, 2^31) with shifts in [-31, 30], add parameters, clamp ranges, recurrent cell constants. Throws
+// InputError "<source>: /ops/<i> ('<name>', <kind>): <what>"; the executors then never read out of bounds.
+void validate_program(const Program& p, const std::string& source);
 
 // Exact equality of everything executable (used by tests of the bundle round trip).
 bool same_program(const Program& a, const Program& b);
