@@ -1,32 +1,48 @@
 #include "quant/quant_dir.hpp"
 
 #include "engine/file_io.hpp"
+#include "engine/json_util.hpp"
 #include "nn/spec.hpp"
 
 namespace qforge::quant {
 
 namespace fs = std::filesystem;
 
-QuantSimOptions options_from_quantsim_json(const nlohmann::json& qs, const fs::path& dir) {
-  if (!qs.is_object() || qs.value("format", "") != "qforge-quantsim")
-    throw InputError(fmt::format("{}: not a qforge quantsim.json", (dir / "quantsim.json").string()));
+QuantSimOptions options_from_quantsim_json(const nlohmann::json& qs_json, const fs::path& dir) {
+  const JsonView qs(qs_json, (dir / "quantsim.json").string());
+  if (!qs.is_object() || qs.str_or("format", "") != "qforge-quantsim")
+    throw InputError(fmt::format("{}: not a qforge quantsim.json", qs.source()));
   QuantSimOptions o;
   try {
-    o.scheme = parse_scheme(qs.value("scheme", "tf"));
-    o.act_bw = qs.value("act_bw", 8);
-    o.param_bw = qs.value("param_bw", 8);
-    o.bias_bw = qs.value("bias_bw", 32);
-    o.range_learning = parse_range_learning(qs.value("range_learning", "none"));
-    o.fold_bn = qs.value("fold_bn", true);
-    o.quantize_cell_state = qs.value("quantize_cell_state", false);
-    o.quantize_gates = qs.value("quantize_gates", false);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("{}: {}", (dir / "quantsim.json").string(), e.what()));
+    o.scheme = parse_scheme(qs.str_or("scheme", "tf"));
+    o.range_learning = parse_range_learning(qs.str_or("range_learning", "none"));
+  } catch (const InputError&) {
+    throw;
+  } catch (const Error& e) {
+    throw InputError(fmt::format("{}: {}", qs.source(), e.what()));
   }
+  o.act_bw = static_cast<int>(qs.int_or("act_bw", 8, 1, 32));
+  o.param_bw = static_cast<int>(qs.int_or("param_bw", 8, 1, 32));
+  o.bias_bw = static_cast<int>(qs.int_or("bias_bw", 32, 1, 32));
+  o.fold_bn = qs.bool_or("fold_bn", true);
+  o.quantize_cell_state = qs.bool_or("quantize_cell_state", false);
+  o.quantize_gates = qs.bool_or("quantize_gates", false);
   const fs::path cfg = dir / "config.json";
-  o.config = fs::exists(cfg) ? cfg.string() : qs.value("config", std::string("default"));
+  o.config = fs::exists(cfg) ? cfg.string() : qs.str_or("config", "default");
   if (o.config.rfind("<builtin:", 0) == 0) o.config = o.config.find("per_channel") != std::string::npos ? "per_channel" : "default";
   return o;
+}
+
+std::vector<std::pair<std::string, bool>> quantizer_flags_from_quantsim_json(const nlohmann::json& qs_json,
+                                                                            const fs::path& dir) {
+  const JsonView qs(qs_json, (dir / "quantsim.json").string());
+  std::vector<std::pair<std::string, bool>> out;
+  if (const auto list = qs.find("quantizers"))
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const JsonView e = (*list)[i];
+      out.emplace_back(e["name"].str(), e.bool_or("enabled", true));
+    }
+  return out;
 }
 
 bool is_quantized_dir(const fs::path& dir) {
@@ -38,13 +54,12 @@ QuantizedModel load_quantized_dir(const fs::path& dir, const std::vector<Tensor>
   q.dir = nn::load_model_dir(dir);
   const fs::path qs_path = dir / "quantsim.json";
   if (!fs::exists(qs_path)) throw InputError(fmt::format("{}: not a quantized model directory (no quantsim.json)", dir.string()));
-  const nlohmann::json qs = nn::read_json_file(qs_path);
+  const nlohmann::json qs = parse_json(read_file(qs_path), qs_path.string());
   QuantSimOptions opt = options_from_quantsim_json(qs, dir);
   q.sim = std::make_unique<QuantSim>(q.dir.model, sample_inputs, opt);
   // Per-quantizer enabled flags as saved (the analyzer and users may have changed them).
-  if (qs.contains("quantizers"))
-    for (const auto& e : qs["quantizers"])
-      if (q.sim->has_quantizer(e.value("name", ""))) q.sim->set_enabled(e["name"], e.value("enabled", true));
+  for (const auto& [name, enabled] : quantizer_flags_from_quantsim_json(qs, dir))
+    if (q.sim->has_quantizer(name)) q.sim->set_enabled(name, enabled);
   LoadEncodingsOptions lo;
   lo.strict = true;
   lo.partial = true;  // disabled quantizers have no entry

@@ -15,6 +15,9 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace qforge::quant {
 
@@ -31,7 +34,12 @@ QuantizedModel load_quantized_dir(const std::filesystem::path& dir, const std::v
 
 // Options recorded in quantsim.json (scheme, bitwidths, range learning, fold_bn) with the config copied
 // into the directory.
+// Both check every field they read (type and range) and throw InputError naming quantsim.json and the
+// JSON path.
 QuantSimOptions options_from_quantsim_json(const nlohmann::json& qs, const std::filesystem::path& dir);
+// The per-quantizer enabled flags recorded in quantsim.json ("quantizers": [{"name", "enabled"}]).
+std::vector<std::pair<std::string, bool>> quantizer_flags_from_quantsim_json(const nlohmann::json& qs,
+                                                                            const std::filesystem::path& dir);
 
 // Writes model.json, weights.safetensors, encodings.json, quantsim.json, config.json and report.json.
 void save_quantized_dir(const std::filesystem::path& dir, QuantSim& sim, const nlohmann::json& report,
