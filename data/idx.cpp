@@ -2,11 +2,16 @@
 
 #include "data/io_util.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace qforge::data {
 
 namespace fs = std::filesystem;
+
+namespace {
+constexpr uint64_t kMaxIdxElements = uint64_t{1} << 34;
+}  // namespace
 
 Tensor read_idx(const fs::path& path) {
   const std::vector<uint8_t> bytes = read_file_maybe_gzip(path);
@@ -23,13 +28,19 @@ Tensor read_idx(const fs::path& path) {
   const size_t header = 4 + 4 * static_cast<size_t>(ndim);
   if (bytes.size() < header) throw fail("truncated header");
   Shape shape;
-  size_t count = 1;
+  // Overflow-checked: dimensions are u32, so an unchecked product of four wraps past 2^64. The product of
+  // the non-zero dimensions is bounded too (a zero dimension does not make [0, 2^32, 2^32, 2^32] safe to
+  // describe as a tensor: its strides would overflow).
+  uint64_t count = 1, nonzero = 1;
   for (int d = 0; d < ndim; ++d) {
     const uint8_t* p = bytes.data() + 4 + 4 * d;
     const uint32_t v = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
     shape.push_back(static_cast<int64_t>(v));
-    count *= v;
-    if (count > (size_t{1} << 34)) throw fail(fmt::format("implausible dimensions {}", shape_str(shape)));
+    count = uint64_t{v} * std::min(count, kMaxIdxElements + 1);  // ≤ 2^32 · (2^34 + 1): no overflow
+    if (v != 0) nonzero = uint64_t{v} * std::min(nonzero, kMaxIdxElements + 1);
+    if (count > kMaxIdxElements || nonzero > kMaxIdxElements)
+      throw fail(fmt::format("implausible dimensions {}{} (more than {} elements)", shape_str(shape),
+                             d + 1 < ndim ? ", ..." : "", kMaxIdxElements));
   }
   if (bytes.size() - header != count)
     throw fail(fmt::format("dimensions {} need {} data bytes but the file has {}{}", shape_str(shape), count,

@@ -9,7 +9,7 @@
 
 namespace qforge::data {
 
-std::vector<uint8_t> read_file_maybe_gzip(const std::filesystem::path& path) {
+std::vector<uint8_t> read_file_maybe_gzip(const std::filesystem::path& path, size_t max_bytes) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     throw InputError(fmt::format("data file {} does not exist", path.string()));
@@ -29,6 +29,11 @@ std::vector<uint8_t> read_file_maybe_gzip(const std::filesystem::path& path) {
       throw InputError(fmt::format("cannot read data file {}: {} (corrupt or truncated gzip?)", path.string(), msg));
     }
     if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      gzclose(f);
+      throw InputError(fmt::format("data file {} is larger than {} bytes{}", path.string(), max_bytes,
+                                   " (decompressed; a corrupt or hostile gzip stream?)"));
+    }
     out.insert(out.end(), chunk.data(), chunk.data() + n);
   }
   // gzread reports a truncated gzip stream as end of file with Z_BUF_ERROR set.

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -22,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace qforge {
 
@@ -29,8 +31,25 @@ namespace qforge {
 // any recursive walk of a parsed value is safe.
 inline constexpr int kMaxJsonDepth = 64;
 
-// At most `max_chars` characters of j.dump() (values nested past the depth limit never reach here).
+// Nesting depth of `j`, computed without recursion (stops counting past `limit`).
+inline int json_depth(const nlohmann::json& j, int limit = kMaxJsonDepth) {
+  std::vector<std::pair<const nlohmann::json*, int>> stack{{&j, 0}};
+  int deepest = 0;
+  while (!stack.empty()) {
+    const auto [v, d] = stack.back();
+    stack.pop_back();
+    if (!v->is_structured()) continue;
+    deepest = std::max(deepest, d + 1);
+    if (deepest > limit) return deepest;
+    for (const auto& c : *v) stack.emplace_back(&c, d + 1);
+  }
+  return deepest;
+}
+
+// At most `max_chars` characters of j.dump(); a value nested past the depth limit (a document that did
+// not come through parse_json) is not rendered, so no recursive dump() can overflow the stack.
 inline std::string json_excerpt(const nlohmann::json& j, std::size_t max_chars = 80) {
+  if (json_depth(j) > kMaxJsonDepth) return fmt::format("<{} nested deeper than {} levels>", j.type_name(), kMaxJsonDepth);
   std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (s.size() > max_chars) s = s.substr(0, max_chars) + "...";
   return s;

@@ -2,6 +2,7 @@
 #include "nn/safetensors.hpp"
 
 #include "engine/file_io.hpp"
+#include "engine/json_util.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -118,12 +119,12 @@ struct Entry {
 
 uint64_t get_u64(const json& j, const std::string& source, const std::string& tensor, const char* what) {
   if (!j.is_number_unsigned() && !(j.is_number_integer() && j.get<int64_t>() >= 0))
-    fail(source, "tensor '{}': {} must be a non-negative integer, got {}", tensor, what, j.dump());
+    fail(source, "tensor '{}': {} must be a non-negative integer, got {}", tensor, what, json_excerpt(j));
   return j.get<uint64_t>();
 }
 
 Entry parse_entry(const std::string& name, const json& j, uint64_t buffer_size, const std::string& source) {
-  if (!j.is_object()) fail(source, "tensor '{}': header entry must be an object, got {}", name, j.dump());
+  if (!j.is_object()) fail(source, "tensor '{}': header entry must be an object, got {}", name, json_excerpt(j));
   for (const char* key : {"dtype", "shape", "data_offsets"})
     if (!j.contains(key)) fail(source, "tensor '{}': header entry has no '{}'", name, key);
   Entry e;
@@ -138,12 +139,20 @@ Entry parse_entry(const std::string& name, const json& j, uint64_t buffer_size, 
   // numel * element size, guarding against overflow (a lying header must not wrap around).
   uint64_t bytes = e.dtype->size;
   bool overflow = false;
+  // The product of the non-zero dimensions too: a shape [0, 2^40, 2^40] holds no data but its strides
+  // would overflow int64.
+  uint64_t nonzero = 1;
   for (const auto& d : shape) {
     const uint64_t v = get_u64(d, source, name, "a shape entry");
     if (v > uint64_t(std::numeric_limits<int64_t>::max())) overflow = true;
     e.shape.push_back(static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max())));
     if (v != 0 && bytes > std::numeric_limits<uint64_t>::max() / v) overflow = true;
     else bytes *= v;
+    if (v != 0) {
+      const auto p = checked_mul(nonzero, v, uint64_t{1} << 62);
+      if (!p) fail(source, "tensor '{}': shape {} has too many elements", name, json_excerpt(shape));
+      nonzero = *p;
+    }
   }
   const json& off = j["data_offsets"];
   if (!off.is_array() || off.size() != 2) fail(source, "tensor '{}': data_offsets must be [begin, end]", name);
@@ -171,9 +180,9 @@ SafetensorsContents parse_safetensors(const void* data, size_t size, const std::
   if (n > size - 8) fail(source, "header length {} runs past the end of the {}-byte file (truncated?)", n, size);
   json header;
   try {
-    header = json::parse(bytes + 8, bytes + 8 + n);
-  } catch (const json::exception& e) {
-    fail(source, "header is not valid JSON: {}", e.what());
+    header = parse_json(std::string_view(bytes + 8, n), "header");
+  } catch (const InputError& e) {
+    fail(source, "{}", e.what());
   }
   if (!header.is_object()) fail(source, "header must be a JSON object, got {}", header.type_name());
   const uint64_t buffer_size = size - 8 - n;

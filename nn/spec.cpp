@@ -1,15 +1,18 @@
 #include "nn/spec.hpp"
 
 #include "engine/autograd.hpp"
+#include "engine/json_util.hpp"
 #include "nn/layers.hpp"
 
 #include "nn/recurrent.hpp"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 
 namespace qforge::nn {
 
@@ -21,7 +24,7 @@ namespace {
 class ArgReader {
 public:
   ArgReader(const json& args, std::string where) : args_(args), where_(std::move(where)) {
-    if (!args_.is_object()) fail(fmt::format("\"args\" must be an object, got {}", args_.dump()));
+    if (!args_.is_object()) fail(fmt::format("\"args\" must be an object, got {}", json_excerpt(args_)));
   }
 
   [[noreturn]] void fail(const std::string& msg) const { throw InputError(fmt::format("{}: {}", where_, msg)); }
@@ -31,36 +34,38 @@ public:
   int64_t integer(const std::string& k, std::optional<int64_t> dflt = std::nullopt) {
     const json* v = take(k, dflt.has_value());
     if (!v) return *dflt;
-    if (!v->is_number_integer()) fail(fmt::format("argument '{}' must be an integer, got {}", k, v->dump()));
-    return v->get<int64_t>();
+    if (!v->is_number_integer()) fail(fmt::format("argument '{}' must be an integer, got {}", k, json_excerpt(*v)));
+    return bounded(k, *v);
   }
   double number(const std::string& k, std::optional<double> dflt = std::nullopt) {
     const json* v = take(k, dflt.has_value());
     if (!v) return *dflt;
-    if (!v->is_number()) fail(fmt::format("argument '{}' must be a number, got {}", k, v->dump()));
+    if (!v->is_number()) fail(fmt::format("argument '{}' must be a number, got {}", k, json_excerpt(*v)));
+    if (!std::isfinite(v->get<double>())) fail(fmt::format("argument '{}' must be finite", k));
     return v->get<double>();
   }
   std::optional<double> optional_number(const std::string& k, std::optional<double> dflt) {
     const json* v = take(k, true);
     if (!v) return dflt;
     if (v->is_null()) return std::nullopt;
-    if (!v->is_number()) fail(fmt::format("argument '{}' must be a number or null, got {}", k, v->dump()));
+    if (!v->is_number()) fail(fmt::format("argument '{}' must be a number or null, got {}", k, json_excerpt(*v)));
+    if (!std::isfinite(v->get<double>())) fail(fmt::format("argument '{}' must be finite", k));
     return v->get<double>();
   }
   bool boolean(const std::string& k, std::optional<bool> dflt = std::nullopt) {
     const json* v = take(k, dflt.has_value());
     if (!v) return *dflt;
-    if (!v->is_boolean()) fail(fmt::format("argument '{}' must be true or false, got {}", k, v->dump()));
+    if (!v->is_boolean()) fail(fmt::format("argument '{}' must be true or false, got {}", k, json_excerpt(*v)));
     return v->get<bool>();
   }
   // An integer or a list of two integers.
   Pair pair(const std::string& k, std::optional<Pair> dflt = std::nullopt) {
     const json* v = take(k, dflt.has_value());
     if (!v) return *dflt;
-    if (v->is_number_integer()) return {v->get<int64_t>(), v->get<int64_t>()};
+    if (v->is_number_integer()) return {bounded(k, *v), bounded(k, *v)};
     if (v->is_array() && v->size() == 2 && (*v)[0].is_number_integer() && (*v)[1].is_number_integer())
-      return {(*v)[0].get<int64_t>(), (*v)[1].get<int64_t>()};
-    fail(fmt::format("argument '{}' must be an integer or a list of two integers, got {}", k, v->dump()));
+      return {bounded(k, (*v)[0]), bounded(k, (*v)[1])};
+    fail(fmt::format("argument '{}' must be an integer or a list of two integers, got {}", k, json_excerpt(*v)));
   }
   void finish() const {
     for (auto it = args_.begin(); it != args_.end(); ++it)
@@ -68,6 +73,14 @@ public:
   }
 
 private:
+  // Integer arguments are sizes, strides, paddings or dims: |v| ≤ kMaxSpecInteger keeps every product of
+  // two of them (and the shape arithmetic of a forward pass) far from int64 overflow.
+  int64_t bounded(const std::string& k, const json& v) const {
+    const bool big = v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(kMaxSpecInteger)
+                                            : (v.get<int64_t>() > kMaxSpecInteger || v.get<int64_t>() < -kMaxSpecInteger);
+    if (big) fail(fmt::format("argument '{}' = {} is out of range (|value| at most {})", k, json_excerpt(v), kMaxSpecInteger));
+    return v.get<int64_t>();
+  }
   const json* take(const std::string& k, bool optional) {
     read_.insert(k);
     if (!args_.contains(k)) {
@@ -87,6 +100,14 @@ int64_t positive(ArgReader& a, const std::string& k, std::optional<int64_t> dflt
   return v;
 }
 
+// Elements of one parameter tensor: checked product of `factors` against kMaxLayerParameters, before any
+// allocation (a spec layer with 2^62 outputs is refused here, not by a wrapped-around allocation).
+void check_param_size(ArgReader& a, const std::string& what, std::initializer_list<int64_t> factors) {
+  std::optional<uint64_t> n = 1;
+  for (int64_t f : factors) n = n ? checked_mul(*n, static_cast<uint64_t>(std::max<int64_t>(f, 0)), kMaxLayerParameters) : n;
+  if (!n) a.fail(fmt::format("{} would have more than {} elements", what, kMaxLayerParameters));
+}
+
 using Builder = std::function<ModulePtr(ArgReader&, Generator&)>;
 
 template <class M> Builder no_args() {
@@ -98,6 +119,7 @@ const std::map<std::string, Builder>& builders() {
       {"Linear",
        [](ArgReader& a, Generator& g) -> ModulePtr {
          const int64_t in = positive(a, "in_features"), out = positive(a, "out_features");
+         check_param_size(a, "weight", {in, out});
          return std::make_shared<Linear>(in, out, a.boolean("bias", true), g);
        }},
       {"Conv2d",
@@ -111,6 +133,7 @@ const std::map<std::string, Builder>& builders() {
          o.dilation = a.pair("dilation", Pair{1, 1});
          o.groups = positive(a, "groups", 1);
          o.bias = a.boolean("bias", true);
+         check_param_size(a, "weight", {o.out_channels, o.in_channels / o.groups, o.kernel_size[0], o.kernel_size[1]});
          return std::make_shared<Conv2d>(o, g);
        }},
       {"BatchNorm1d",
@@ -167,8 +190,9 @@ const std::map<std::string, Builder>& builders() {
        }},
       {"Embedding",
        [](ArgReader& a, Generator& g) -> ModulePtr {
-         const int64_t n = positive(a, "num_embeddings");
-         return std::make_shared<Embedding>(n, positive(a, "embedding_dim"), g);
+         const int64_t n = positive(a, "num_embeddings"), d = positive(a, "embedding_dim");
+         check_param_size(a, "weight", {n, d});
+         return std::make_shared<Embedding>(n, d, g);
        }},
       {"LastTimeStep",
        [](ArgReader& a, Generator&) -> ModulePtr {
@@ -180,12 +204,29 @@ const std::map<std::string, Builder>& builders() {
 
 ModulePtr build_layer(const std::string& type, const json& args, const std::string& where, Generator& gen) {
   if (is_recurrent_type(type)) {
-    if (!args.is_object()) throw InputError(fmt::format("{}: \"args\" must be an object, got {}", where, args.dump()));
+    if (!args.is_object()) throw InputError(fmt::format("{}: \"args\" must be an object, got {}", where, json_excerpt(args)));
+    // Sizes before make_recurrent allocates: gates·hidden × (input + hidden) per layer and direction.
+    auto size_arg = [&](const char* k, int64_t dflt) -> int64_t {
+      if (!args.contains(k)) return dflt;
+      const json& v = args[k];
+      if (!v.is_number_integer()) return dflt;  // make_recurrent names the type error
+      if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(kMaxSpecInteger) : v.get<int64_t>() > kMaxSpecInteger)
+        throw InputError(fmt::format("{}: argument '{}' = {} is out of range (at most {})", where, k, json_excerpt(v),
+                                     kMaxSpecInteger));
+      return std::max<int64_t>(v.get<int64_t>(), 1);
+    };
+    const int64_t in = size_arg("input_size", 1), hidden = size_arg("hidden_size", 1), layers = size_arg("num_layers", 1);
+    if (!checked_mul(4 * hidden, static_cast<uint64_t>(std::max(in, hidden)), kMaxLayerParameters) ||
+        !checked_mul(static_cast<uint64_t>(layers) * 2, uint64_t(4 * hidden) * uint64_t(std::max(in, hidden)),
+                     kMaxLayerParameters * 16))
+      throw InputError(fmt::format("{}: recurrent weights would have more than {} elements", where, kMaxLayerParameters));
     try {
       return make_recurrent(type, args, gen);
     } catch (const InputError& e) {
       throw InputError(fmt::format("{}: {}", where, e.what()));
     } catch (const Error& e) {
+      throw InputError(fmt::format("{}: {}", where, e.what()));
+    } catch (const json::exception& e) {
       throw InputError(fmt::format("{}: {}", where, e.what()));
     }
   }
@@ -202,6 +243,8 @@ ModulePtr build_layer(const std::string& type, const json& args, const std::stri
     throw;
   } catch (const Error& e) {
     throw InputError(fmt::format("{}: {}", where, e.what()));
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: {}", where, e.what()));
   }
   reader.finish();
   return m;
@@ -212,7 +255,10 @@ std::pair<std::string, int> split_ref(const std::string& s) {
   const auto colon = s.rfind(':');
   if (colon != std::string::npos && colon + 1 < s.size()) {
     const std::string tail = s.substr(colon + 1);
-    if (tail.find_first_not_of("0123456789") == std::string::npos) return {s.substr(0, colon), std::stoi(tail)};
+    if (tail.find_first_not_of("0123456789") == std::string::npos) {
+      if (tail.size() > 6) throw InputError(fmt::format("model spec: output index in '{}' is out of range", s));
+      return {s.substr(0, colon), std::stoi(tail)};
+    }
   }
   return {s, 0};
 }
@@ -261,7 +307,7 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
     if (!in.is_array() || in.empty()) throw InputError("model spec: \"inputs\" must be a non-empty list of names");
     input_names.clear();
     for (const auto& n : in) {
-      if (!n.is_string()) throw InputError(fmt::format("model spec: input name must be a string, got {}", n.dump()));
+      if (!n.is_string()) throw InputError(fmt::format("model spec: input name must be a string, got {}", json_excerpt(n)));
       input_names.push_back(n.get<std::string>());
     }
   }
@@ -296,7 +342,7 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
       const json& ins = n["inputs"];
       if (!ins.is_array()) throw InputError(fmt::format("{}: \"inputs\" must be a list of names", where));
       for (const auto& r : ins) {
-        if (!r.is_string()) throw InputError(fmt::format("{}: input reference must be a string, got {}", where, r.dump()));
+        if (!r.is_string()) throw InputError(fmt::format("{}: input reference must be a string, got {}", where, json_excerpt(r)));
         refs[i].push_back(r.get<std::string>());
       }
     } else {
@@ -325,6 +371,7 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
 
   Generator gen(opt.seed);
   auto graph = std::make_shared<Graph>(input_names);
+  uint64_t total = 0;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const json& n = nodes[i];
     const std::string where = fmt::format("model spec: node '{}'", names[i]);
@@ -342,13 +389,17 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
         ins.push_back({static_cast<int>(index.at(target)), k});
     }
     graph->add_node(names[i], m, ins);
+    for (const auto& [pname, t] : m->state_dict()) total += static_cast<uint64_t>(t.numel());
+    if (total > opt.max_parameters)
+      throw InputError(fmt::format("{}: the model would hold more than {} parameter and buffer elements", where,
+                                   opt.max_parameters));
   }
   if (spec.contains("outputs")) {
     const json& outs = spec["outputs"];
     if (!outs.is_array() || outs.empty()) throw InputError("model spec: \"outputs\" must be a non-empty list");
     std::vector<ValueRef> refs_out;
     for (const auto& o : outs) {
-      if (!o.is_string()) throw InputError(fmt::format("model spec: output must be a string, got {}", o.dump()));
+      if (!o.is_string()) throw InputError(fmt::format("model spec: output must be a string, got {}", json_excerpt(o)));
       const auto [target, k] = split_ref(o.get<std::string>());
       auto it = index.find(target);
       if (it == index.end()) throw InputError(fmt::format("model spec: output '{}' names no node", o.get<std::string>()));
@@ -360,14 +411,11 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
 }
 
 std::shared_ptr<Graph> load_model_spec(const std::string& path, const BuildOptions& opt) {
-  std::ifstream f(path);
+  std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("{}: cannot open model spec", path));
-  json spec;
-  try {
-    spec = json::parse(f);
-  } catch (const json::exception& e) {
-    throw InputError(fmt::format("{}: invalid JSON: {}", path, e.what()));
-  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const json spec = parse_json(ss.str(), path);
   try {
     return build_model(spec, opt);
   } catch (const InputError& e) {

@@ -33,7 +33,8 @@
 //                 (built by nn/recurrent.hpp's make_recurrent)
 // Building draws every layer's initial parameters, in node order, from one Generator seeded by
 // BuildOptions::seed. Errors (InputError) name the node: unknown layer type, unknown or ill-typed
-// argument, bad value, dangling input, cycle, duplicate name.
+// argument, bad value, a size past the limits below, dangling input, cycle, duplicate name. Spec files are
+// parsed with engine/json_util.hpp's depth limit.
 #pragma once
 
 #include "nn/graph.hpp"
@@ -46,8 +47,15 @@
 
 namespace qforge::nn {
 
+// Size limits of a spec (checked with overflow-safe arithmetic before anything is allocated): integer
+// arguments |v| ≤ kMaxSpecInteger, one layer's parameter tensor ≤ kMaxLayerParameters elements, the whole
+// model ≤ BuildOptions::max_parameters elements (parameters and buffers).
+inline constexpr int64_t kMaxSpecInteger = int64_t{1} << 31;
+inline constexpr uint64_t kMaxLayerParameters = uint64_t{1} << 28;
+
 struct BuildOptions {
   uint64_t seed = 0;
+  uint64_t max_parameters = uint64_t{1} << 31;
 };
 
 // Builds a Graph from a spec (a JSON object as above).

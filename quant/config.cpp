@@ -2,6 +2,7 @@
 #include "quant/config.hpp"
 
 #include "engine/error.hpp"
+#include "engine/json_util.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -72,8 +73,10 @@ std::vector<KernelSpec> parse_kernels(const Ctx& c, const json& j, const std::st
       check_keys(c, h, hp, {"bitwidth", "dtype"});
       if (!h.contains("bitwidth") || !h["bitwidth"].is_number_integer())
         c.fail(hp + "/bitwidth", "required integer bitwidth (4, 8, 16 or 32)");
-      bw = h["bitwidth"].get<int>();
-      if (bw != 4 && bw != 8 && bw != 16 && bw != 32) c.fail(hp + "/bitwidth", fmt::format("{} not in {{4, 8, 16, 32}}", bw));
+      const std::int64_t bw64 = h["bitwidth"].get<std::int64_t>();
+      bw = bw64 >= 0 && bw64 <= 64 ? static_cast<int>(bw64) : -1;
+      if (bw != 4 && bw != 8 && bw != 16 && bw != 32)
+        c.fail(hp + "/bitwidth", fmt::format("{} not in {{4, 8, 16, 32}}", h["bitwidth"].dump()));
       if (!h.contains("dtype") || !h["dtype"].is_string()) c.fail(hp + "/dtype", "required \"int\" or \"float\"");
       dt = h["dtype"].get<std::string>();
       if (dt != "int" && dt != "float") c.fail(hp + "/dtype", fmt::format("\"{}\" is not \"int\" or \"float\"", dt));
@@ -133,20 +136,16 @@ QuantSimConfig parse_config(const std::string& text, const std::string& source) 
   // Parse, recording duplicate keys (the later value wins, as with Python's json module).
   std::vector<std::set<std::string>> keys;
   std::vector<std::string> dups;
-  json j;
-  try {
-    j = json::parse(text, [&](int, json::parse_event_t ev, json& parsed) {
-      if (ev == json::parse_event_t::object_start) keys.emplace_back();
-      else if (ev == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
-      else if (ev == json::parse_event_t::key && !keys.empty()) {
-        const auto k = parsed.get<std::string>();
-        if (!keys.back().insert(k).second) dups.push_back(k);
-      }
-      return true;
-    });
-  } catch (const json::parse_error& e) {
-    throw InputError(fmt::format("quantsim config {}: invalid JSON: {}", source, e.what()));
-  }
+  const json j = parse_json(text, fmt::format("quantsim config {}", source), kMaxJsonDepth,
+                            [&](int, json::parse_event_t ev, json& parsed) {
+                              if (ev == json::parse_event_t::object_start) keys.emplace_back();
+                              else if (ev == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+                              else if (ev == json::parse_event_t::key && !keys.empty()) {
+                                const auto k = parsed.get<std::string>();
+                                if (!keys.back().insert(k).second) dups.push_back(k);
+                              }
+                              return true;
+                            });
   for (const auto& d : dups) cfg.notes.push_back(fmt::format("duplicate key '{}': the later entry wins", d));
 
   check_keys(c, j, "", {"defaults", "params", "op_type", "supergroups", "model_input", "model_output",

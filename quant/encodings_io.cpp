@@ -1,7 +1,10 @@
 // AIMET encodings JSON, schemas 0.6.1 and 1.0.0. See encodings_io.hpp.
 #include "quant/encodings_io.hpp"
 
+#include "engine/json_util.hpp"
+
 #include <cmath>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -52,13 +55,24 @@ struct Reader {
   }
   int bitwidth(const json& v, const std::string& path, bool is_float) const {
     if (!v.is_number_integer()) fail(path, "expected an integer bitwidth");
-    const int bw = v.get<int>();
+    if (v.is_number_unsigned() ? v.get<std::uint64_t>() > 64 : (v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 64))
+      fail(path, fmt::format("bitwidth {} is out of range", json_excerpt(v)));
+    const int bw = static_cast<int>(v.get<std::int64_t>());
     try {
       check_bitwidth(bw, true, is_float, "encoding");
     } catch (const Error& e) {
       fail(path, e.what());
     }
     return bw;
+  }
+  // A scale a float32 holds (as a normal number) and an integer offset within ±2^bw (AIMET writes
+  // offsets in [−(2^bw − 1), 0]; anything far outside is a corrupt file and would overflow integer casts).
+  void check_scale_offset(double scale, double offset, int bw, const std::string& path) const {
+    if (!(scale >= static_cast<double>(std::numeric_limits<float>::min())) ||
+        !(scale <= static_cast<double>(std::numeric_limits<float>::max())))
+      fail(path, fmt::format("scale {} is not a positive normal float32", scale));
+    if (offset != std::round(offset) || std::fabs(offset) > std::ldexp(1.0, bw))
+      fail(path, fmt::format("offset {} is not an integer within ±2^{}", offset, bw));
   }
   bool strict_of(bool sym, int bw, double offset) const {
     return sym && offset == -static_cast<double>((int64_t(1) << (bw - 1)) - 1);
@@ -77,8 +91,8 @@ struct Reader {
       fail(p + "/is_symmetric", "expected the string \"True\" or \"False\"");
     g.symmetric = sym == "True";
     const double scale = num(e, "scale", p), offset = num(e, "offset", p);
+    check_scale_offset(scale, offset, g.bitwidth, p);
     g.strict_symmetric = strict_of(g.symmetric, g.bitwidth, offset);
-    if (!(scale > 0) || offset != std::round(offset)) fail(p, fmt::format("invalid scale {} / offset {}", scale, offset));
     Encoding enc = encoding_from_scale_offset(scale, offset, g);
     enc.min = num(e, "min", p);  // keep the file's exact min/max
     enc.max = num(e, "max", p);
@@ -106,7 +120,7 @@ struct Reader {
     for (size_t i = 0; i < sc.size(); ++i) {
       if (!sc[i].is_number() || !of[i].is_number()) fail(fmt::format("{}/scale/{}", p, i), "expected numbers");
       const double s = sc[i].get<double>(), o = of[i].get<double>();
-      if (!(s > 0) || o != std::round(o)) fail(fmt::format("{}/{}", p, i), fmt::format("invalid scale {} / offset {}", s, o));
+      check_scale_offset(s, o, g.bitwidth, fmt::format("{}/{}", p, i));
       g.strict_symmetric = strict_of(g.symmetric, g.bitwidth, o);
       out.push_back(encoding_from_scale_offset(s, o, g));
     }
@@ -185,13 +199,13 @@ EncodingsFile encodings_from_json(const json& j, const std::string& source) {
     for (const auto& e : j["excluded_layers"])
       if (e.is_string()) f.excluded_layers.push_back(e.get<std::string>());
   if (j.contains("quantizer_args") && j["quantizer_args"].is_object()) {
-    const json& a = j["quantizer_args"];
-    f.args.activation_bitwidth = a.value("activation_bitwidth", 8);
-    f.args.param_bitwidth = a.value("param_bitwidth", 8);
-    f.args.dtype = a.value("dtype", std::string("int"));
-    f.args.is_symmetric = a.value("is_symmetric", true);
-    f.args.per_channel_quantization = a.value("per_channel_quantization", false);
-    f.args.quant_scheme = a.value("quant_scheme", std::string("post_training_tf"));
+    const JsonView a = JsonView(j, "encodings " + source)["quantizer_args"];
+    f.args.activation_bitwidth = static_cast<int>(a.int_or("activation_bitwidth", 8, 0, 64));
+    f.args.param_bitwidth = static_cast<int>(a.int_or("param_bitwidth", 8, 0, 64));
+    f.args.dtype = a.str_or("dtype", "int");
+    f.args.is_symmetric = a.bool_or("is_symmetric", true);
+    f.args.per_channel_quantization = a.bool_or("per_channel_quantization", false);
+    f.args.quant_scheme = a.str_or("quant_scheme", "post_training_tf");
   }
   return f;
 }
@@ -205,13 +219,7 @@ EncodingsFile read_encodings(const std::filesystem::path& path) {
   if (!in) throw InputError(fmt::format("encodings {}: cannot open file", path.string()));
   std::stringstream ss;
   ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw InputError(fmt::format("encodings {}: invalid JSON: {}", path.string(), e.what()));
-  }
-  return encodings_from_json(j, path.string());
+  return encodings_from_json(parse_json(ss.str(), "encodings " + path.string()), path.string());
 }
 
 }  // namespace qforge::quant

@@ -182,3 +182,19 @@ TEST_CASE("data: load_data parses specs and rejects unknown ones") {
   CHECK(s.test->size() == 10);
   CHECK(s.train->kind() == TaskKind::classification);
 }
+
+TEST_CASE("idx: dimensions whose product overflows 64 bits are refused before anything is allocated") {
+  const fs::path d = temp_dir("idx_overflow");
+  // 0xffffffff^4 wraps past 2^64; an unchecked product could come out small and match the data size.
+  write_raw(d / "wrap.idx", idx_bytes({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {}));
+  CHECK_THROWS_WITH_AS(read_idx(d / "wrap.idx"), doctest::Contains("implausible dimensions"), InputError);
+  // 2^32 · 2^32 = 2^64 wraps to exactly 0: with no data bytes an unchecked reader would accept it.
+  write_raw(d / "zero_wrap.idx", idx_bytes({0x10000u, 0x10000u, 0x10000u, 0x10000u}, {}));
+  CHECK_THROWS_WITH_AS(read_idx(d / "zero_wrap.idx"), doctest::Contains("wrap.idx"), InputError);
+  // A zero dimension holds no data but the other dimensions are still bounded.
+  write_raw(d / "zero_dim.idx", idx_bytes({0, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {}));
+  CHECK_THROWS_WITH_AS(read_idx(d / "zero_dim.idx"), doctest::Contains("implausible dimensions"), InputError);
+  write_raw(d / "empty_ok.idx", idx_bytes({0, 28, 28}, {}));
+  CHECK(read_idx(d / "empty_ok.idx").numel() == 0);
+  fs::remove_all(d);
+}
