@@ -57,7 +57,7 @@ const KernelInfo kRegistry[] = {
     QFORGE_NAMES(ref, ""),
 #if QFORGE_ARCH_X86_64
     QFORGE_NAMES(baseline, "_4x4c4"),
-    QFORGE_NAMES(avx2, "_4x8c4"),
+    QFORGE_NAMES(avx2, "_6x16c2"),
     QFORGE_NAMES(avx512vnni, "_6x64c4"),
 #else
     QFORGE_NAMES(neon, "_4x8c4"),
