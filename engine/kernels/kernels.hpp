@@ -101,6 +101,10 @@ struct GemmWeights {
   ActType out_type = ActType::s8;
   std::int32_t out_zero_point = 0, act_min = -128, act_max = 127;
   Rounding rounding = Rounding::single;
+  // Note [int16 panels]: the same weights widened to int16 for the vpmaddwd kernels (AVX2), laid out
+  // [n_pad/16][k4/2][16][2]: per 16-column panel and per k-pair i, the 16 columns' (w[2i], w[2i+1]) as
+  // adjacent int16 (two ymm), true signed values (no 0x80 offset). Zero padding as in `panels`.
+  const std::int16_t* panels16 = nullptr;
 };
 
 inline namespace QFORGE_KERNELS_ISA_NS {
@@ -156,6 +160,10 @@ using GemmRequantFn = void (*)(int m, const void* a, std::int64_t lda, const Gem
 using GemmS32Fn = void (*)(int m, const void* a, std::int64_t lda, const GemmWeights& w, std::int32_t* c,
                            std::int64_t ldc, int threads) noexcept;
 
+// Registry-style name of the GEMM micro-kernel that `isa`'s gemm_requant runs for these weights and m rows
+// (e.g. the AVX2 GEMM runs "qs8_qc8w_gemm_6x16c2_requant__avx2" for m ≥ 3, its 4x8c4 GEMV kernel below).
+const char* gemm_kernel_name(const GemmWeights& w, Isa isa, int m) noexcept;
+
 // ---------------------------------------------------------------------------------------------------
 // Convolutions (NHWC activations)
 
@@ -175,6 +183,11 @@ struct Conv2dShape {
 struct Conv2dWeights {
   Conv2dShape shape;
   const GemmWeights* groups = nullptr;  // [shape.groups]
+  // Note [conv u8 flip]: for s8 activations, the same weights packed for u8 activations x ^ 0x80 = x + 128
+  // with zero point z_in + 128 (Σ (x + 128 − (z_in + 128))·w is the same integer); null otherwise. The
+  // VNNI conv2d writes its im2col rows flipped and uses these, so its GEMM needs no −128·Σx row
+  // correction (Note [s8 activations on VNNI]); other ISAs use `groups`.
+  const GemmWeights* groups_u8 = nullptr;  // [shape.groups] or null
 };
 
 // Conv layer input: weights in PyTorch OIHW layout [out_c][in_c/groups][kh][kw]; the rest as GemmLayer
@@ -186,11 +199,12 @@ public:
                ActType in_type, std::int32_t in_zero_point, const QuantizedMultiplier* multipliers, bool per_channel,
                ActType out_type, std::int32_t out_zero_point, ActivationRange range,
                Rounding rounding = Rounding::single);
-  PackedConv2d(const PackedConv2d& o) : shape_(o.shape_), gemms_(o.gemms_) { bind(); }
+  PackedConv2d(const PackedConv2d& o) : shape_(o.shape_), gemms_(o.gemms_), gemms_u8_(o.gemms_u8_) { bind(); }
   PackedConv2d& operator=(const PackedConv2d& o) {
     if (this != &o) {
       shape_ = o.shape_;
       gemms_ = o.gemms_;
+      gemms_u8_ = o.gemms_u8_;
       bind();
     }
     return *this;
@@ -205,6 +219,8 @@ private:
   std::vector<PackedGemm> gemms_;
   std::vector<GemmWeights> views_;
   Conv2dWeights view_{};
+  std::vector<PackedGemm> gemms_u8_;  // Note [conv u8 flip] (s8 activations, im2col convs only)
+  std::vector<GemmWeights> views_u8_;
 };
 
 using Conv2dFn = void (*)(const Conv2dWeights& w, const void* x, void* y, void* workspace, int threads) noexcept;

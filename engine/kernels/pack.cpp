@@ -20,7 +20,8 @@ PackedGemm::PackedGemm(const GemmLayer& l) {
 
   const std::size_t panels_bytes = align64(static_cast<std::size_t>(n_pad) * k4);
   const std::size_t vec_bytes = align64(static_cast<std::size_t>(n_pad) * 4);
-  const std::size_t total = panels_bytes + 4 * vec_bytes + 64;
+  const std::size_t panels16_bytes = align64(static_cast<std::size_t>(n_pad) * k4 * 2);
+  const std::size_t total = panels_bytes + 4 * vec_bytes + panels16_bytes + 64;
   void* raw = std::aligned_alloc(64, align64(total));
   if (raw == nullptr) throw std::bad_alloc();
   std::memset(raw, 0, align64(total));
@@ -33,6 +34,7 @@ PackedGemm::PackedGemm(const GemmLayer& l) {
   auto* bias = reinterpret_cast<std::int32_t*>(base + panels_bytes + vec_bytes);
   auto* mult = reinterpret_cast<std::int32_t*>(base + panels_bytes + 2 * vec_bytes);
   auto* shift = reinterpret_cast<std::int32_t*>(base + panels_bytes + 3 * vec_bytes);
+  auto* panels16 = reinterpret_cast<std::int16_t*>(base + panels_bytes + 4 * vec_bytes);
 
   // Panels: [panel][k/4][w_p][4]. With s8 activations the weights are stored offset to u8 (w ^ 0x80 =
   // w + 128), see Note [s8 activations on VNNI] in kernels.hpp.
@@ -48,6 +50,12 @@ PackedGemm::PackedGemm(const GemmLayer& l) {
         dst[static_cast<std::int64_t>(kk / 4) * wp * 4 + j * 4 + kk % 4] =
             static_cast<std::int8_t>(static_cast<std::uint8_t>(src[kk]) ^ flip);
     }
+  }
+  // Note [int16 panels]: the same weights widened to int16, [n_pad/16][k4/2][16][2].
+  for (int col = 0; col < n; ++col) {
+    const std::int8_t* src = l.weights + col * ldw;
+    std::int16_t* dst = panels16 + static_cast<std::int64_t>(col / 16) * 16 * k4 + (col % 16) * 2;
+    for (int kk = 0; kk < k; ++kk) dst[static_cast<std::int64_t>(kk / 2) * 32 + kk % 2] = src[kk];
   }
   // Bias folding (integer-arithmetic.md §6): b_eff = b − z_in·Σ_k w, computed mod 2^32 like the accumulators.
   for (int col = 0; col < n; ++col) {
@@ -67,6 +75,7 @@ PackedGemm::PackedGemm(const GemmLayer& l) {
   view_.bias = bias;
   view_.multiplier = mult;
   view_.shift = shift;
+  view_.panels16 = panels16;
   view_.n = n;
   view_.k = k;
   view_.k4 = k4;
@@ -110,6 +119,14 @@ PackedConv2d::PackedConv2d(const Conv2dShape& shape, const std::int8_t* weights_
     l.range = range;
     l.rounding = rounding;
     gemms_.emplace_back(l);
+    // Note [conv u8 flip]: only the VNNI conv2d reads the flipped packing, so only pack it where VNNI runs.
+    const bool direct = kh == 1 && kw == 1 && shape.stride_h == 1 && shape.stride_w == 1 && shape.pad_top == 0 &&
+                        shape.pad_left == 0 && shape.pad_bottom == 0 && shape.pad_right == 0 && g == 1;
+    if (in_type == ActType::s8 && !direct && isa_supported(Isa::avx512vnni)) {
+      l.in_type = ActType::u8;
+      l.in_zero_point = in_zero_point + 128;
+      gemms_u8_.emplace_back(l);
+    }
   }
   bind();
 }
@@ -119,6 +136,9 @@ void PackedConv2d::bind() noexcept {
   for (const auto& gm : gemms_) views_.push_back(gm.view());
   view_.shape = shape_;
   view_.groups = views_.data();
+  views_u8_.clear();
+  for (const auto& gm : gemms_u8_) views_u8_.push_back(gm.view());
+  view_.groups_u8 = views_u8_.empty() ? nullptr : views_u8_.data();
 }
 
 std::size_t PackedConv2d::workspace_bytes() const noexcept {
@@ -128,6 +148,16 @@ std::size_t PackedConv2d::workspace_bytes() const noexcept {
   if (direct) return 0;
   const std::size_t k = static_cast<std::size_t>(s.kernel_h) * s.kernel_w * (s.in_c / s.groups);
   return static_cast<std::size_t>(s.batch) * s.out_h() * s.out_w() * ((k + 3) / 4 * 4) + 64;
+}
+
+const char* gemm_kernel_name(const GemmWeights& w, Isa isa, int m) noexcept {
+  const char* name = "?";
+  for (const KernelInfo& info : kernel_registry())
+    if (info.kind == KernelKind::gemm_requant && info.isa == isa) name = info.name;
+  // The AVX2 GEMM runs its 6x16c2 tile on the int16 panels except for 1-2 rows (GEMV) and very large K
+  // (gemm__avx2.cpp, Note [AVX2 6x16c2 tile]), where it runs the 4x8c4 kernel on the int8 panels.
+  if (isa == Isa::avx2 && (m < 3 || w.k4 > 8192)) return "qs8_qc8w_gemm_4x8c4_requant__avx2";
+  return name;
 }
 
 void pack_dwconv3x3_weights(const std::int8_t* w, int channels, std::int8_t* out) noexcept {

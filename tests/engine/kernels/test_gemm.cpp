@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <tuple>
+#include <utility>
 
 using namespace qforge::kernels;
 using namespace qforge::kernels::testing;
@@ -200,5 +202,42 @@ TEST_CASE("gemm: requantization near the int32 limits matches the reference (mul
         CHECK(got == want);
       }
     }
+  }
+}
+
+TEST_CASE("gemm packing: the int16 panels hold the same weights as the int8 panels, zero-padded") {
+  std::mt19937 rng(11);
+  for (auto [n, k] : {std::pair{1, 1}, {17, 5}, {33, 64}, {70, 9}}) {
+    for (ActType in : {ActType::s8, ActType::u8}) {
+      std::vector<std::int8_t> w(static_cast<std::size_t>(n) * k);
+      std::uniform_int_distribution<int> d(-128, 127);
+      for (auto& x : w) x = static_cast<std::int8_t>(d(rng));
+      const PackedGemm p = pack(w, n, k, nullptr, in, 0);
+      const GemmWeights& v = p.view();
+      REQUIRE(v.panels16 != nullptr);
+      for (int col = 0; col < v.n_pad; ++col)
+        for (int kk = 0; kk < v.k4; ++kk) {
+          const std::int16_t got = v.panels16[static_cast<std::int64_t>(col / 16) * 16 * v.k4 + (kk / 2) * 32 +
+                                              (col % 16) * 2 + kk % 2];
+          const int want = col < n && kk < k ? w[static_cast<std::size_t>(col) * k + kk] : 0;
+          REQUIRE(got == want);
+          if (col < n && kk < k) REQUIRE(packed_weight(v, col, kk) == want);
+        }
+    }
+  }
+}
+
+TEST_CASE("gemm_kernel_name: names the micro-kernel each ISA runs (AVX2: 6x16c2 tile, 4x8c4 for GEMV rows)") {
+  const std::vector<std::int8_t> w(64 * 32, 1);
+  const PackedGemm p = pack(w, 64, 32, nullptr, ActType::s8, 0);
+  for (int i = 0; i < kNumIsas; ++i) {
+    const auto isa = static_cast<Isa>(i);
+    if (!isa_compiled(isa)) continue;
+    const std::string name = gemm_kernel_name(p.view(), isa, 64);
+    CHECK(name.find(std::string("__") + isa_name(isa)) != std::string::npos);
+  }
+  if (isa_compiled(Isa::avx2)) {
+    CHECK(std::string(gemm_kernel_name(p.view(), Isa::avx2, 64)) == "qs8_qc8w_gemm_6x16c2_requant__avx2");
+    CHECK(std::string(gemm_kernel_name(p.view(), Isa::avx2, 1)) == "qs8_qc8w_gemm_4x8c4_requant__avx2");
   }
 }
