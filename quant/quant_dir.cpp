@@ -13,13 +13,16 @@ QuantSimOptions options_from_quantsim_json(const nlohmann::json& qs_json, const 
   if (!qs.is_object() || qs.str_or("format", "") != "qforge-quantsim")
     throw InputError(fmt::format("{}: not a qforge quantsim.json", qs.source()));
   QuantSimOptions o;
+  // parse_scheme / parse_range_learning name the bad value; say where it is.
   try {
     o.scheme = parse_scheme(qs.str_or("scheme", "tf"));
-    o.range_learning = parse_range_learning(qs.str_or("range_learning", "none"));
-  } catch (const InputError&) {
-    throw;
   } catch (const Error& e) {
-    throw InputError(fmt::format("{}: {}", qs.source(), e.what()));
+    qs["scheme"].fail(e.what());
+  }
+  try {
+    o.range_learning = parse_range_learning(qs.str_or("range_learning", "none"));
+  } catch (const Error& e) {
+    qs["range_learning"].fail(e.what());
   }
   o.act_bw = static_cast<int>(qs.int_or("act_bw", 8, 1, 32));
   o.param_bw = static_cast<int>(qs.int_or("param_bw", 8, 1, 32));
