@@ -8,6 +8,7 @@
 #include "apps/quant_setup.hpp"
 #include "engine/ops/ops.hpp"
 #include "quant/ptq/quant_analyzer.hpp"
+#include "train/output.hpp"
 
 #include <iostream>
 
@@ -25,6 +26,7 @@ int cmd_analyze(int argc, char** argv) {
       ("eval-samples", "test examples per sweep evaluation (0: all)", cxxopts::value<int64_t>()->default_value("1000"))
       ("batches", "batches for SQNR/MSE and histograms", cxxopts::value<int64_t>()->default_value("4"))
       ("threads", "threads; 0: all cores", cxxopts::value<int>()->default_value("0"))
+      ("force", "replace --out when it holds a previous qforge analysis (anything else is never replaced)")
       ("json", "print one JSON result object as the last line of stdout");
   cxxopts::ParseResult r;
   if (parse_or_help(opts, argc, argv, r)) return 0;
@@ -34,6 +36,7 @@ int cmd_analyze(int argc, char** argv) {
   const int64_t nb = r["batches"].as<int64_t>(), ne = r["eval-samples"].as<int64_t>();
   if (nb <= 0) throw UsageError("--batches must be positive");
   if (ne < 0) throw UsageError("--eval-samples must not be negative");
+  train::OutputDir od(out, "analysis", {.force = r.count("force") > 0, .inputs = {dir}});  // Note [Publishing outputs]
   data::DataSplits data = data_for_dir(dir, r.count("data") ? r["data"].as<std::string>() : "");
   quant::QuantizedModel qm = quant::load_quantized_dir(dir, sample_batch(data.test));
 
@@ -50,8 +53,8 @@ int cmd_analyze(int argc, char** argv) {
   say(fmt::format("analyzing {} ({} quantizers){}", dir.string(), qm.sim->quantizers().size(),
                   ao.sweeps ? ", with sweeps" : ""));
   quant::ptq::Analysis a = quant::ptq::analyze(*qm.sim, batches, eval, ao);
-  fs::create_directories(out);
-  a.write_report(out);
+  a.write_report(od.staging());
+  od.publish();
   nlohmann::json summary = {{"out", out.string()},
                             {"fp32", a.fp32},
                             {"weights_only", a.weights_only},

@@ -58,12 +58,12 @@ int cmd_demo(int argc, char** argv) {
   const std::string seed = std::to_string(r["seed"].as<uint64_t>());
   const std::string threads = std::to_string(r["threads"].as<int>());
   const fs::path fp32_dir = out / "fp32";
-  if (fs::exists(fp32_dir)) fs::remove_all(fp32_dir);
+  // Each stage replaces only its own previous qforge output (--force); anything else there is refused.
 
   say(fmt::format("== demo: train {} on {}", model, data));
   run_sub(cmd_train, {"qforge train", "--model", model, "--data", data, "--epochs",
                       std::to_string(r["epochs"].as<int64_t>()), "--seed", seed, "--threads", threads, "--out",
-                      fp32_dir.string(), "--progress", "lines", "--log-every", "100", "--json"});
+                      fp32_dir.string(), "--progress", "lines", "--log-every", "100", "--force", "--json"});
 
   Json rows = Json::array();
   auto add_row = [&](const std::string& stage, const fs::path& dir, const std::string& mode) {
@@ -77,19 +77,18 @@ int cmd_demo(int argc, char** argv) {
   add_row("FP32", fp32_dir, "fp32");
 
   const fs::path q8 = out / "w8a8", q4 = out / "w4a4", qat4 = out / "w4a4-qat";
-  for (const auto& d : {q8, q4, qat4})
-    if (fs::exists(d)) fs::remove_all(d);
   say("== demo: post-training quantization W8A8 (tf, AIMET default config)");
   run_sub(cmd_quantize, {"qforge quantize", "--model-dir", fp32_dir.string(), "--out", q8.string(), "--seed", seed,
-                         "--threads", threads, "--json"});
+                         "--threads", threads, "--force", "--json"});
   add_row("PTQ W8A8 (sim)", q8, "sim");
   say("== demo: quantization-aware training W4A4 (LSQ ranges)");
   run_sub(cmd_quantize, {"qforge quantize", "--model-dir", fp32_dir.string(), "--out", q4.string(), "--param-bw", "4",
-                         "--output-bw", "4", "--seed", seed, "--threads", threads, "--json"});
+                         "--output-bw", "4", "--seed", seed, "--threads", threads, "--force", "--json"});
   add_row("PTQ W4A4 (sim)", q4, "sim");
   run_sub(cmd_finetune, {"qforge finetune", "--model-dir", q4.string(), "--out", qat4.string(), "--epochs",
                          std::to_string(r["qat-epochs"].as<int64_t>()), "--range-learning", "lsq", "--lr", "1e-3",
-                         "--seed", seed, "--threads", threads, "--progress", "lines", "--log-every", "100", "--json"});
+                         "--seed", seed, "--threads", threads, "--progress", "lines", "--log-every", "100", "--force",
+                         "--json"});
   add_row("QAT W4A4 (sim)", qat4, "sim");
   add_int8_rows(q8, rows);
 

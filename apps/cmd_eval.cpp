@@ -7,12 +7,34 @@
 #include "apps/eval_modes.hpp"
 #include "apps/model_setup.hpp"
 #include "nn/safetensors.hpp"
+#include "train/output.hpp"
 
 #include <iostream>
 
 namespace qforge::apps {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// --save-logits FILE: a symbolic link or special file is refused (never replaced); an existing regular
+// file is replaced only when it is a logits file qforge eval wrote (tensors "logits" and "targets").
+void check_logits_target(const fs::path& lp) {
+  train::check_single_file_target("--save-logits", lp);
+  if (!fs::exists(lp)) return;
+  bool ours = false;
+  try {
+    const nn::TensorMap m = nn::load_safetensors(lp);
+    ours = m.size() == 2 && m.count("logits") && m.count("targets");
+  } catch (const std::exception&) {
+  }
+  if (!ours)
+    throw UsageError(fmt::format("--save-logits {}: exists and is not a logits file written by qforge eval; refusing "
+                                 "to replace it",
+                                 lp.string()));
+}
+
+}  // namespace
 
 int cmd_eval(int argc, char** argv) {
   cxxopts::Options opts("qforge eval", "Evaluate a model directory on a data split.");
@@ -41,10 +63,13 @@ int cmd_eval(int argc, char** argv) {
   req.mode = r.count("mode") ? r["mode"].as<std::string>() : "";
   req.batch_size = batch;
   req.keep_logits = r.count("save-logits") > 0;
+  // A symbolic link or special file is refused, never replaced; a regular file is replaced by temp + rename.
+  if (req.keep_logits) check_logits_target(r["save-logits"].as<std::string>());
   EvalOutcome out = run_eval(req);
 
   if (req.keep_logits) {
     const fs::path lp = r["save-logits"].as<std::string>();
+    check_logits_target(lp);  // again: it may have changed meanwhile
     nn::save_safetensors(lp, {{"logits", out.logits}, {"targets", out.targets}});
     out.summary["logits_file"] = lp.string();
   }

@@ -5,21 +5,14 @@
 #include "apps/eval_modes.hpp"
 #include "apps/model_setup.hpp"
 #include "apps/quant_setup.hpp"
+#include "train/checkpoint.hpp"
+#include "train/output.hpp"
 #include "train/progress.hpp"
-
-#include <csignal>
 #include <iostream>
 
 namespace qforge::apps {
 
 namespace fs = std::filesystem;
-
-namespace {
-train::Trainer* g_trainer = nullptr;
-extern "C" void on_sigint_finetune(int) {
-  if (g_trainer != nullptr) g_trainer->request_stop();
-}
-}  // namespace
 
 int cmd_finetune(int argc, char** argv) {
   cxxopts::Options opts("qforge finetune", "Quantization-aware training (QAT) of a quantized model directory.");
@@ -41,6 +34,7 @@ int cmd_finetune(int argc, char** argv) {
       ("max-steps", "stop after this many steps, with a checkpoint (0: no limit)", cxxopts::value<int64_t>()->default_value("0"))
       ("progress", "auto | bar | lines | none", cxxopts::value<std::string>()->default_value("auto"))
       ("log-every", "progress line every N steps", cxxopts::value<int64_t>()->default_value("50"))
+      ("force", "replace --out when it holds a previous qforge quantized model or run (anything else is never replaced)")
       ("json", "print one JSON result object as the last line of stdout");
   cxxopts::ParseResult r;
   if (parse_or_help(opts, argc, argv, r)) return 0;
@@ -48,13 +42,14 @@ int cmd_finetune(int argc, char** argv) {
   const fs::path src = required(r, "model-dir");
   const fs::path out = required(r, "out");
   require_quantized_dir("model-dir", src);
-  if (fs::exists(out) && fs::equivalent(out, src)) throw UsageError("--out must differ from --model-dir");
+  train::check_no_overlap("--out", out, "--model-dir", src);
   const bool resume = r.count("resume") > 0;
-  if (resume && !fs::exists(out / "checkpoint"))
-    throw InputError(fmt::format("--resume: {} has no checkpoint/", out.string()));
-  if (!resume && fs::exists(out / "checkpoint"))
-    throw UsageError(fmt::format("--out {} already holds a fine-tuning run; pass --resume to continue it or choose "
-                                 "another directory",
+  if (resume && r.count("force")) throw UsageError("--force and --resume exclude each other");
+  if (resume && !train::has_checkpoint(out / "checkpoint"))
+    throw InputError(fmt::format("--resume: {} has no checkpoint (missing checkpoint/state.json)", out.string()));
+  if (!resume && fs::exists(out / "checkpoint") && r.count("force") == 0)
+    throw UsageError(fmt::format("--out {} already holds a fine-tuning run; pass --resume to continue it, --force to "
+                                 "replace it, or choose another directory",
                                  out.string()));
 
   train::TrainConfig cfg;
@@ -70,7 +65,10 @@ int cmd_finetune(int argc, char** argv) {
   cfg.max_steps = r["max-steps"].as<int64_t>();
   cfg.progress = train::parse_progress_mode(r["progress"].as<std::string>());
   cfg.log_every = r["log-every"].as<int64_t>();
+  if (cfg.log_every <= 0) throw UsageError(fmt::format("--log-every {}: must be positive", cfg.log_every));
+  if (cfg.max_steps < 0) throw UsageError(fmt::format("--max-steps {}: must be >= 0", cfg.max_steps));
   cfg.augment = false;
+  if (r.count("range-lr")) cfg.extra_lr = r["range-lr"].as<double>();
   train::validate(cfg);
   const quant::RangeLearning rl = quant::parse_range_learning(r["range-learning"].as<std::string>());
 
@@ -80,26 +78,28 @@ int cmd_finetune(int argc, char** argv) {
   if (rl != quant::RangeLearning::none) sim.set_range_learning(rl);
   const auto ranges = sim.range_parameters();
   for (size_t i = 0; i < ranges.size(); ++i) cfg.extra_parameters.push_back({fmt::format("range.{}", i), ranges[i]});
-  if (r.count("range-lr")) cfg.extra_lr = r["range-lr"].as<double>();
 
   const train::EvalResult before = evaluate_on(sim.model(), data.test);
   say(fmt::format("fine-tuning {} ({} quantizers, range learning {}, {} range parameters): before {:.2f}%",
                   src.string(), sim.num_enabled(), quant::range_learning_name(rl), ranges.size(),
                   before.metrics.accuracy()));
-  fs::create_directories(out);
-  train::Trainer trainer(qm.dir.model, data.train, data.test, cfg);
-  g_trainer = &trainer;
-  auto prev = std::signal(SIGINT, on_sigint_finetune);
+  train::Trainer trainer(qm.dir.model, data.train, data.test, cfg);  // settings checked before publishing
+  // Note [Publishing outputs] (train/output.hpp): like train, a fine-tuning run directory is published at
+  // its start and updated in place under the lock (checkpoints resumable after any stop); the final
+  // quantized files are written last, each atomically.
+  train::OutputDir od(out, "quantized", {.force = r.count("force") > 0, .inputs = {src}, .allow_existing_same_kind = resume});
+  if (resume && !od.existing())
+    throw InputError(fmt::format("--resume: {} is not a qforge fine-tuning run", out.string()));
+  od.publish();
   train::TrainResult result;
-  try {
-    result = trainer.fit();
-  } catch (...) {
-    std::signal(SIGINT, prev);
-    g_trainer = nullptr;
-    throw;
+  {
+    train::Trainer::StopOnSignal on_signal(trainer);  // SIGINT and SIGTERM: checkpoint, then exit normally
+    try {
+      result = trainer.fit();
+    } catch (const train::DivergedError& e) {
+      throw Error(e.what());  // exit 1; names the step and the kept checkpoint
+    }
   }
-  std::signal(SIGINT, prev);
-  g_trainer = nullptr;
 
   const train::EvalResult after = evaluate_on(sim.model(), data.test);
   nlohmann::json report = qm.dir.report;

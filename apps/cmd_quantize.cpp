@@ -8,6 +8,7 @@
 #include "apps/ptq_passes.hpp"
 #include "apps/quant_setup.hpp"
 #include "quant/config.hpp"
+#include "train/output.hpp"
 
 #include <iostream>
 
@@ -34,6 +35,7 @@ int cmd_quantize(int argc, char** argv) {
       ("encodings-version", "AIMET encodings schema: 0.6.1 | 1.0.0", cxxopts::value<std::string>()->default_value("0.6.1"))
       ("seed", "seed (calibration order, AdaRound)", cxxopts::value<uint64_t>()->default_value("0"))
       ("threads", "threads (OpenMP + OpenBLAS); 0: all cores", cxxopts::value<int>()->default_value("0"))
+      ("force", "replace --out when it holds a previous qforge quantized model (anything else is never replaced)")
       ("json", "print one JSON result object as the last line of stdout");
   add_ptq_options(opts);
   cxxopts::ParseResult r;
@@ -53,7 +55,7 @@ int cmd_quantize(int argc, char** argv) {
     throw UsageError(fmt::format("--encodings-version {}: expected 0.6.1 or 1.0.0", enc_version));
   if (quant::is_quantized_dir(src))
     throw UsageError(fmt::format("--model-dir {} is already quantized; quantize the FP32 model directory", src.string()));
-  if (fs::exists(out) && fs::equivalent(out, src)) throw UsageError("--out must differ from --model-dir");
+  if (!fs::is_directory(src)) throw UsageError(fmt::format("--model-dir {}: not a directory", src.string()));
 
   quant::QuantSimOptions qopt;
   qopt.scheme = quant::parse_scheme(r["scheme"].as<std::string>());
@@ -71,6 +73,9 @@ int cmd_quantize(int argc, char** argv) {
     qopt.config_obj = quant::config_from_name_or_path(qopt.config);  // errors in the config surface before any work
   }
   const PtqRequest ptq = ptq_request_from(r, param_bw, output_bw);
+  // Note [Publishing outputs] (train/output.hpp): the quantized directory is built in a temporary sibling
+  // and published with one rename; an existing --out is replaced only with --force and only if qforge wrote it.
+  train::OutputDir od(out, "quantized", {.force = r.count("force") > 0, .inputs = {src}});
 
   nn::ModelDir md = nn::load_model_dir(src);
   data::DataSplits data = data_for_dir(src, r.count("data") ? r["data"].as<std::string>() : "");
@@ -106,7 +111,9 @@ int cmd_quantize(int argc, char** argv) {
       {"sim", simres.to_json()},
       {"ptq", q.stages},
   };
-  quant::save_quantized_dir(out, sim, report, enc_version);
+  if (prior.contains("vocab")) report["vocab"] = prior["vocab"];  // text models carry their vocabulary
+  quant::save_quantized_dir(od.staging(), sim, report, enc_version);
+  od.publish();
   nlohmann::json summary = {{"out", out.string()},
                             {"fp32_accuracy", fp32.metrics.accuracy()},
                             {"accuracy", simres.metrics.accuracy()},

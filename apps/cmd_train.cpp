@@ -3,10 +3,13 @@
 #include "apps/model_setup.hpp"
 #include "nn/model_dir.hpp"
 #include "nn/spec.hpp"
+#include "nn/zoo.hpp"
+#include "train/checkpoint.hpp"
+#include "train/output.hpp"
 #include "train/progress.hpp"
 #include "train/trainer.hpp"
 
-#include <csignal>
+#include <cmath>
 #include <iostream>
 
 namespace qforge::apps {
@@ -14,12 +17,6 @@ namespace qforge::apps {
 namespace fs = std::filesystem;
 
 namespace {
-
-train::Trainer* g_active_trainer = nullptr;
-
-extern "C" void on_sigint(int) {
-  if (g_active_trainer != nullptr) g_active_trainer->request_stop();
-}
 
 // Sensible per-optimizer defaults when --lr / --momentum are not given.
 train::OptimizerConfig optimizer_from(const cxxopts::ParseResult& r) {
@@ -31,8 +28,38 @@ train::OptimizerConfig optimizer_from(const cxxopts::ParseResult& r) {
   o.momentum = r.count("momentum") ? r["momentum"].as<double>() : (o.type == "sgd" ? 0.9 : 0.0);
   o.nesterov = r["nesterov"].as<bool>();
   o.weight_decay = r["weight-decay"].as<double>();
-  if (!(o.lr > 0)) throw UsageError(fmt::format("--lr {}: must be positive", o.lr));
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw UsageError(fmt::format("--lr {}: must be positive and finite", o.lr));
+  if (!(o.momentum >= 0 && o.momentum < 1)) throw UsageError(fmt::format("--momentum {}: must be in [0, 1)", o.momentum));
+  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
+    throw UsageError(fmt::format("--weight-decay {}: must be finite and >= 0", o.weight_decay));
   return o;
+}
+
+// The path part of a data spec ("mnist:DIR" -> DIR), empty for synthetic data.
+fs::path data_path(const std::string& spec) {
+  const auto colon = spec.find(':');
+  if (colon == std::string::npos || spec.substr(0, colon) == "synthetic") return {};
+  return spec.substr(colon + 1);
+}
+
+// --resume DIR continues the run stored in DIR's checkpoint with ITS configuration: an option given
+// again must agree with the stored value (UsageError naming both); an option not given takes it.
+template <class T>
+T resolve(const cxxopts::ParseResult& r, const char* option, const nlohmann::json& stored, const char* key,
+          const T& given, const fs::path& dir) {
+  if (stored.is_null() || !stored.contains(key)) return given;
+  T have;
+  try {
+    have = stored.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(fmt::format("--resume {}: the checkpoint's stored \"{}\" is malformed", dir.string(), key));
+  }
+  if (r.count(option) && !(have == given))
+    throw UsageError(fmt::format("--{} {} conflicts with the run in {} ({} {}); a resumed run continues with its own "
+                                 "configuration (drop --{}, or start a new run)",
+                                 option, nlohmann::json(given).dump(), dir.string(), option, nlohmann::json(have).dump(),
+                                 option));
+  return have;
 }
 
 }  // namespace
@@ -61,6 +88,7 @@ int cmd_train(int argc, char** argv) {
       ("seq-len", "text: characters per training window", cxxopts::value<int64_t>()->default_value("100"))
       ("progress", "auto | bar | lines | none", cxxopts::value<std::string>()->default_value("auto"))
       ("log-every", "plain progress line and metrics.jsonl line every N steps", cxxopts::value<int64_t>()->default_value("50"))
+      ("force", "replace --out when it holds a previous qforge training run (anything else is never replaced)")
       ("json", "print one JSON result object as the last line of stdout");
   cxxopts::ParseResult r;
   if (parse_or_help(opts, argc, argv, r)) return 0;
@@ -71,18 +99,43 @@ int cmd_train(int argc, char** argv) {
     const fs::path rdir = r["resume"].as<std::string>();
     if (!out.empty() && fs::weakly_canonical(out) != fs::weakly_canonical(rdir))
       throw UsageError("--resume DIR continues training in DIR; give --out the same directory or leave it out");
+    if (r.count("force")) throw UsageError("--force and --resume exclude each other");
     out = rdir;
-    if (!fs::exists(out / "checkpoint")) throw InputError(fmt::format("--resume {}: no checkpoint/ in it", out.string()));
+    if (!train::has_checkpoint(out / "checkpoint"))
+      throw InputError(fmt::format("--resume {}: no checkpoint in it (missing checkpoint/state.json)", out.string()));
   }
   if (out.empty()) throw UsageError("--out is required (see --help)");
 
-  // On resume, the model and the data come from the directory's report unless given again.
-  nlohmann::json prior = nlohmann::json::object();
-  if (resume && fs::exists(out / "report.json")) prior = nn::read_json_file(out / "report.json");
-  const std::string model_arg = r.count("model") ? r["model"].as<std::string>() : prior.value("model", "");
+  // On resume, everything comes from the checkpoint's stored configuration (options given again must
+  // agree); checkpoints written before it was stored fall back to report.json for model and data.
+  nlohmann::json stored = nullptr, app = nullptr, prior = nlohmann::json::object();
+  if (resume) {
+    const nlohmann::json ts = train::read_checkpoint_trainer_state(out / "checkpoint");
+    if (ts.contains("config") && ts["config"].is_object()) {
+      stored = ts["config"];
+      app = stored.value("app", nlohmann::json::object());
+    } else {
+      say(fmt::format("note: the checkpoint in {} does not record its configuration; using the options given",
+                      out.string()));
+    }
+    if (fs::exists(out / "report.json")) prior = nn::read_json_file(out / "report.json");
+    if (!prior.is_object()) prior = nlohmann::json::object();
+  }
+  const nlohmann::json& model_src = app.is_object() ? app : prior;
+  std::string model_arg = r.count("model") ? r["model"].as<std::string>() : "";
+  if (resume) {
+    const std::string given = r.count("model") && !nn::is_zoo_model(model_arg) && app.is_object()
+                                  ? fs::absolute(model_arg).lexically_normal().string()
+                                  : model_arg;
+    model_arg = resolve<std::string>(r, "model", model_src, "model", given, out);
+  }
   if (model_arg.empty()) throw UsageError("--model is required (see --help)");
-  const std::string data_arg =
-      r.count("data") ? r["data"].as<std::string>() : prior.value("data", std::string("synthetic"));
+  std::string data_arg = r.count("data") ? r["data"].as<std::string>() : std::string("synthetic");
+  if (resume) {
+    // Stored specs are absolute: compare the given one made absolute.
+    const std::string given = r.count("data") ? absolute_data_spec(data_arg) : data_arg;
+    data_arg = resolve<std::string>(r, "data", model_src, "data", given, out);
+  }
 
   train::TrainConfig cfg;
   cfg.epochs = r["epochs"].as<int64_t>();
@@ -91,46 +144,84 @@ int cmd_train(int argc, char** argv) {
   cfg.schedule = r["schedule"].as<std::string>();
   cfg.clip_grad_norm = r["clip-grad-norm"].as<double>();
   cfg.seed = r["seed"].as<uint64_t>();
+  int64_t seq_len = r["seq-len"].as<int64_t>();
+  if (seq_len <= 0 || seq_len > 1000000) throw UsageError(fmt::format("--seq-len {}: expected 1-1000000", seq_len));
+  if (resume && stored.is_object()) {
+    cfg.epochs = resolve<int64_t>(r, "epochs", stored, "epochs", cfg.epochs, out);
+    cfg.batch_size = resolve<int64_t>(r, "batch-size", stored, "batch_size", cfg.batch_size, out);
+    cfg.schedule = resolve<std::string>(r, "schedule", stored, "schedule", cfg.schedule, out);
+    cfg.clip_grad_norm = resolve<double>(r, "clip-grad-norm", stored, "clip_grad_norm", cfg.clip_grad_norm, out);
+    cfg.seed = resolve<uint64_t>(r, "seed", stored, "seed", cfg.seed, out);
+    const nlohmann::json so = stored.value("optimizer", nlohmann::json::object());
+    train::OptimizerConfig& o = cfg.optimizer;
+    o.type = resolve<std::string>(r, "optimizer", so, "type", o.type, out);
+    // The defaults of --lr/--momentum depend on the optimizer: compare only what was given.
+    o.lr = resolve<double>(r, "lr", so, "lr", o.lr, out);
+    o.momentum = resolve<double>(r, "momentum", so, "momentum", o.momentum, out);
+    o.nesterov = resolve<bool>(r, "nesterov", so, "nesterov", o.nesterov, out);
+    o.weight_decay = resolve<double>(r, "weight-decay", so, "weight_decay", o.weight_decay, out);
+  }
+  if (resume && app.is_object()) seq_len = resolve<int64_t>(r, "seq-len", app, "seq_len", seq_len, out);
   cfg.threads = r["threads"].as<int>();
   cfg.out_dir = out;
   cfg.resume = resume;
   cfg.max_steps = r["max-steps"].as<int64_t>();
   cfg.progress = train::parse_progress_mode(r["progress"].as<std::string>());
   cfg.log_every = r["log-every"].as<int64_t>();
-  train::validate(cfg);  // bad numbers -> InputError (exit 2) before any data is read
-  apply_threads(cfg.threads);
+  if (cfg.log_every <= 0) throw UsageError(fmt::format("--log-every {}: must be positive", cfg.log_every));
+  if (cfg.max_steps < 0) throw UsageError(fmt::format("--max-steps {}: must be >= 0", cfg.max_steps));
+  if (!std::isfinite(cfg.clip_grad_norm) || cfg.clip_grad_norm < 0)
+    throw UsageError(fmt::format("--clip-grad-norm {}: must be finite and >= 0", cfg.clip_grad_norm));
+  apply_threads(cfg.threads);  // validates the range (exit 2) before any work
+  train::validate(cfg);        // bad numbers -> InputError (exit 2) before any data is read
 
   data::DataOptions dopt;
   dopt.seed = cfg.seed;
-  dopt.seq_len = r["seq-len"].as<int64_t>();
+  dopt.seq_len = seq_len;
   data::DataSplits data = data::load_data(data_arg, dopt);
+  // The run's vocabulary (stored in its checkpoint and report), never one rebuilt from the file.
+  if (resume) apply_model_vocabulary(data, app.is_object() && app.contains("vocab") ? app : prior, out);
   ModelChoice choice = choose_model(model_arg, data);
   check_model_fits_data(choice.name, data);
-  check_out_dir(out, choice.spec, resume);
+  if (resume) check_out_dir(out, choice.spec, resume);  // the directory's model.json must be this model
 
   nn::BuildOptions bopt;
   bopt.seed = cfg.seed;
   std::shared_ptr<nn::Graph> model = nn::build_model(choice.spec, bopt);
-  fs::create_directories(out);
-  nn::write_json_file(out / "model.json", nn::write_spec(*model));
+  // Paths are stored absolute so that `--resume DIR` works from any working directory.
+  cfg.app_config = {{"model", nn::is_zoo_model(model_arg) ? model_arg : fs::absolute(model_arg).lexically_normal().string()},
+                    {"data", absolute_data_spec(data.spec)},
+                    {"seq_len", seq_len}};
+  if (data.vocab) cfg.app_config["vocab"] = vocabulary_to_json(*data.vocab);
+  train::Trainer trainer(model, data.train, data.test, cfg);  // checks the settings (schedule, ...) first
+
+  // Note [Publishing outputs] (train/output.hpp): a new run directory is published at the start (an old
+  // qforge run replaced as a whole only with --force) and then updated in place under the lock, every
+  // file atomically; the checkpoint's state.json is the commit point, weights.safetensors comes last.
+  train::OutputOptions oo;
+  oo.force = r.count("force") > 0;
+  oo.allow_existing_same_kind = resume;
+  if (!data_path(data_arg).empty()) oo.inputs.push_back(data_path(data_arg));
+  if (!nn::is_zoo_model(model_arg)) oo.inputs.push_back(model_arg);
+  train::OutputDir od(out, "model", oo);
+  if (resume && !od.existing())
+    throw InputError(fmt::format("--resume {}: not a qforge training run", out.string()));
+  nn::write_json_file(od.staging() / "model.json", nn::write_spec(*model));
+  od.publish();  // a new run: the directory appears now, with its model.json (a resumed one already exists)
 
   say(fmt::format("training {} ({} parameters) on {}: {} train / {} test examples, {} epochs, batch {}, {} lr {}",
                   choice.name, model->num_parameters(), data.spec, data.train->size(), data.test->size(), cfg.epochs,
                   cfg.batch_size, cfg.optimizer.type, cfg.optimizer.lr));
 
-  train::Trainer trainer(model, data.train, data.test, cfg);
-  g_active_trainer = &trainer;
-  auto prev = std::signal(SIGINT, on_sigint);
   train::TrainResult result;
-  try {
-    result = trainer.fit();
-  } catch (const train::DivergedError& e) {
-    std::signal(SIGINT, prev);
-    g_active_trainer = nullptr;
-    throw Error(e.what());  // names the step and the kept checkpoint
+  {
+    train::Trainer::StopOnSignal on_signal(trainer);  // SIGINT and SIGTERM: checkpoint, then exit normally
+    try {
+      result = trainer.fit();
+    } catch (const train::DivergedError& e) {
+      throw Error(e.what());  // exit 1; names the step and the kept checkpoint
+    }
   }
-  std::signal(SIGINT, prev);
-  g_active_trainer = nullptr;
 
   nlohmann::json report = {
       {"command", "train"},
@@ -142,10 +233,14 @@ int cmd_train(int argc, char** argv) {
       {"optimizer", cfg.optimizer.type},
       {"lr", cfg.optimizer.lr},
       {"seq_len", dopt.seq_len},
+      {"config", train::config_to_json(cfg)},
       {"parameters", model->num_parameters()},
       {"result", result.to_json()},
   };
-  if (data.vocab) report["vocab_size"] = data.train->num_classes();
+  if (data.vocab) {
+    report["vocab_size"] = data.train->num_classes();
+    report["vocab"] = vocabulary_to_json(*data.vocab);  // text models carry their vocabulary
+  }
   nlohmann::json summary = {{"model", choice.name}, {"data", data.spec}, {"out", out.string()},
                             {"epochs_completed", result.epochs_completed}, {"steps", result.steps},
                             {"finished", result.finished}};

@@ -23,7 +23,9 @@ data::DataSplits data_for_dir(const fs::path& dir, const std::string& data_spec)
   opt.seed = report.value("seed", uint64_t{0});
   opt.seq_len = report.value("seq_len", int64_t{100});
   std::string spec = data_spec.empty() ? report.value("data", std::string("synthetic")) : data_spec;
-  return data::load_data(spec, opt);
+  data::DataSplits data = data::load_data(spec, opt);
+  apply_model_vocabulary(data, report, dir);  // text: the model's vocabulary, never the file's rebuilt one
+  return data;
 }
 
 namespace {

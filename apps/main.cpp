@@ -63,6 +63,15 @@ int main(int argc, char** argv) {
   } catch (const qforge::InputError& e) {
     std::fprintf(stderr, "qforge %s: error: %s\n", name.c_str(), e.what());
     return 2;
+  } catch (const cxxopts::exceptions::exception& e) {  // a value of the wrong type (read lazily)
+    std::fprintf(stderr, "qforge %s: error: %s (see --help)\n", name.c_str(), e.what());
+    return 2;
+  } catch (const nlohmann::json::exception& e) {  // a JSON input file with unexpected content
+    std::fprintf(stderr, "qforge %s: error: malformed input: %s\n", name.c_str(), e.what());
+    return 2;
+  } catch (const std::filesystem::filesystem_error& e) {  // a path that cannot be read or created
+    std::fprintf(stderr, "qforge %s: error: %s\n", name.c_str(), e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qforge %s: error: %s\n", name.c_str(), e.what());
     return 1;

@@ -83,7 +83,40 @@ void check_out_dir(const fs::path& out, const nlohmann::json& spec, bool resume)
   (void)resume;
 }
 
+nlohmann::json vocabulary_to_json(const data::Vocabulary& v) {
+  nlohmann::json a = nlohmann::json::array();
+  for (char c : v.chars()) a.push_back(static_cast<int>(static_cast<uint8_t>(c)));
+  return a;
+}
+
+void apply_model_vocabulary(data::DataSplits& data, const nlohmann::json& report, const fs::path& dir) {
+  if (!report.is_object() || !report.contains("vocab") || !data.vocab) return;
+  std::string chars;
+  try {
+    for (const auto& b : report.at("vocab")) {
+      const int v = b.get<int>();
+      if (v < 0 || v > 255) throw InputError("byte out of range");
+      chars.push_back(static_cast<char>(v));
+    }
+  } catch (const std::exception& e) {
+    throw InputError(fmt::format("{}: report.json has a malformed \"vocab\" ({})", (dir / "report.json").string(), e.what()));
+  }
+  const data::Vocabulary model_vocab = data::Vocabulary::from_chars(chars);
+  auto train = std::dynamic_pointer_cast<data::TextDataset>(data.train);
+  auto test = std::dynamic_pointer_cast<data::TextDataset>(data.test);
+  if (!train || !test) return;
+  try {
+    data.train = data::reencode(*train, model_vocab, false);
+    data.test = data::reencode(*test, model_vocab, true);
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("data '{}' does not fit the model in {}: {}", data.spec, dir.string(), e.what()));
+  }
+  data.vocab = model_vocab;
+}
+
 void apply_threads(int threads) {
+  if (threads < 0 || threads > train::kMaxThreads)
+    throw UsageError(fmt::format("--threads {}: expected 0 (all cores) or 1-{}", threads, train::kMaxThreads));
   if (threads > 0) train::set_num_threads(threads);
 }
 

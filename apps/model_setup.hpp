@@ -33,6 +33,13 @@ void check_model_fits_data(const std::string& model_name, const data::DataSplits
 // Refuses an output directory that already holds a different model (exit 2), unless resuming.
 void check_out_dir(const std::filesystem::path& out, const nlohmann::json& spec, bool resume);
 
+// Text models carry their vocabulary in report.json ("vocab": the byte values, in token order).
+nlohmann::json vocabulary_to_json(const data::Vocabulary& v);
+// When `report` records a vocabulary and `data` is text, re-encodes both splits with it: characters of
+// the training split outside it are an InputError naming the directory (a different character set is
+// never silently rebuilt); unseen validation characters map to token 0, as in training.
+void apply_model_vocabulary(data::DataSplits& data, const nlohmann::json& report, const std::filesystem::path& dir);
+
 // Adds the common --threads option handling: sets OpenMP/OpenBLAS threads when > 0.
 void apply_threads(int threads);
 

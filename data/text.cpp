@@ -16,6 +16,19 @@ Vocabulary::Vocabulary(const std::string& text) {
     }
 }
 
+Vocabulary Vocabulary::from_chars(const std::string& chars) {
+  for (size_t i = 1; i < chars.size(); ++i)
+    if (static_cast<uint8_t>(chars[i - 1]) >= static_cast<uint8_t>(chars[i]))
+      throw InputError("vocabulary: characters must be distinct and in increasing byte order");
+  if (chars.empty()) throw InputError("vocabulary: empty");
+  return Vocabulary(chars);
+}
+
+bool Vocabulary::contains(char c) const {
+  const int32_t i = index_[static_cast<uint8_t>(c)];
+  return i < size() && chars_[i] == c;
+}
+
 int32_t Vocabulary::encode(char c) const { return index_[static_cast<uint8_t>(c)]; }
 
 char Vocabulary::decode(int32_t token) const {
@@ -67,6 +80,38 @@ Batch TextDataset::get_batch(std::span<const int64_t> indices, Generator*) const
     std::copy(s + k * t + 1, s + k * t + t + 1, yo + i * t);
   }
   return {x, y};
+}
+
+std::shared_ptr<TextDataset> reencode(const TextDataset& ds, const Vocabulary& to, bool unknown_to_zero) {
+  const Vocabulary& from = ds.vocab();
+  std::array<int32_t, 256> map{};
+  std::array<bool, 256> missing{};
+  for (int32_t t = 0; t < from.size(); ++t) {
+    const char c = from.decode(t);
+    missing[t] = !to.contains(c);
+    map[t] = to.encode(c);
+  }
+  const Tensor& src = ds.tokens();
+  std::vector<int32_t> out(static_cast<size_t>(src.numel()));
+  const int32_t* s = src.data<int32_t>();
+  int64_t unknown = 0;
+  int32_t first = -1;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int32_t t = s[i];
+    QFORGE_CHECK(t >= 0 && t < from.size(), "reencode: token {} out of range", t);
+    if (missing[t]) {
+      ++unknown;
+      if (first < 0) first = t;
+    }
+    out[i] = map[t];
+  }
+  if (unknown > 0 && !unknown_to_zero) {
+    const auto b = static_cast<uint8_t>(from.decode(first));
+    throw InputError(fmt::format("{}: {} characters are outside the model's vocabulary of {} (the first: byte {}{})",
+                                 ds.description(), unknown, to.size(), b,
+                                 b >= 32 && b < 127 ? fmt::format(" '{}'", static_cast<char>(b)) : std::string()));
+  }
+  return std::make_shared<TextDataset>(Tensor::from_vector(out, {static_cast<int64_t>(out.size())}), ds.seq_len(), to, ds.name());
 }
 
 TextSplits make_text_splits(const std::string& text, int64_t seq_len, const std::string& name) {

@@ -18,6 +18,9 @@ class Vocabulary {
 public:
   Vocabulary() = default;
   explicit Vocabulary(const std::string& text);  // sorted distinct bytes
+  // A stored vocabulary: `chars` must be strictly increasing bytes (InputError otherwise).
+  static Vocabulary from_chars(const std::string& chars);
+  bool contains(char c) const;
   int64_t size() const { return static_cast<int64_t>(chars_.size()); }
   int32_t encode(char c) const;  // 0 for bytes outside the vocabulary
   char decode(int32_t token) const;
@@ -42,6 +45,7 @@ public:
   std::string description() const override;
   const Vocabulary& vocab() const { return vocab_; }
   int64_t seq_len() const { return seq_len_; }
+  const std::string& name() const { return name_; }
   const Tensor& tokens() const { return tokens_; }
 
 private:
@@ -56,6 +60,10 @@ struct TextSplits {
   std::shared_ptr<TextDataset> train, validation;
   Vocabulary vocab;
 };
+
+// `ds` re-encoded with the vocabulary `to` (a model's stored vocabulary). A character outside `to` is an
+// InputError naming it, unless `unknown_to_zero` (validation splits: token 0, as in training).
+std::shared_ptr<TextDataset> reencode(const TextDataset& ds, const Vocabulary& to, bool unknown_to_zero);
 
 // Splits `text` as described above. Throws InputError if a split is too short for one window.
 TextSplits make_text_splits(const std::string& text, int64_t seq_len, const std::string& name);

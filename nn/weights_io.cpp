@@ -2,6 +2,8 @@
 #include "nn/module.hpp"
 #include "nn/safetensors.hpp"
 
+#include <cmath>
+
 namespace qforge::nn {
 
 namespace fs = std::filesystem;
@@ -19,6 +21,17 @@ void save_weights(const Module& module, const fs::path& path, const Metadata& me
 
 LoadResult load_weights(Module& module, const fs::path& path, bool strict) {
   const TensorMap tensors = load_safetensors(path);
+  // Non-finite weights are refused at load, naming the tensor: a NaN/Inf weight would otherwise flow
+  // silently into evaluation, quantization (ranges) and training.
+  for (const auto& [name, t] : tensors) {
+    if (t.dtype() != DType::f32 && t.dtype() != DType::f64) continue;
+    const std::vector<double> v = t.to_vector<double>();
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]))
+        throw InputError(fmt::format("safetensors {}: tensor '{}' holds a non-finite value ({} at element {}); "
+                                     "refusing to load it",
+                                     path.string(), name, v[i], i));
+  }
   try {
     return module.load_state_dict(tensors, strict);
   } catch (const Error& e) {

@@ -74,6 +74,23 @@ int64_t count_correct(const Tensor& logits_in, const Tensor& targets_in) {
 
 void validate(const TrainConfig& c) {
   if (c.epochs <= 0) throw InputError(fmt::format("epochs must be positive, got {}", c.epochs));
+  if (c.epochs > 1000000) throw InputError(fmt::format("epochs {} is unreasonably large (at most 1000000)", c.epochs));
+  if (c.log_every <= 0) throw InputError(fmt::format("log interval must be positive, got {}", c.log_every));
+  if (c.threads < 0 || c.threads > kMaxThreads)
+    throw InputError(fmt::format("thread count must be 0 (all cores) or 1-{}, got {}", kMaxThreads, c.threads));
+  if (!std::isfinite(c.clip_grad_norm) || c.clip_grad_norm < 0)
+    throw InputError(fmt::format("gradient clipping norm must be finite and >= 0, got {}", c.clip_grad_norm));
+  const OptimizerConfig& o = c.optimizer;
+  if (o.type != "sgd" && o.type != "adam" && o.type != "adamw")
+    throw InputError(fmt::format("optimizer '{}': expected sgd, adam or adamw", o.type));
+  if (!std::isfinite(o.weight_decay) || o.weight_decay < 0)
+    throw InputError(fmt::format("weight decay must be finite and >= 0, got {}", o.weight_decay));
+  if (!std::isfinite(o.momentum) || o.momentum < 0 || o.momentum >= 1)
+    throw InputError(fmt::format("momentum must be in [0, 1), got {}", o.momentum));
+  if (c.extra_lr && (!std::isfinite(*c.extra_lr) || *c.extra_lr <= 0))
+    throw InputError(fmt::format("range learning rate must be positive, got {}", *c.extra_lr));
+  if (!std::isfinite(c.divergence_norm_factor))
+    throw InputError("divergence norm factor must be finite");
   if (c.batch_size <= 0) throw InputError(fmt::format("batch size must be positive, got {}", c.batch_size));
   if (c.eval_batch_size <= 0) throw InputError(fmt::format("eval batch size must be positive, got {}", c.eval_batch_size));
   if (!(c.optimizer.lr > 0) || !std::isfinite(c.optimizer.lr))
@@ -82,6 +99,28 @@ void validate(const TrainConfig& c) {
     throw InputError("checkpoint interval and max steps must be >= 0");
   if ((c.resume || !c.resume_from.empty()) && c.out_dir.empty())
     throw InputError("resuming needs an output directory");
+}
+
+nlohmann::json config_to_json(const TrainConfig& c) {
+  const OptimizerConfig& o = c.optimizer;
+  return {{"epochs", c.epochs},
+          {"batch_size", c.batch_size},
+          {"optimizer",
+           {{"type", o.type}, {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"momentum", o.momentum},
+            {"dampening", o.dampening}, {"nesterov", o.nesterov}, {"beta1", o.beta1}, {"beta2", o.beta2},
+            {"eps", o.eps}, {"amsgrad", o.amsgrad}}},
+          {"schedule", c.schedule},
+          {"no_decay_on_bias_and_norm", c.no_decay_on_bias_and_norm},
+          {"clip_grad_norm", c.clip_grad_norm},
+          {"seed", c.seed},
+          {"sequence_view", c.sequence_view},
+          {"augment", c.augment},
+          {"drop_last", c.drop_last},
+          {"eval_batch_size", c.eval_batch_size},
+          {"checkpoint_every", c.checkpoint_every},
+          {"log_every", c.log_every},
+          {"extra_lr", c.extra_lr ? nlohmann::json(*c.extra_lr) : nlohmann::json(nullptr)},
+          {"app", c.app_config}};
 }
 
 // ---- evaluation ------------------------------------------------------------------------------------
@@ -241,7 +280,8 @@ nlohmann::json Trainer::trainer_state() const {
           {"best_epoch", best_epoch_},
           {"best_metric", best_metric_},
           {"dropout_generators", dropout},
-          {"extra_parameters", extra_parameters_json()}};
+          {"extra_parameters", extra_parameters_json()},
+          {"config", config_to_json(config_)}};
 }
 
 // Extra parameters are small (quantizer ranges): stored as JSON numbers, exact for f32 values.
@@ -286,9 +326,66 @@ void Trainer::restore(const nlohmann::json& j) {
   } catch (const nlohmann::json::exception& e) {
     throw InputError(fmt::format("checkpoint in {}: malformed trainer state ({})", checkpoint_dir().string(), e.what()));
   }
-  if (batch_ > loader_->num_batches())
-    throw InputError(fmt::format("checkpoint in {} is at batch {} of an epoch that has only {}", checkpoint_dir().string(),
-                                 batch_, loader_->num_batches()));
+  // The position must describe this model and data: checked against the loader and configuration.
+  const int64_t nb = loader_->num_batches();
+  const std::string where = checkpoint_dir().string();
+  if (batch_ < 0 || batch_ > nb)
+    throw InputError(fmt::format("checkpoint in {} is at batch {} of an epoch that has {}", where, batch_, nb));
+  if (epoch_ < 0 || epoch_ > config_.epochs || (epoch_ == config_.epochs && batch_ != 0))
+    throw InputError(fmt::format("checkpoint in {} is at epoch {} (batch {}) of a run of {} epochs", where, epoch_ + 1,
+                                 batch_, config_.epochs));
+  if (step_ != epoch_ * nb + batch_)
+    throw InputError(fmt::format("checkpoint in {}: step {} does not match epoch {} batch {} ({} batches per epoch)",
+                                 where, step_, epoch_ + 1, batch_, nb));
+  if (best_epoch_ < 0 || best_epoch_ > epoch_ || !std::isfinite(best_metric_) || !std::isfinite(epoch_seconds_))
+    throw InputError(fmt::format("checkpoint in {}: inconsistent best epoch {} / metric {}", where, best_epoch_,
+                                 best_metric_));
+}
+
+double Trainer::parameter_norm() const {
+  double sq = 0;
+  for (const Tensor& p : optimizer_->all_params()) {
+    const Tensor c = p.detach().contiguous();
+    if (c.dtype() == DType::f32) {
+      const float* d = c.data<float>();
+      for (int64_t i = 0, n = c.numel(); i < n; ++i) sq += static_cast<double>(d[i]) * d[i];
+    } else {
+      for (double v : c.to_vector<double>()) sq += v * v;
+    }
+  }
+  return std::sqrt(sq);
+}
+
+// Note [Divergence]: non-finite parameters (named) or an exploding global norm throw DivergedError.
+void Trainer::check_parameters(double initial_norm, const std::string& where) {
+  const double norm = parameter_norm();
+  const double limit = config_.divergence_norm_factor * std::max(1.0, initial_norm);
+  if (std::isfinite(norm) && (config_.divergence_norm_factor <= 0 || norm <= limit)) return;
+  std::string what;
+  if (!std::isfinite(norm)) {
+    NamedTensors named;
+    for (const auto& [n, t] : model_->named_parameters()) named.push_back({n, t});
+    for (const auto& [n, t] : config_.extra_parameters) named.push_back({n, t});
+    for (const auto& [n, t] : named) {
+      bool bad = false;
+      for (double v : t.detach().to_vector<double>()) bad |= !std::isfinite(v);
+      if (bad) {
+        what = fmt::format("parameter '{}' holds non-finite values", n);
+        break;
+      }
+    }
+    if (what.empty()) what = "the parameters' norm is not finite";
+  } else {
+    what = fmt::format("the parameters' norm exploded to {:.3g} (more than {:g} x the initial {:.3g})", norm,
+                       config_.divergence_norm_factor, initial_norm);
+  }
+  const std::string msg = fmt::format(
+      "training diverged: {} after the update of {}{}", what, where,
+      last_ckpt_step_ >= 0 ? fmt::format("; the last good checkpoint (step {}) is kept in {}", last_ckpt_step_,
+                                         checkpoint_dir().string())
+                           : "");
+  log_jsonl({{"event", "diverged"}, {"step", step_ + 1}, {"epoch", epoch_ + 1}, {"reason", what}});
+  throw DivergedError(msg, step_ + 1);
 }
 
 void Trainer::save_ckpt() {
@@ -351,6 +448,8 @@ TrainResult Trainer::fit() {
   const int64_t nb = loader_->num_batches();
   const bool lm = train_->kind() == data::TaskKind::language_model;
   bool stopped = false;
+  const double initial_norm = parameter_norm();
+  if (!std::isfinite(initial_norm)) check_parameters(0.0, "no step (the starting parameters)");
 
   while (epoch_ < config_.epochs && !stopped) {
     model_->train();
@@ -381,6 +480,7 @@ TrainResult Trainer::fit() {
       l.loss.backward();
       if (config_.clip_grad_norm > 0) clip_grad_norm(optimizer_->all_params(), config_.clip_grad_norm);
       optimizer_->step();
+      check_parameters(initial_norm, fmt::format("step {} (epoch {}, batch {})", step_ + 1, epoch_ + 1, batch_ + 1));
       ++step_;
       ++batch_;
       running_.add(loss, l.correct, l.count, b->size());

@@ -5,9 +5,14 @@
 //   TrainResult r = trainer.fit();          // epochs, evaluation after each, checkpoints, progress
 //
 // Each step: lr = base_lr * schedule(step); forward; cross-entropy loss (language models: over every
-// position, logits [N, T, V] flattened); a non-finite loss stops training (DivergedError naming the
-// step) before anything is updated or saved, so the last checkpoint stays the last good one; backward;
-// optional clipping by global norm; optimizer step.
+// position, logits [N, T, V] flattened); backward; optional clipping by global norm; optimizer step.
+//
+// Note [Divergence]: training stops with DivergedError (the CLI: exit 1), naming the step, when
+//   - the loss is non-finite (checked before anything is updated), or
+//   - after the update, a parameter holds a non-finite value (named; a NaN behind a ReLU or in an unused
+//     path never shows in the loss), or the global parameter norm exceeds divergence_norm_factor times
+//     max(1, the norm at the start of fit()) (an exploding run whose loss is still finite).
+// Nothing is saved after the fault, so the last checkpoint stays the last good one.
 //
 // Determinism and resuming: the model's initialisation and its Dropout generators come from the seed the
 // caller built it with; the loader shuffles and augments from `seed` (Note [Loader determinism] in
@@ -63,6 +68,10 @@ struct TrainConfig {
   ProgressMode progress = ProgressMode::automatic;
   int64_t log_every = 50;  // plain progress lines and metrics.jsonl step lines every N steps
   bool save_final_weights = true;  // out_dir/weights.safetensors when all epochs are done
+  double divergence_norm_factor = 1e4;  // Note [Divergence]; <= 0: only non-finite values stop training
+  // Stored with every checkpoint beside the trainer's own configuration (e.g. the CLI's model and data
+  // specs), so a resumed run can be checked against / continued with the full configuration.
+  nlohmann::json app_config = nlohmann::json::object();
   // Trainable tensors that are not model parameters (QuantSim's learnable quantization ranges): one more
   // parameter group "extra" with its own lr (unset: the optimizer's) and no weight decay. Their values
   // are saved in checkpoints with the trainer state, so resuming stays bit-identical.
@@ -70,10 +79,14 @@ struct TrainConfig {
   std::optional<double> extra_lr;
 };
 
-// Throws InputError for non-positive epochs, batch size, learning rate, etc.
+// Throws InputError for non-positive epochs, batch size, learning rate, log interval, etc.
 void validate(const TrainConfig& config);
 
-// A non-finite loss stopped training.
+// The configuration a checkpoint records ("config" in its trainer state): epochs, batch size, optimizer,
+// schedule, clipping, seed, ... and `app_config` under "app".
+nlohmann::json config_to_json(const TrainConfig& config);
+
+// Training diverged (Note [Divergence]).
 class DivergedError : public Error {
 public:
   DivergedError(const std::string& msg, int64_t step) : Error(msg), step_(step) {}
@@ -181,6 +194,8 @@ private:
   void save_ckpt();
   void log_jsonl(const nlohmann::json& j);
   void truncate_log_after(int64_t step, const std::filesystem::path& source);
+  void check_parameters(double initial_norm, const std::string& where);
+  double parameter_norm() const;
 
   nn::ModulePtr model_;
   std::shared_ptr<const data::Dataset> train_, test_;

@@ -4,7 +4,7 @@
 # quantize -> eval (sim/exact/int8) -> compare -> export -> bundle chain, and divergence handling.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-Q="$PWD/build/apps/qforge"
+Q="${QFORGE_BIN:-$PWD/build/apps/qforge}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fails=0
