@@ -18,8 +18,6 @@ struct Runtime::Prepared {
   kn::PackedConv2d conv;
   std::size_t conv_ws_per_sample = 0;
   bool depthwise = false;
-  bool im2col = false;  // Note [runtime im2col]
-  kn::PackedGemm conv_gemm;
   std::vector<std::int8_t> dw_weights;  // [9][C]
   std::vector<std::int32_t> mq, ms;     // per channel multiplier / shift (depthwise)
   // linear
@@ -31,46 +29,6 @@ struct Runtime::Prepared {
 namespace {
 
 bool is_image(const Value& v) { return v.shape.size() == 3; }
-
-int conv_out(std::int64_t in, std::int64_t pad, std::int64_t dil, std::int64_t k, std::int64_t stride) {
-  return static_cast<int>((in + 2 * pad - dil * (k - 1) - 1) / stride + 1);
-}
-
-// GEMM rows of Note [runtime im2col]: row (oh, ow) = kh segments of `seg` bytes (a multiple of 4) read at
-// src + ky·row_pitch, src = image + oh·sh_bytes + ow·sw_bytes. Fixed-size copies for the common segments.
-template <int kSeg>
-void im2col_rows_fixed(const std::uint8_t* image, std::uint8_t* cols, std::int64_t oh_n, std::int64_t ow_n, std::int64_t kh,
-                       std::int64_t seg, std::int64_t sh_bytes, std::int64_t sw_bytes, std::int64_t row_pitch) {
-  const std::int64_t kk = kh * seg;
-  for (std::int64_t oh = 0; oh < oh_n; ++oh) {
-    const std::uint8_t* src = image + oh * sh_bytes;
-    std::uint8_t* row = cols + oh * ow_n * kk;
-    for (std::int64_t ow = 0; ow < ow_n; ++ow, src += sw_bytes, row += kk)
-      for (std::int64_t ky = 0; ky < kh; ++ky) {
-        if constexpr (kSeg > 0) {
-          std::memcpy(row + ky * kSeg, src + ky * row_pitch, kSeg);
-        } else {
-          std::int64_t b = 0;
-          for (; b + 16 <= seg; b += 16) std::memcpy(row + ky * seg + b, src + ky * row_pitch + b, 16);
-          for (; b < seg; b += 4) std::memcpy(row + ky * seg + b, src + ky * row_pitch + b, 4);
-        }
-      }
-  }
-}
-
-void im2col_rows(const std::uint8_t* image, std::uint8_t* cols, std::int64_t oh_n, std::int64_t ow_n, std::int64_t kh,
-                 std::int64_t seg, std::int64_t sh_bytes, std::int64_t sw_bytes, std::int64_t row_pitch) {
-  switch (seg) {
-    case 4: return im2col_rows_fixed<4>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
-    case 8: return im2col_rows_fixed<8>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
-    case 12: return im2col_rows_fixed<12>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
-    case 16: return im2col_rows_fixed<16>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
-    case 32: return im2col_rows_fixed<32>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
-    case 48: return im2col_rows_fixed<48>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
-    case 64: return im2col_rows_fixed<64>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
-    default: return im2col_rows_fixed<0>(image, cols, oh_n, ow_n, kh, seg, sh_bytes, sw_bytes, row_pitch);
-  }
-}
 
 }  // namespace
 
@@ -91,40 +49,10 @@ Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(progr
             p->mq.push_back(m.multiplier);
             p->ms.push_back(m.shift);
           }
-        } else if (op.groups == 1 && op.dilation_h == 1 && op.dilation_w == 1 && !(op.kh == 1 && op.kw == 1)) {
-          // Note [runtime im2col]: the input is copied once into a zero-point-padded NHWC image, then each
-          // output pixel's GEMM row is kh segments of kw·C bytes (the (ky, kx, c) order of the packed
-          // weights), each segment padded to a multiple of 4 bytes so it is copied as whole 4-byte words
-          // (the pad bytes are whatever follows in the image; their weights are 0) — no per-tap bounds
-          // checks, no partial k-quads. Then one packed GEMM with requantization.
-          // Note [runtime u8 flip]: the padded image stores x ^ 0x80 = x + 128 as u8 and the GEMM is packed
-          // for u8 activations with zero point z + 128: Σ (x + 128 − (z + 128))·w is the same integer, and
-          // the VNNI GEMM then needs no per-row −128·Σx correction (Note [s8 activations on VNNI]).
-          p->im2col = true;
-          const std::int64_t seg = (op.kw * C + 3) / 4 * 4, K = op.kh * seg;
-          std::vector<std::int8_t> w(static_cast<std::size_t>(O * K), 0);
-          for (std::int64_t o = 0; o < O; ++o)
-            for (std::int64_t c = 0; c < C; ++c)
-              for (std::int64_t y = 0; y < op.kh; ++y)
-                for (std::int64_t x = 0; x < op.kw; ++x)
-                  w[o * K + y * seg + x * C + c] = op.weights[((o * C + c) * op.kh + y) * op.kw + x];
-          kn::GemmLayer l;
-          l.weights = w.data();
-          l.n = O;
-          l.k = static_cast<int>(K);
-          l.bias = op.bias.data();
-          l.in_type = kn::ActType::u8;
-          l.in_zero_point = in.q.zero_point + 128;
-          l.multipliers = op.mult.data();
-          l.per_channel = true;
-          l.out_type = kn::ActType::s8;
-          l.out_zero_point = out.q.zero_point;
-          l.range = op.range;
-          p->conv_gemm = kn::PackedGemm(l);
-          const std::int64_t ph = in.shape[1] + 2 * op.pad_h, pw = in.shape[2] + 2 * op.pad_w;
-          p->conv_ws_per_sample =
-              static_cast<std::size_t>((ph * pw * C + 67) / 64 * 64 + (out.shape[1] * out.shape[2] * K + 63) / 64 * 64);
         } else {
+          // Note [runtime conv]: every other convolution is the registered conv2d kernel (im2col in
+          // blocks + the registered GEMM, generic/ops_impl.inc), packed once here for batch 1; execute()
+          // sets the batch.
           kn::Conv2dShape s;
           s.batch = 1;
           s.in_c = C;
@@ -202,9 +130,7 @@ void Runtime::ensure_buffers(std::int64_t batch) {
   std::size_t ws = 0;
   for (std::size_t i = 0; i < program_.ops.size(); ++i) {
     const Op& op = program_.ops[i];
-    if (op.kind == OpKind::conv2d && prepared_[i]->im2col)  // one slice per thread (Note [runtime conv threads])
-      ws = std::max(ws, static_cast<std::size_t>(std::max(threads_, 1)) * prepared_[i]->conv_ws_per_sample + 64);
-    else if (op.kind == OpKind::conv2d && !prepared_[i]->depthwise)
+    if (op.kind == OpKind::conv2d && !prepared_[i]->depthwise)
       ws = std::max(ws, static_cast<std::size_t>(batch) * prepared_[i]->conv_ws_per_sample + 64);
     if (op.kind == OpKind::lstm || op.kind == OpKind::gru)
       ws = std::max(ws, static_cast<std::size_t>(batch * op.hidden) * (8 * 4 + 2 + 1 + 16));
@@ -281,36 +207,6 @@ void Runtime::execute() {
           d.act_min = op.range.min;
           d.act_max = op.range.max;
           K.dwconv3x3(d, x, y, threads);
-        } else if (p.im2col) {  // Note [runtime im2col], Note [runtime u8 flip]
-          const std::int64_t C = op.in_c, H = iv.shape[1], W = iv.shape[2], OH = ov.shape[1], OW = ov.shape[2];
-          const std::int64_t PH = H + 2 * op.pad_h, PW = W + 2 * op.pad_w;
-          const std::int64_t seg = (op.kw * C + 3) / 4 * 4, KK = op.kh * seg;
-          const std::int64_t pad_bytes = (PH * PW * C + 67) / 64 * 64;
-          // Note [runtime conv threads]: with several threads and samples, each thread converts and
-          // multiplies whole samples in its own workspace slice (the per-sample GEMMs are too small to split).
-          const int team = threads > 1 && N > 1 ? std::min(threads, N) : 1;
-          auto samples = [&](int slot, std::int64_t n0, std::int64_t n1) {
-            auto* padded = reinterpret_cast<std::uint8_t*>(workspace_.data()) + slot * p.conv_ws_per_sample;
-            std::uint8_t* cols = padded + pad_bytes;
-            // The border (and the slack a segment may read past the image) never changes: fill it once.
-            std::memset(padded, static_cast<std::uint8_t>(iv.q.zero_point) ^ 0x80, static_cast<std::size_t>(pad_bytes));
-            for (std::int64_t n = n0; n < n1; ++n) {
-              for (std::int64_t h = 0; h < H; ++h) {
-                std::uint8_t* dst = padded + ((h + op.pad_h) * PW + op.pad_w) * C;
-                const std::int8_t* src = x + (n * H + h) * W * C;
-                for (std::int64_t j = 0; j < W * C; ++j) dst[j] = static_cast<std::uint8_t>(src[j]) ^ 0x80;
-              }
-              im2col_rows(padded, cols, OH, OW, op.kh, seg, op.stride_h * PW * C, op.stride_w * C, PW * C);
-              K.gemm_requant(static_cast<int>(OH * OW), cols, KK, p.conv_gemm.view(), y + n * OH * OW * op.out_c,
-                             op.out_c, team > 1 ? 1 : threads);
-            }
-          };
-          if (team > 1) {
-#pragma omp parallel for num_threads(team) schedule(static)
-            for (int t = 0; t < team; ++t) samples(t, std::int64_t{N} * t / team, std::int64_t{N} * (t + 1) / team);
-          } else {
-            samples(0, 0, N);
-          }
         } else {
           kn::Conv2dWeights w = p.conv.view();
           w.shape.batch = N;
@@ -422,6 +318,47 @@ void Runtime::execute() {
     }
     op_seconds_[i] += omp_get_wtime() - t0;
   }
+}
+
+std::vector<std::string> Runtime::op_kernels(std::int64_t batch) const {
+  const kn::Isa isa = kn::active_isa();
+  auto name = [&](kn::KernelKind kind) -> std::string {
+    for (const kn::KernelInfo& info : kn::kernel_registry())
+      if (info.kind == kind && info.isa == isa) return info.name;
+    return "?";
+  };
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < program_.ops.size(); ++i) {
+    const Op& op = program_.ops[i];
+    const Prepared& p = *prepared_[i];
+    const Value& iv = program_.values[op.inputs[0]];
+    const Value& ov = program_.values[op.output];
+    std::string s;
+    switch (op.kind) {
+      case OpKind::conv2d:
+        if (p.depthwise) {
+          s = name(kn::KernelKind::dwconv3x3);
+        } else {
+          const int rows = static_cast<int>(batch * ov.shape[1] * ov.shape[2]);
+          s = name(kn::KernelKind::conv2d) + " > " + kn::gemm_kernel_name(p.conv.view().groups[0], isa, rows);
+        }
+        break;
+      case OpKind::linear:
+        s = kn::gemm_kernel_name(p.gemm.view(), isa, static_cast<int>(batch * (iv.numel() / op.in_c)));
+        break;
+      case OpKind::maxpool2d: s = name(kn::KernelKind::maxpool2d); break;
+      case OpKind::avgpool2d: s = name(kn::KernelKind::avgpool2d); break;
+      case OpKind::add: s = name(kn::KernelKind::add); break;
+      case OpKind::lstm:
+      case OpKind::gru:
+        s = name(op.kind == OpKind::lstm ? kn::KernelKind::lstm_step : kn::KernelKind::gru_step) + " > " +
+            kn::gemm_kernel_name(p.gi.view(), isa, static_cast<int>(batch));
+        break;
+      default: break;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 Tensor Runtime::value_codes(int v) const {

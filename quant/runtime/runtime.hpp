@@ -14,6 +14,7 @@
 #include "quant/runtime/program.hpp"
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace qforge::quant::runtime {
@@ -42,6 +43,9 @@ public:
 
   // Seconds spent in each op (indexed like program().ops) summed over all runs so far.
   const std::vector<double>& op_seconds() const { return op_seconds_; }
+  // The registered kernels each op runs on the active ISA for `batch` samples (indexed like program().ops),
+  // e.g. "qs8_conv2d__avx2 > qs8_qc8w_gemm_6x16c2_requant__avx2"; "" for ops with no kernel of their own.
+  std::vector<std::string> op_kernels(std::int64_t batch = 1) const;
 
 private:
   struct Prepared;

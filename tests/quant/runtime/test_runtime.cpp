@@ -185,3 +185,23 @@ TEST_CASE("runtime: compare reports per-layer SQNR and zero exact-vs-int8 differ
   CHECK(saw_add);
   CHECK(j["output"]["exact_vs_int8_differing"] == 0);
 }
+
+TEST_CASE("runtime: convolutions run on the registered conv2d kernel, bit-exact across im2col blocks and threads") {
+  auto f = make_sim("mnist-cnn");
+  const Program p = lower(*f.sim);
+  Runtime rt(p, {2});
+  const auto names = rt.op_kernels(64);
+  REQUIRE(names.size() == p.ops.size());
+  std::string conv2d_name;
+  for (const auto& info : kernels::kernel_registry())
+    if (info.kind == kernels::KernelKind::conv2d && info.isa == kernels::active_isa()) conv2d_name = info.name;
+  int convs = 0;
+  for (std::size_t i = 0; i < p.ops.size(); ++i) {
+    if (p.ops[i].kind != OpKind::conv2d) continue;
+    ++convs;
+    CHECK(names[i].rfind(conv2d_name + " > qs8_qc8w_gemm_", 0) == 0);
+  }
+  CHECK(convs == 2);
+  // 40 samples: the first conv has 31,360 GEMM rows, many im2col blocks per thread.
+  CHECK(count_differences(p, images(40, 8), 2) == 0);
+}
