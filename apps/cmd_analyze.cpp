@@ -36,7 +36,7 @@ int cmd_analyze(int argc, char** argv) {
   const int64_t nb = r["batches"].as<int64_t>(), ne = r["eval-samples"].as<int64_t>();
   if (nb <= 0) throw UsageError("--batches must be positive");
   if (ne < 0) throw UsageError("--eval-samples must not be negative");
-  train::OutputDir od(out, "analysis", {.force = r.count("force") > 0, .inputs = {dir}});  // Note [Publishing outputs]
+  train::OutputDir od(out, "analysis", {r.count("force") > 0, {dir}});  // Note [Publishing outputs]
   data::DataSplits data = data_for_dir(dir, r.count("data") ? r["data"].as<std::string>() : "");
   quant::QuantizedModel qm = quant::load_quantized_dir(dir, sample_batch(data.test));
 

@@ -27,7 +27,7 @@ int cmd_export(int argc, char** argv) {
   const fs::path dir = required(r, "model-dir"), out = required(r, "out");
   require_quantized_dir("model-dir", dir);
   // Note [Publishing outputs] (train/output.hpp): checks --out, takes its lock, stages in a temporary.
-  train::OutputDir od(out, "bundle", {.force = r.count("force") > 0, .inputs = {dir}});
+  train::OutputDir od(out, "bundle", {r.count("force") > 0, {dir}});
   data::DataSplits data = data_for_dir(dir, r.count("data") ? r["data"].as<std::string>() : "");
   const Tensor sample = sample_batch(data.test, 16)[0];
   quant::runtime::Program program = quant::runtime::lower_model_dir(dir, sample);

@@ -87,7 +87,7 @@ int cmd_finetune(int argc, char** argv) {
   // Note [Publishing outputs] (train/output.hpp): like train, a fine-tuning run directory is published at
   // its start and updated in place under the lock (checkpoints resumable after any stop); the final
   // quantized files are written last, each atomically.
-  train::OutputDir od(out, "quantized", {.force = r.count("force") > 0, .inputs = {src}, .allow_existing_same_kind = resume});
+  train::OutputDir od(out, "quantized", {r.count("force") > 0, {src}, resume});
   if (resume && !od.existing())
     throw InputError(fmt::format("--resume: {} is not a qforge fine-tuning run", out.string()));
   od.publish();

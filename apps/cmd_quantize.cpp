@@ -75,7 +75,7 @@ int cmd_quantize(int argc, char** argv) {
   const PtqRequest ptq = ptq_request_from(r, param_bw, output_bw);
   // Note [Publishing outputs] (train/output.hpp): the quantized directory is built in a temporary sibling
   // and published with one rename; an existing --out is replaced only with --force and only if qforge wrote it.
-  train::OutputDir od(out, "quantized", {.force = r.count("force") > 0, .inputs = {src}});
+  train::OutputDir od(out, "quantized", {r.count("force") > 0, {src}});
 
   nn::ModelDir md = nn::load_model_dir(src);
   data::DataSplits data = data_for_dir(src, r.count("data") ? r["data"].as<std::string>() : "");

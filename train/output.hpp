@@ -34,10 +34,12 @@ namespace qforge::train {
 inline constexpr const char* kOutputMarker = ".qforge-output";
 
 struct OutputOptions {
-  bool force = false;                              // replace a previous qforge output of the same kind
-  std::vector<std::filesystem::path> inputs;       // paths the command reads: the output may not overlap them
-  bool allow_existing_same_kind = false;           // accept an existing output of this kind without --force
-                                                   // (resuming a run in place); publish() then keeps it
+  bool force = false;                         // replace a previous qforge output of the same kind
+  std::vector<std::filesystem::path> inputs;  // paths the command reads: the output may not overlap them
+  bool allow_existing_same_kind = false;      // accept an existing output of this kind without --force
+                                              // (resuming a run in place); publish() then keeps it
+  OutputOptions(bool force_ = false, std::vector<std::filesystem::path> inputs_ = {}, bool allow_existing = false)
+      : force(force_), inputs(std::move(inputs_)), allow_existing_same_kind(allow_existing) {}
 };
 
 // The kind recorded in `dir`'s marker, or "" when `dir` is not a qforge output.
