@@ -12,7 +12,7 @@ bool parse_or_help(cxxopts::Options& opts, int argc, char** argv, cxxopts::Parse
   try {
     out = opts.parse(argc, argv);
   } catch (const cxxopts::exceptions::exception& e) {
-    throw UsageError(fmt::format("{}: {} (see --help)", opts.program(), e.what()));
+    throw UsageError(fmt::format("{} (see --help)", e.what()));  // main() prefixes "qforge CMD: error:"
   }
   if (out.count("help")) {
     std::cout << opts.help() << std::endl;

@@ -130,6 +130,10 @@ TextSplits make_text_splits(const std::string& text, int64_t seq_len, const std:
 }
 
 TextSplits load_text_file(const std::filesystem::path& path, int64_t seq_len) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+    throw InputError(fmt::format("text data {}: not a regular file", path.string()));
   const std::vector<uint8_t> bytes = read_file_maybe_gzip(path);
   if (bytes.empty()) throw InputError(fmt::format("text data {} is empty", path.string()));
   return make_text_splits(std::string(bytes.begin(), bytes.end()), seq_len, path.filename().string());

@@ -9,6 +9,14 @@ namespace qforge::nn {
 namespace fs = std::filesystem;
 
 nlohmann::json read_json_file(const fs::path& path) {
+  // Only regular files of a sane size: a FIFO or device (e.g. /dev/zero) would block or never end.
+  constexpr uintmax_t kMaxJsonBytes = uintmax_t{256} << 20;
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) throw InputError(fmt::format("{}: cannot open file (does not exist)", path.string()));
+  if (!fs::is_regular_file(st)) throw InputError(fmt::format("{}: not a regular file", path.string()));
+  if (fs::file_size(path, ec) > kMaxJsonBytes)
+    throw InputError(fmt::format("{}: larger than {} MiB; not a qforge JSON file", path.string(), kMaxJsonBytes >> 20));
   const std::string text = read_file(path);
   try {
     return nlohmann::json::parse(text);

@@ -16,6 +16,20 @@ namespace fs = std::filesystem;
 
 void atomic_write_text(const fs::path& path, const std::string& text) { write_file_atomic(path, text); }
 
+namespace {
+
+// state.json must be a regular file of a sane size (a FIFO or device would block or never end).
+std::string read_state_file(const fs::path& p) {
+  std::error_code ec;
+  const auto st = fs::status(p, ec);
+  if (ec || !fs::is_regular_file(st)) throw InputError(fmt::format("checkpoint {}: not a regular file", p.string()));
+  if (fs::file_size(p, ec) > (uintmax_t{64} << 20))
+    throw InputError(fmt::format("checkpoint {}: larger than 64 MiB", p.string()));
+  return read_file(p);
+}
+
+}  // namespace
+
 nlohmann::json generator_to_json(const Generator& g) {
   const Generator::State st = g.state();
   return {{"s", std::vector<uint64_t>(st.s.begin(), st.s.end())},
@@ -80,7 +94,7 @@ void save_checkpoint(const fs::path& dir, int64_t step, const nn::Module& model,
   std::vector<fs::path> old_files;
   if (fs::exists(dir / "state.json")) {
     try {
-      const CheckpointState old = parse_checkpoint_state(read_file(dir / "state.json"), dir);
+      const CheckpointState old = parse_checkpoint_state(read_state_file(dir / "state.json"), dir);
       old_files = {dir / old.model_file, dir / old.optimizer_file};
     } catch (const std::exception&) {
     }
@@ -107,7 +121,7 @@ bool has_checkpoint(const fs::path& dir) { return fs::exists(dir / "state.json")
 nlohmann::json read_checkpoint_trainer_state(const fs::path& dir) {
   const fs::path state_path = dir / "state.json";
   if (!fs::exists(state_path)) throw InputError(fmt::format("no checkpoint in {} (missing state.json)", dir.string()));
-  return parse_checkpoint_state(read_file(state_path), dir).trainer;
+  return parse_checkpoint_state(read_state_file(state_path), dir).trainer;
 }
 
 namespace {
@@ -128,7 +142,7 @@ nlohmann::json load_checkpoint(const fs::path& dir, nn::Module& model, Optimizer
   const fs::path state_path = dir / "state.json";
   if (!fs::exists(state_path)) throw InputError(fmt::format("no checkpoint in {} (missing state.json)", dir.string()));
   try {
-    const CheckpointState st = parse_checkpoint_state(read_file(state_path), dir);
+    const CheckpointState st = parse_checkpoint_state(read_state_file(state_path), dir);
     nn::load_weights(model, dir / st.model_file, true);
     const nn::TensorMap opt = nn::load_safetensors(dir / st.optimizer_file);
     check_finite(opt, dir / st.optimizer_file);
