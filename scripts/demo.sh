@@ -3,5 +3,6 @@
 # Arguments are passed to `qforge demo` (e.g. --data mnist:../shared/data/mnist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh
+# Only the qforge executable and what it links: the test suite is built by scripts/test.sh.
+bash scripts/build.sh apps/qforge
 exec ./build/apps/qforge demo "$@"
