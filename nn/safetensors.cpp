@@ -139,8 +139,8 @@ Entry parse_entry(const std::string& name, const json& j, uint64_t buffer_size, 
   // numel * element size, guarding against overflow (a lying header must not wrap around).
   uint64_t bytes = e.dtype->size;
   bool overflow = false;
-  // The product of the non-zero dimensions too: a shape [0, 2^40, 2^40] holds no data but its strides
-  // would overflow int64.
+  // The product of the non-zero dimensions too (at most 2^48): a shape [0, 2^40, 2^40] holds no data but
+  // its strides, in bytes, would overflow int64.
   uint64_t nonzero = 1;
   for (const auto& d : shape) {
     const uint64_t v = get_u64(d, source, name, "a shape entry");
@@ -149,7 +149,7 @@ Entry parse_entry(const std::string& name, const json& j, uint64_t buffer_size, 
     if (v != 0 && bytes > std::numeric_limits<uint64_t>::max() / v) overflow = true;
     else bytes *= v;
     if (v != 0) {
-      const auto p = checked_mul(nonzero, v, uint64_t{1} << 62);
+      const auto p = checked_mul(nonzero, v, uint64_t{1} << 48);
       if (!p) fail(source, "tensor '{}': shape {} has too many elements", name, json_excerpt(shape));
       nonzero = *p;
     }

@@ -139,6 +139,7 @@ const std::map<std::string, Builder>& builders() {
       {"BatchNorm1d",
        [](ArgReader& a, Generator&) -> ModulePtr {
          const int64_t c = positive(a, "num_features");
+         check_param_size(a, "running_mean", {c});
          const double eps = a.number("eps", 1e-5);
          const auto mom = a.optional_number("momentum", 0.1);
          return std::make_shared<BatchNorm1d>(c, eps, mom, a.boolean("affine", true));
@@ -146,6 +147,7 @@ const std::map<std::string, Builder>& builders() {
       {"BatchNorm2d",
        [](ArgReader& a, Generator&) -> ModulePtr {
          const int64_t c = positive(a, "num_features");
+         check_param_size(a, "running_mean", {c});
          const double eps = a.number("eps", 1e-5);
          const auto mom = a.optional_number("momentum", 0.1);
          return std::make_shared<BatchNorm2d>(c, eps, mom, a.boolean("affine", true));
@@ -218,7 +220,7 @@ ModulePtr build_layer(const std::string& type, const json& args, const std::stri
     const int64_t in = size_arg("input_size", 1), hidden = size_arg("hidden_size", 1), layers = size_arg("num_layers", 1);
     if (!checked_mul(4 * hidden, static_cast<uint64_t>(std::max(in, hidden)), kMaxLayerParameters) ||
         !checked_mul(static_cast<uint64_t>(layers) * 2, uint64_t(4 * hidden) * uint64_t(std::max(in, hidden)),
-                     kMaxLayerParameters * 16))
+                     kMaxLayerParameters * 4))
       throw InputError(fmt::format("{}: recurrent weights would have more than {} elements", where, kMaxLayerParameters));
     try {
       return make_recurrent(type, args, gen);

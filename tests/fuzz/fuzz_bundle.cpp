@@ -30,10 +30,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     qforge::fuzz::report(e.what());
     return 0;
   }
+  // Multiply-adds per sample (validation bounds every factor, so this cannot overflow).
   std::int64_t work = 0;
   for (const auto& v : p.values) work += v.numel();
-  for (const auto& o : p.ops) work += static_cast<std::int64_t>(o.weights.size() + o.weights_hh.size()) * 64;
-  if (work > (std::int64_t{1} << 20)) return 0;  // valid but too big to run on every execution
+  for (const auto& o : p.ops) {
+    const std::int64_t out = p.values[o.output].numel();
+    switch (o.kind) {
+      case rt::OpKind::conv2d: work += out * (o.in_c / o.groups) * o.kh * o.kw; break;
+      case rt::OpKind::linear: work += out * o.in_c; break;
+      case rt::OpKind::maxpool2d:
+      case rt::OpKind::avgpool2d: work += out * o.kh * o.kw; break;
+      case rt::OpKind::lstm:
+      case rt::OpKind::gru: work += p.values[o.output].shape[0] * o.out_c * (o.in_c + o.hidden); break;
+      default: work += p.values[o.inputs[0]].numel(); break;
+    }
+  }
+  if (work > (std::int64_t{1} << 22)) return 0;  // valid but too big to run on every execution
   qforge::Shape shape{2};
   shape.insert(shape.end(), p.input_value().shape.begin(), p.input_value().shape.end());
   qforge::Generator gen(static_cast<std::uint64_t>(size));
