@@ -23,10 +23,19 @@ inline std::string_view as_text(const std::uint8_t* data, std::size_t size) {
   return {reinterpret_cast<const char*>(data), size};
 }
 
-// A per-process scratch file holding `data` (for the readers that take a path).
+// A per-process scratch file holding `data` (for the readers that take a path); the directory is removed
+// when the process exits.
 inline std::filesystem::path scratch_file(const std::string& name, const std::uint8_t* data, std::size_t size) {
-  const auto dir = std::filesystem::temp_directory_path() / ("qforge_fuzz_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  struct Dir {
+    std::filesystem::path path = std::filesystem::temp_directory_path() / ("qforge_fuzz_" + std::to_string(::getpid()));
+    Dir() { std::filesystem::create_directories(path); }
+    ~Dir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Dir scratch;
+  const auto& dir = scratch.path;
   const auto p = dir / name;
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));

@@ -227,3 +227,54 @@ put("cifar", "one_record.gz", gz(rec))
 put("text", "short", b"\x03" + b"hello, world! the quick brown fox jumps over the lazy dog.\n" * 2)
 put("text", "vocab", b"\x00" + bytes(range(32, 127)))
 put("text", "gz", b"\x05" + gz(b"abcabcabcabd" * 10))
+
+# ---- regressions: the hostile inputs of issue 12 (each must be refused with InputError) ----------
+def reg(target, name, data):
+    d = os.path.join(os.path.dirname(ROOT), "regressions", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+with open(os.path.join(ROOT, "bundle", "cnn"), "rb") as f:
+    cnn = f.read()
+text, _, blob = cnn.partition(b"\n--program.bin--\n")
+desc = json.loads(text)
+
+
+def edited(fn):
+    d = json.loads(text)
+    fn(d)
+    return json.dumps(d, separators=(",", ":")).encode() + b"\n--program.bin--\n" + blob
+
+
+def set_op(i, key, value):
+    return lambda d: d["ops"][i].__setitem__(key, value)
+
+
+reg("bundle", "groups_zero", edited(set_op(0, "groups", 0)))
+reg("bundle", "stride_zero", edited(set_op(1, "stride", [0, 2])))
+reg("bundle", "kernel_zero", edited(set_op(0, "kernel", [0, 3])))
+reg("bundle", "in_c_mismatch", edited(set_op(0, "in_c", 4)))
+reg("bundle", "out_c_mismatch", edited(set_op(3, "out_c", 300)))
+reg("bundle", "weights_short", edited(lambda d: d["ops"][3]["arrays"]["weights"].__setitem__("count", 10)))
+reg("bundle", "offset_past_end", edited(lambda d: d["ops"][0]["arrays"]["bias"].__setitem__("offset", 1 << 62)))
+reg("bundle", "shift_40", edited(lambda d: d["ops"][0]["arrays"]["mult_shift"].__setitem__("offset", 0)))
+reg("bundle", "shape_2e62", edited(lambda d: d["values"][4].__setitem__("shape", [1 << 62])))
+reg("bundle", "value_forward_ref", edited(set_op(0, "inputs", [3])))
+reg("bundle", "type_error", edited(set_op(0, "groups", "1")))
+reg("bundle", "deep", "[" * 5000)
+reg("spec", "linear_2e62", json.dumps({"nodes": [{"name": "fc", "type": "Linear",
+                                                  "args": {"in_features": 1, "out_features": 1 << 62}}]}))
+reg("spec", "deep_args", '{"nodes": [{"name": "a", "type": "ReLU", "args": ' + "[" * 5000 + "]" * 5000 + "}]}")
+reg("spec", "batchnorm_huge", json.dumps({"nodes": [{"name": "bn", "type": "BatchNorm2d", "args": {"num_features": 2147483647}}]}))
+reg("spec", "output_index_huge", json.dumps({"nodes": [{"name": "a", "type": "ReLU"}], "outputs": ["a:99999999999999999999"]}))
+reg("idx", "dims_wrap_2e64", bytes([0, 0, 8, 4]) + struct.pack(">4I", 0x10000, 0x10000, 0x10000, 0x10000))
+reg("idx", "dims_zero_and_huge", bytes([0, 0, 8, 4]) + struct.pack(">4I", 0, 0xffffffff, 0xffffffff, 0xffffffff))
+reg("safetensors", "zero_dim_strides", safetensors({"t": ("F32", [0, 1 << 40, 1 << 40], b"")}))
+reg("safetensors", "deep_header", struct.pack("<Q", 4000) + b"[" * 2000 + b"]" * 2000)
+reg("encodings", "offset_1e300", json.dumps({"version": "0.6.1", "param_encodings": {"w": [dict(e061, offset=-1e300)]}}))
+reg("encodings", "args_type_error", json.dumps({"version": "0.6.1", "quantizer_args": {"param_bitwidth": "8"}}))
+reg("aimet_config", "deep", "{\"defaults\": " + "[" * 5000)
+reg("quantsim_json", "quantizer_not_object", json.dumps({"format": "qforge-quantsim", "quantizers": [5, {"name": 3}]}))
+reg("quantsim_json", "bw_string", json.dumps({"format": "qforge-quantsim", "act_bw": "8"}))
