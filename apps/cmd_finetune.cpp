@@ -60,6 +60,31 @@ int cmd_finetune(int argc, char** argv) {
   if (cfg.optimizer.type == "sgd") cfg.optimizer.momentum = r["momentum"].as<double>();
   cfg.schedule = r["schedule"].as<std::string>();
   cfg.seed = r["seed"].as<uint64_t>();
+  std::string range_learning = r["range-learning"].as<std::string>();
+  if (r.count("range-lr")) cfg.extra_lr = r["range-lr"].as<double>();
+  if (resume) {
+    // Continue with the configuration stored in the checkpoint; options given again must agree.
+    const nlohmann::json ts = train::read_checkpoint_trainer_state(out / "checkpoint");
+    const nlohmann::json stored = ts.value("config", nlohmann::json::object());
+    const nlohmann::json so = stored.value("optimizer", nlohmann::json::object());
+    const nlohmann::json app = stored.value("app", nlohmann::json::object());
+    cfg.epochs = resume_value<int64_t>(r, "epochs", stored, "epochs", cfg.epochs, out);
+    cfg.batch_size = resume_value<int64_t>(r, "batch-size", stored, "batch_size", cfg.batch_size, out);
+    cfg.schedule = resume_value<std::string>(r, "schedule", stored, "schedule", cfg.schedule, out);
+    cfg.seed = resume_value<uint64_t>(r, "seed", stored, "seed", cfg.seed, out);
+    cfg.optimizer.type = resume_value<std::string>(r, "optimizer", so, "type", cfg.optimizer.type, out);
+    cfg.optimizer.lr = resume_value<double>(r, "lr", so, "lr", cfg.optimizer.lr, out);
+    cfg.optimizer.momentum = resume_value<double>(r, "momentum", so, "momentum", cfg.optimizer.momentum, out);
+    if (stored.contains("extra_lr") && !stored["extra_lr"].is_null())
+      cfg.extra_lr = resume_value<double>(r, "range-lr", stored, "extra_lr", cfg.extra_lr.value_or(cfg.optimizer.lr), out);
+    else if (stored.contains("extra_lr") && r.count("range-lr"))
+      throw UsageError(fmt::format("--range-lr conflicts with the run in {} (it uses --lr for the ranges)", out.string()));
+    range_learning = resume_value<std::string>(r, "range-learning", app, "range_learning", range_learning, out);
+    const std::string src_abs = fs::absolute(src).lexically_normal().string();
+    if (app.contains("source") && app["source"].is_string() && app["source"].get<std::string>() != src_abs)
+      throw UsageError(fmt::format("--model-dir {} differs from the model the run in {} fine-tunes ({})", src.string(),
+                                   out.string(), app["source"].get<std::string>()));
+  }
   cfg.out_dir = out;
   cfg.resume = resume;
   cfg.max_steps = r["max-steps"].as<int64_t>();
@@ -68,9 +93,9 @@ int cmd_finetune(int argc, char** argv) {
   if (cfg.log_every <= 0) throw UsageError(fmt::format("--log-every {}: must be positive", cfg.log_every));
   if (cfg.max_steps < 0) throw UsageError(fmt::format("--max-steps {}: must be >= 0", cfg.max_steps));
   cfg.augment = false;
-  if (r.count("range-lr")) cfg.extra_lr = r["range-lr"].as<double>();
+  cfg.app_config = {{"source", fs::absolute(src).lexically_normal().string()}, {"range_learning", range_learning}};
   train::validate(cfg);
-  const quant::RangeLearning rl = quant::parse_range_learning(r["range-learning"].as<std::string>());
+  const quant::RangeLearning rl = quant::parse_range_learning(range_learning);
 
   data::DataSplits data = data_for_dir(src, r.count("data") ? r["data"].as<std::string>() : "");
   quant::QuantizedModel qm = quant::load_quantized_dir(src, sample_batch(data.test));

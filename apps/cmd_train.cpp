@@ -42,26 +42,6 @@ fs::path data_path(const std::string& spec) {
   return spec.substr(colon + 1);
 }
 
-// --resume DIR continues the run stored in DIR's checkpoint with ITS configuration: an option given
-// again must agree with the stored value (UsageError naming both); an option not given takes it.
-template <class T>
-T resolve(const cxxopts::ParseResult& r, const char* option, const nlohmann::json& stored, const char* key,
-          const T& given, const fs::path& dir) {
-  if (stored.is_null() || !stored.contains(key)) return given;
-  T have;
-  try {
-    have = stored.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw InputError(fmt::format("--resume {}: the checkpoint's stored \"{}\" is malformed", dir.string(), key));
-  }
-  if (r.count(option) && !(have == given))
-    throw UsageError(fmt::format("--{} {} conflicts with the run in {} ({} {}); a resumed run continues with its own "
-                                 "configuration (drop --{}, or start a new run)",
-                                 option, nlohmann::json(given).dump(), dir.string(), option, nlohmann::json(have).dump(),
-                                 option));
-  return have;
-}
-
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
@@ -127,14 +107,14 @@ int cmd_train(int argc, char** argv) {
     const std::string given = r.count("model") && !nn::is_zoo_model(model_arg) && app.is_object()
                                   ? fs::absolute(model_arg).lexically_normal().string()
                                   : model_arg;
-    model_arg = resolve<std::string>(r, "model", model_src, "model", given, out);
+    model_arg = resume_value<std::string>(r, "model", model_src, "model", given, out);
   }
   if (model_arg.empty()) throw UsageError("--model is required (see --help)");
   std::string data_arg = r.count("data") ? r["data"].as<std::string>() : std::string("synthetic");
   if (resume) {
     // Stored specs are absolute: compare the given one made absolute.
     const std::string given = r.count("data") ? absolute_data_spec(data_arg) : data_arg;
-    data_arg = resolve<std::string>(r, "data", model_src, "data", given, out);
+    data_arg = resume_value<std::string>(r, "data", model_src, "data", given, out);
   }
 
   train::TrainConfig cfg;
@@ -147,21 +127,21 @@ int cmd_train(int argc, char** argv) {
   int64_t seq_len = r["seq-len"].as<int64_t>();
   if (seq_len <= 0 || seq_len > 1000000) throw UsageError(fmt::format("--seq-len {}: expected 1-1000000", seq_len));
   if (resume && stored.is_object()) {
-    cfg.epochs = resolve<int64_t>(r, "epochs", stored, "epochs", cfg.epochs, out);
-    cfg.batch_size = resolve<int64_t>(r, "batch-size", stored, "batch_size", cfg.batch_size, out);
-    cfg.schedule = resolve<std::string>(r, "schedule", stored, "schedule", cfg.schedule, out);
-    cfg.clip_grad_norm = resolve<double>(r, "clip-grad-norm", stored, "clip_grad_norm", cfg.clip_grad_norm, out);
-    cfg.seed = resolve<uint64_t>(r, "seed", stored, "seed", cfg.seed, out);
+    cfg.epochs = resume_value<int64_t>(r, "epochs", stored, "epochs", cfg.epochs, out);
+    cfg.batch_size = resume_value<int64_t>(r, "batch-size", stored, "batch_size", cfg.batch_size, out);
+    cfg.schedule = resume_value<std::string>(r, "schedule", stored, "schedule", cfg.schedule, out);
+    cfg.clip_grad_norm = resume_value<double>(r, "clip-grad-norm", stored, "clip_grad_norm", cfg.clip_grad_norm, out);
+    cfg.seed = resume_value<uint64_t>(r, "seed", stored, "seed", cfg.seed, out);
     const nlohmann::json so = stored.value("optimizer", nlohmann::json::object());
     train::OptimizerConfig& o = cfg.optimizer;
-    o.type = resolve<std::string>(r, "optimizer", so, "type", o.type, out);
+    o.type = resume_value<std::string>(r, "optimizer", so, "type", o.type, out);
     // The defaults of --lr/--momentum depend on the optimizer: compare only what was given.
-    o.lr = resolve<double>(r, "lr", so, "lr", o.lr, out);
-    o.momentum = resolve<double>(r, "momentum", so, "momentum", o.momentum, out);
-    o.nesterov = resolve<bool>(r, "nesterov", so, "nesterov", o.nesterov, out);
-    o.weight_decay = resolve<double>(r, "weight-decay", so, "weight_decay", o.weight_decay, out);
+    o.lr = resume_value<double>(r, "lr", so, "lr", o.lr, out);
+    o.momentum = resume_value<double>(r, "momentum", so, "momentum", o.momentum, out);
+    o.nesterov = resume_value<bool>(r, "nesterov", so, "nesterov", o.nesterov, out);
+    o.weight_decay = resume_value<double>(r, "weight-decay", so, "weight_decay", o.weight_decay, out);
   }
-  if (resume && app.is_object()) seq_len = resolve<int64_t>(r, "seq-len", app, "seq_len", seq_len, out);
+  if (resume && app.is_object()) seq_len = resume_value<int64_t>(r, "seq-len", app, "seq_len", seq_len, out);
   cfg.threads = r["threads"].as<int>();
   cfg.out_dir = out;
   cfg.resume = resume;

@@ -40,6 +40,27 @@ nlohmann::json vocabulary_to_json(const data::Vocabulary& v);
 // never silently rebuilt); unseen validation characters map to token 0, as in training.
 void apply_model_vocabulary(data::DataSplits& data, const nlohmann::json& report, const std::filesystem::path& dir);
 
+// Resuming (train --resume DIR, finetune --resume) continues the run with the configuration stored in its
+// checkpoint: returns stored[key] when present (else `given`); an option given explicitly on the command
+// line that differs from the stored value is a UsageError naming both.
+template <class T>
+T resume_value(const cxxopts::ParseResult& r, const char* option, const nlohmann::json& stored, const char* key,
+               const T& given, const std::filesystem::path& dir) {
+  if (!stored.is_object() || !stored.contains(key) || stored.at(key).is_null()) return given;
+  T have;
+  try {
+    have = stored.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(fmt::format("resuming {}: the checkpoint's stored \"{}\" is malformed", dir.string(), key));
+  }
+  if (r.count(option) && !(have == given))
+    throw UsageError(fmt::format("--{} {} conflicts with the run in {} ({} {}); a resumed run continues with its own "
+                                 "configuration (drop --{}, or start a new run)",
+                                 option, nlohmann::json(given).dump(), dir.string(), option, nlohmann::json(have).dump(),
+                                 option));
+  return have;
+}
+
 // Adds the common --threads option handling: sets OpenMP/OpenBLAS threads when > 0.
 void apply_threads(int threads);
 

@@ -108,6 +108,13 @@ tail -n 1 "$work/out.txt" | grep -q '"finished":true' || fail "resumed run did n
 expect_rc 0 "reference run" -- "$Q" train --model mlp "${common[@]}" --epochs 2 --lr 0.05 --out "$work/run_ref"
 cmp -s "$work/run/weights.safetensors" "$work/run_ref/weights.safetensors" || fail "resumed run differs from an uninterrupted one"
 
+# finetune --resume continues its stored configuration too
+expect_rc 0 "finetune stopped early" -- "$Q" finetune --model-dir "$work/q" --out "$work/ft" --epochs 2 --lr 2e-3 --max-steps 3 --progress none --threads 1
+expect_rc 2 "finetune resume with a conflicting --epochs" -- "$Q" finetune --model-dir "$work/q" --out "$work/ft" --resume --epochs 5
+expect_rc 2 "finetune again without --resume/--force" -- "$Q" finetune --model-dir "$work/q" --out "$work/ft"
+expect_rc 0 "finetune resumed" -- "$Q" finetune --model-dir "$work/q" --out "$work/ft" --resume --progress none --threads 1 --json
+tail -n 1 "$work/out.txt" | grep -q '"epochs_completed":2' || fail "finetune resume did not continue the stored 2 epochs"
+
 # ---- CLI values: no crash, exit 2 -------------------------------------------------------------------------
 expect_rc 2 "--log-every 0" -- "$Q" train --model mlp "${common[@]}" --log-every 0 --out "$work/v1"
 expect_rc 2 "--threads 100000" -- "$Q" train --model mlp --data synthetic:640 --threads 100000 --out "$work/v2"
