@@ -371,6 +371,10 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
                                    names[i], r));
     }
 
+  for (size_t i = 0; i < input_names.size(); ++i)
+    if (input_names[i].empty() || std::find(input_names.begin(), input_names.begin() + i, input_names[i]) !=
+                                      input_names.begin() + i)
+      throw InputError(fmt::format("model spec: input name '{}' is empty or repeated", input_names[i]));
   Generator gen(opt.seed);
   auto graph = std::make_shared<Graph>(input_names);
   uint64_t total = 0;
@@ -390,7 +394,13 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
       else
         ins.push_back({static_cast<int>(index.at(target)), k});
     }
-    graph->add_node(names[i], m, ins);
+    try {
+      graph->add_node(names[i], m, ins);
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& e) {  // the graph's own consistency checks: still the spec's fault
+      throw InputError(fmt::format("{}: {}", where, e.what()));
+    }
     for (const auto& [pname, t] : m->state_dict()) total += static_cast<uint64_t>(t.numel());
     if (total > opt.max_parameters)
       throw InputError(fmt::format("{}: the model would hold more than {} parameter and buffer elements", where,
@@ -407,7 +417,13 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
       if (it == index.end()) throw InputError(fmt::format("model spec: output '{}' names no node", o.get<std::string>()));
       refs_out.push_back({static_cast<int>(it->second), k});
     }
-    graph->set_outputs(refs_out);
+    try {
+      graph->set_outputs(refs_out);
+    } catch (const InputError&) {
+      throw;
+    } catch (const Error& e) {
+      throw InputError(fmt::format("model spec: \"outputs\": {}", e.what()));
+    }
   }
   return graph;
 }
