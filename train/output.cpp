@@ -101,6 +101,12 @@ OutputDir::OutputDir(fs::path out, std::string kind, OutputOptions options)
     : kind_(std::move(kind)), opt_(std::move(options)) {
   out_ = normalize_out(out);
   for (const auto& in : opt_.inputs) check_no_overlap("--out", out_, "input", in);
+  // Publishing renames over --out: never the working directory or one that contains it.
+  std::error_code cwd_ec;
+  const fs::path cwd = fs::current_path(cwd_ec);
+  if (!cwd_ec && inside(fs::weakly_canonical(cwd, cwd_ec), fs::weakly_canonical(out_, cwd_ec)))
+    throw InputError(fmt::format("--out {}: is the working directory or contains it; choose another directory",
+                                 out.string()));
   const fs::path parent = out_.parent_path();
   std::error_code ec;
   fs::create_directories(parent, ec);

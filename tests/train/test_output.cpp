@@ -127,6 +127,13 @@ TEST_CASE("OutputDir: force replaces a previous qforge output of the same kind a
     od.publish();
   }
   CHECK(output_kind(root / "empty") == "analysis");
+  // The working directory (even an empty one) or a directory containing it is never replaced.
+  fs::create_directory(root / "cwd");
+  const fs::path cwd = fs::current_path();
+  fs::current_path(root / "cwd");
+  CHECK_THROWS_AS(OutputDir(".", "analysis"), InputError);
+  CHECK_THROWS_AS(OutputDir("..", "analysis", OutputOptions(true)), InputError);
+  fs::current_path(cwd);
   fs::remove_all(root);
 }
 
