@@ -20,9 +20,15 @@ namespace fs = std::filesystem;
 data::DataSplits data_for_dir(const fs::path& dir, const std::string& data_spec) {
   nlohmann::json report = fs::exists(dir / "report.json") ? nn::read_json_file(dir / "report.json") : nlohmann::json::object();
   data::DataOptions opt;
-  opt.seed = report.value("seed", uint64_t{0});
-  opt.seq_len = report.value("seq_len", int64_t{100});
-  std::string spec = data_spec.empty() ? report.value("data", std::string("synthetic")) : data_spec;
+  std::string spec = data_spec;
+  try {
+    if (!report.is_object()) throw InputError("not a JSON object");
+    opt.seed = report.value("seed", uint64_t{0});
+    opt.seq_len = report.value("seq_len", int64_t{100});
+    if (spec.empty()) spec = report.value("data", std::string("synthetic"));
+  } catch (const std::exception& e) {
+    throw InputError(fmt::format("{}: malformed ({})", (dir / "report.json").string(), e.what()));
+  }
   data::DataSplits data = data::load_data(spec, opt);
   apply_model_vocabulary(data, report, dir);  // text: the model's vocabulary, never the file's rebuilt one
   return data;

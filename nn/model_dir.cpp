@@ -28,7 +28,9 @@ nlohmann::json read_json_file(const fs::path& path) {
 void write_json_file(const fs::path& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
 
 ModelDir load_model_dir(const fs::path& dir, bool with_weights) {
-  if (!fs::is_directory(dir)) throw InputError(fmt::format("{}: not a model directory (does not exist)", dir.string()));
+  if (!fs::is_directory(dir))
+    throw InputError(fmt::format("{}: not a model directory ({})", dir.string(),
+                                 fs::exists(dir) ? "not a directory" : "does not exist"));
   const fs::path spec_path = dir / "model.json";
   if (!fs::exists(spec_path))
     throw InputError(fmt::format("{}: not a model directory (no model.json)", dir.string()));
