@@ -119,6 +119,7 @@ void Optimizer::load_state(const nlohmann::json& j, const std::map<std::string, 
                                      groups_[g].params.size()));
       st[g].resize(steps.size());
       for (size_t i = 0; i < steps.size(); ++i) {
+        if (steps[i] < 0) throw InputError(fmt::format("optimizer state group {}: negative step count {}", g, steps[i]));
         st[g][i].step = steps[i];
         st[g][i].slots.resize(names.size());
         for (size_t s = 0; s < names.size(); ++s) {
@@ -135,6 +136,9 @@ void Optimizer::load_state(const nlohmann::json& j, const std::map<std::string, 
     }
     const auto lr = j.at("lr").get<std::vector<double>>();
     if (lr.size() != groups_.size()) throw InputError("optimizer state: lr list does not match the groups");
+    for (double v : lr)
+      if (!std::isfinite(v) || v < 0) throw InputError(fmt::format("optimizer state: learning rate {} is not valid", v));
+    if (j.at("steps").get<int64_t>() < 0) throw InputError("optimizer state: negative step count");
     state_ = std::move(st);
     lr_ = lr;
     steps_ = j.at("steps").get<int64_t>();

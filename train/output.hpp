@@ -13,7 +13,8 @@
 //   the same kind AND --force was given (then it is replaced; the old copy is deleted after the marker is
 //   checked again). Anything else (a user directory, a file, a symbolic link, another kind) is refused
 //   with InputError (exit 2); nothing outside the output is ever deleted.
-// - The output never overlaps an input: --out may not equal, contain or lie inside an input path.
+// - The output never overlaps an input: --out may not equal, contain or lie inside an input path, nor be
+//   (or contain) the working directory.
 // - Writers of one --out are serialised by an exclusive lock on `<out>.qforge-lock` (flock, taken
 //   without waiting): a second concurrent writer is refused with InputError; the lock file is removed
 //   when the lock is released.
@@ -21,6 +22,8 @@
 //   resumed) are published at their start (`publish()` right away; the old output, if --force, replaced
 //   as a whole) and then updated in place under the lock, every file written to a temporary name and
 //   renamed; the checkpoint's state.json is its commit point and weights.safetensors is written last.
+// A process killed outright (SIGKILL, power loss) may leave its `<out>.qforge-tmp-*` behind (never a
+// half-replaced --out); it is safe to delete. A stale lock file is harmless: flock dies with its process.
 // Single files given by the user (eval --save-logits): check_single_file_target() refuses symbolic
 // links and special files (exit 2); a regular file is replaced by temp + rename.
 #pragma once
