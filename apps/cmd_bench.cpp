@@ -2,11 +2,13 @@
 //   kernels  this machine's fp32/int8 peaks, every int8 GEMM variant as GOP/s and % of peak next to
 //            OpenBLAS sgemm on the same shape, and the other int8 kernels (benchmarks/kernels/)
 //   infer    int8 runtime vs qforge's own FP32 inference of a zoo model: throughput at batch 64 and
-//            batch-1 latency (quant/runtime/bench_infer.hpp)
+//            batch-1 latency, FP32 and int8 samples alternating, and the kernels the int8 layers ran
+//            (quant/runtime/bench_infer.hpp)
 #include "apps/cli.hpp"
 #include "benchmarks/kernels/kernel_bench.hpp"
 #include "quant/runtime/bench_infer.hpp"
 
+#include <algorithm>
 #include <iostream>
 
 namespace qforge::apps {
@@ -100,6 +102,15 @@ int cmd_bench(int argc, char** argv) {
                                row.value("fp32_ms", 0.0), row.value("int8_ms", 0.0),
                                row.value("fp32_samples_per_s", 0.0), row.value("int8_samples_per_s", 0.0),
                                row.value("speedup", 0.0));
+    // Which registered kernels the int8 layers ran (per batch size; the same for every thread count).
+    std::vector<int> shown;
+    for (const auto& row : rows) {
+      const int batch = row.value("batch", 0);
+      if (std::find(shown.begin(), shown.end(), batch) != shown.end() || !row.contains("int8_kernels")) continue;
+      shown.push_back(batch);
+      std::cout << fmt::format("int8 kernels at batch {} ({}):\n", batch, row.value("isa", ""));
+      for (const auto& k : row["int8_kernels"]) std::cout << "  " << k.get<std::string>() << "\n";
+    }
     return 0;
   }
   throw UsageError(fmt::format("qforge bench {}: expected kernels or infer", what));

@@ -142,7 +142,7 @@ std::vector<std::int8_t> random_i8(std::size_t n, std::mt19937& rng) {
 }
 
 struct Peaks {
-  double f32 = 0, int8 = 0;
+  double f32 = 0, vnni = 0, avx2_madd = 0, avx2_maddubs = 0;
 };
 
 }  // namespace
@@ -163,7 +163,10 @@ KernelBenchReport run_kernel_bench(const KernelBenchOptions& o) {
     }
   }
 
-  // 1. Peaks per thread count.
+  // 1. Peaks per thread count. Each ISA's GEMM rows are compared with the peak of the instruction path
+  // they use: vpdpbusd zmm (avx512vnni) and the exact int16 vpmaddwd path (avx2, also measured on
+  // AVX-512 machines); the vpmaddubsw path's peak is reported for reference (a maddubs GEMM is exact only
+  // for weights that provably cannot saturate a pair). Baseline (SSE) rows get no %peak.
   std::vector<Peaks> peaks(o.threads.size());
 #if defined(__x86_64__)  // peak loops exist for x86 only (benchmarks/kernels/meson.build); elsewhere no %peak
   const bool vnni = k::isa_supported(k::Isa::avx512vnni), avx2 = k::isa_supported(k::Isa::avx2);
@@ -171,19 +174,24 @@ KernelBenchReport run_kernel_bench(const KernelBenchOptions& o) {
     const int th = o.threads[t];
     if (vnni) {
       peaks[t].f32 = measure_peak(peak::avx512vnni::fma_f32, th);
-      peaks[t].int8 = measure_peak(peak::avx512vnni::dot_u8s8, th);
+      peaks[t].vnni = measure_peak(peak::avx512vnni::dot_u8s8, th);
       rep.peaks.push_back({"f32_fma", "vfmadd231ps zmm", th, peaks[t].f32});
-      rep.peaks.push_back({"int8_dot", "vpdpbusd zmm", th, peaks[t].int8});
-    } else if (avx2) {
-      peaks[t].f32 = measure_peak(peak::avx2::fma_f32, th);
-      peaks[t].int8 = measure_peak(peak::avx2::dot_u8s8, th);
-      rep.peaks.push_back({"f32_fma", "vfmadd231ps ymm", th, peaks[t].f32});
-      rep.peaks.push_back({"int8_dot", "vpmaddwd+vpaddd ymm (int16-widened)", th, peaks[t].int8});
+      rep.peaks.push_back({"int8_dot", "vpdpbusd zmm", th, peaks[t].vnni});
+    }
+    if (avx2) {
+      const double f = measure_peak(peak::avx2::fma_f32, th);
+      if (!vnni) peaks[t].f32 = f;
+      peaks[t].avx2_madd = measure_peak(peak::avx2::dot_u8s8, th);
+      peaks[t].avx2_maddubs = measure_peak(peak::avx2::dot_u8s8_maddubs, th);
+      rep.peaks.push_back({"f32_fma", "vfmadd231ps ymm", th, f});
+      rep.peaks.push_back({"int8_dot", "vpmaddwd+vpaddd ymm (int16-widened, exact)", th, peaks[t].avx2_madd});
+      rep.peaks.push_back({"int8_dot", "vpmaddubsw+vpmaddwd+vpaddd ymm (saturating)", th, peaks[t].avx2_maddubs});
     }
   }
 #endif
-  auto pct = [&](double gops, std::size_t t, bool f32) {
-    const double p = f32 ? peaks[t].f32 : peaks[t].int8;
+  auto pct = [&](double gops, std::size_t t, bool f32, k::Isa isa = k::Isa::ref) {
+    const double p = f32 ? peaks[t].f32
+                         : (isa == k::Isa::avx512vnni ? peaks[t].vnni : (isa == k::Isa::avx2 ? peaks[t].avx2_madd : 0.0));
     return p > 0 ? 100.0 * gops / p : 0.0;
   };
 
@@ -250,14 +258,14 @@ KernelBenchReport run_kernel_bench(const KernelBenchOptions& o) {
           Timing tm = time_call([&] { kt.gemm_requant(s.m, a.data(), s.k, packed.view(), c.data(), s.n, th); }, o, th);
           double g = ops / (tm.best_ms * 1e6);
           rep.rows.push_back({registry_name(k::KernelKind::gemm_requant, isa), k::isa_name(isa), shape, th,
-                              tm.wall_median_ms, g, pct(g, t, false), sgemm_gops > 0 ? g / sgemm_gops : 0, 0,
+                              tm.wall_median_ms, g, pct(g, t, false, isa), sgemm_gops > 0 ? g / sgemm_gops : 0, 0,
                               tm.cpu_clock});
           if (o.s32) {
             pause_between();
             tm = time_call([&] { kt.gemm_s32(s.m, a.data(), s.k, packed.view(), c32.data(), s.n, th); }, o, th);
             g = ops / (tm.best_ms * 1e6);
             rep.rows.push_back({registry_name(k::KernelKind::gemm_s32, isa), k::isa_name(isa), shape, th,
-                                tm.wall_median_ms, g, pct(g, t, false), sgemm_gops > 0 ? g / sgemm_gops : 0, 0,
+                                tm.wall_median_ms, g, pct(g, t, false, isa), sgemm_gops > 0 ? g / sgemm_gops : 0, 0,
                                 tm.cpu_clock});
           }
         }
@@ -331,7 +339,7 @@ KernelBenchReport run_kernel_bench(const KernelBenchOptions& o) {
         auto add_row = [&](k::KernelKind kind, const std::string& shape, const Timing& tm, double ops, double bytes) {
           const double g = ops / (tm.best_ms * 1e6);
           rep.rows.push_back({registry_name(kind, isa), k::isa_name(isa), shape, th, tm.wall_median_ms, g,
-                              ops > 0 ? pct(g, t, false) : 0, 0, bytes / (tm.best_ms * 1e6), tm.cpu_clock});
+                              ops > 0 ? pct(g, t, false, isa) : 0, 0, bytes / (tm.best_ms * 1e6), tm.cpu_clock});
         };
         pause_between();
         Timing ms = time_call([&] { kt.conv2d(pc.view(), cx.data(), cy.data(), cws.data(), th); }, o, th);
@@ -373,7 +381,7 @@ std::string format_report(const KernelBenchReport& r) {
       "per call.\n\nMeasured peaks (register-only loops):\n",
       r.cpu, r.best_isa, r.load_average);
   for (const PeakRow& p : r.peaks)
-    s += fmt::format("  {:<9} {:<38} threads={}  {:8.1f} GOP/s\n", p.what, p.instruction, p.threads, p.gops);
+    s += fmt::format("  {:<9} {:<46} threads={}  {:8.1f} GOP/s\n", p.what, p.instruction, p.threads, p.gops);
   s += fmt::format("\n{:<46} {:<10} {:<28} {:>3} {:>10} {:>9} {:>7} {:>8} {:>8}\n", "kernel", "isa", "shape", "thr",
                    "ms", "GOP/s", "%peak", "x sgemm", "GB/s");
   for (const KernelBenchRow& w : r.rows)

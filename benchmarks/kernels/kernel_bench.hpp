@@ -1,11 +1,13 @@
 // Kernel benchmark harness behind `qforge bench kernels` and qforge_bench_kernels.
 //
 // One run measures, on this machine and in this process:
-//   1. peaks: fp32 FMA and int8 dot-product throughput from tight register-only loops (16 independent
-//      accumulator chains; vfmadd231ps / vpdpbusd zmm on AVX-512 VNNI, ymm FMA / vpmaddwd otherwise),
-//      for each thread count;
+//   1. peaks: fp32 FMA and int8 dot-product throughput from tight register-only loops (independent
+//      accumulator chains; vfmadd231ps / vpdpbusd zmm on AVX-512 VNNI; on every AVX2 machine also ymm FMA,
+//      the exact int16 path vpmaddwd+vpaddd and the saturating vpmaddubsw+vpmaddwd+vpaddd path), for each
+//      thread count;
 //   2. GEMM rows for the shapes (M, N, K) of the issue: each int8 GEMM variant (requantizing and s32, on
-//      every supported SIMD ISA) as GOP/s and % of the measured int8 peak at the same thread count, next
+//      every supported SIMD ISA) as GOP/s and % of the peak of the instruction path it uses (vpdpbusd
+//      for avx512vnni, vpmaddwd for avx2; none for baseline) at the same thread count, next
 //      to OpenBLAS cblas_sgemm on the same shape (GFLOP/s, and the int8/sgemm ratio; for T threads, T
 //      single-threaded sgemm calls on column slices in one OpenMP region, like the int8 driver);
 //   3. other kernels (conv2d, depthwise, pooling, add, quantize, LSTM step) at representative shapes.
@@ -50,7 +52,7 @@ struct KernelBenchRow {
   int threads = 1;
   double ms = 0;       // median time per call
   double gops = 0;     // GOP/s (GFLOP/s for sgemm); for memory-bound kernels also see gbytes
-  double pct_peak = 0; // % of the measured int8 peak (f32 peak for sgemm); 0 when not applicable
+  double pct_peak = 0; // % of the measured peak of the row's instruction path (f32 peak for sgemm); 0 = n/a
   double vs_sgemm = 0; // gops / sgemm gops on the same shape and threads; 0 when not applicable
   double gbytes = 0;   // GB/s moved (element-wise kernels)
   bool cpu_clock = false;  // GOP/s from thread CPU clocks rather than the wall clock

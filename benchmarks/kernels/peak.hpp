@@ -14,7 +14,10 @@ double dot_u8s8(std::int64_t iters) noexcept;       // vpdpbusd zmm
 }  // namespace avx512vnni
 namespace avx2 {
 double fma_f32(std::int64_t iters) noexcept;        // vfmadd231ps ymm
-double dot_u8s8(std::int64_t iters) noexcept;       // vpmaddwd ymm + vpaddd on int16-widened operands
+double dot_u8s8(std::int64_t iters) noexcept;       // vpmaddwd ymm + vpaddd on int16-widened operands (exact path)
+// vpmaddubsw ymm (u8·s8 pairs → saturating int16) + vpmaddwd by ones + vpaddd: 32 multiply-adds per group,
+// the ceiling of a maddubs kernel (exact only when no pair can saturate, Note [vpmaddubsw trap]).
+double dot_u8s8_maddubs(std::int64_t iters) noexcept;
 }  // namespace avx2
 
 }  // namespace qforge::bench::peak
