@@ -129,8 +129,14 @@ inline void qdq_forward_stochastic(const T* __restrict x, const float* __restric
 }
 
 // AIMET float quantizer, 16 bits: round to IEEE half precision (ties to even; overflow to inf) and back.
+// GCC 12 has no C++ _Float16 on aarch64; its __fp16 is the same IEEE binary16 (fcvt, round to nearest even).
+#if defined(__aarch64__)
+using Half = __fp16;
+#else
+using Half = _Float16;
+#endif
 template <class T> inline void fp16_round_trip(const T* __restrict x, T* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(static_cast<float>(static_cast<_Float16>(static_cast<float>(x[i]))));
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(static_cast<float>(static_cast<Half>(static_cast<float>(x[i]))));
 }
 
 }  // namespace qforge::quant::detail
