@@ -178,9 +178,9 @@ void OutputDir::check_target() const {
   if (fs::is_empty(out_, ec) && !ec) return;
   const std::string have = output_kind(out_);
   if (have.empty())
-    throw InputError(fmt::format("--out {}: exists and is not a qforge output; refusing to replace it (choose another "
-                                 "directory or remove it yourself)",
-                                 o));
+    throw InputError(fmt::format("--out {}: exists and is not a qforge output (no {} marker); refusing to replace it: "
+                                 "choose another directory, or remove it yourself if it is an old qforge output",
+                                 o, kOutputMarker));
   if (have != kind_)
     throw InputError(fmt::format("--out {}: holds a qforge {} output, not a {} output; choose another directory", o,
                                  have, kind_));
