@@ -3,6 +3,7 @@
 #include "engine/error.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
@@ -109,9 +110,18 @@ double to_double(const std::string& s, const std::string& whole) {
 
 int64_t to_int(const std::string& s, const std::string& whole) {
   char* end = nullptr;
+  errno = 0;
   const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end != 0 || v <= 0)
-    throw InputError(fmt::format("schedule '{}': '{}' is not a positive integer", whole, s));
+  if (s.empty() || *end != 0 || v <= 0 || errno == ERANGE || v > 1000000000)
+    throw InputError(fmt::format("schedule '{}': '{}' is not a positive integer (at most 1e9)", whole, s));
+  return v;
+}
+
+// A multiplicative factor (decay gamma, cosine floor, warmup start) must lie in [lo, 1].
+double to_factor(const std::string& s, const std::string& whole, double lo, bool lo_open) {
+  const double v = to_double(s, whole);
+  if (v > 1 || v < lo || (lo_open && v == lo))
+    throw InputError(fmt::format("schedule '{}': factor {} must be in {}{}, 1]", whole, s, lo_open ? "(" : "[", lo));
   return v;
 }
 
@@ -144,9 +154,14 @@ SchedulePtr parse_schedule(const std::string& text, int64_t steps_per_epoch, int
   QFORGE_CHECK(steps_per_epoch > 0 && total_epochs > 0, "parse_schedule: steps per epoch {} and epochs {} must be positive",
                steps_per_epoch, total_epochs);
   std::vector<SchedulePtr> parts;
+  std::vector<std::string> seen;
+  if (text.empty()) throw InputError("schedule: empty (expected e.g. constant, cosine, step:E[:G])");
   for (const std::string& part : split(text, '+')) {
     const auto f = split(part, ':');
     const std::string kind = f.empty() ? "" : f[0];
+    if (std::find(seen.begin(), seen.end(), kind) != seen.end())
+      throw InputError(fmt::format("schedule '{}': '{}' given twice", text, kind));
+    seen.push_back(kind);
     const auto arity = [&](size_t lo, size_t hi) {
       if (f.size() < lo || f.size() > hi)
         throw InputError(fmt::format("schedule '{}': '{}' takes {} to {} arguments", text, kind, lo - 1, hi - 1));
@@ -156,18 +171,23 @@ SchedulePtr parse_schedule(const std::string& text, int64_t steps_per_epoch, int
       parts.push_back(constant_schedule());
     } else if (kind == "step") {
       arity(2, 3);
-      parts.push_back(step_schedule(to_int(f[1], text) * steps_per_epoch, f.size() > 2 ? to_double(f[2], text) : 0.1));
+      parts.push_back(step_schedule(to_int(f[1], text) * steps_per_epoch, f.size() > 2 ? to_factor(f[2], text, 0, true) : 0.1));
     } else if (kind == "multistep") {
       arity(2, 3);
       std::vector<int64_t> m;
-      for (const auto& e : split(f[1], ',')) m.push_back(to_int(e, text) * steps_per_epoch);
-      parts.push_back(multistep_schedule(m, f.size() > 2 ? to_double(f[2], text) : 0.1));
+      for (const auto& e : split(f[1], ',')) {
+        m.push_back(to_int(e, text) * steps_per_epoch);
+        if (m.size() > 1 && m[m.size() - 2] >= m.back())
+          throw InputError(fmt::format("schedule '{}': milestones must increase", text));
+      }
+      if (m.empty()) throw InputError(fmt::format("schedule '{}': no milestones", text));
+      parts.push_back(multistep_schedule(m, f.size() > 2 ? to_factor(f[2], text, 0, true) : 0.1));
     } else if (kind == "cosine") {
       arity(1, 2);
-      parts.push_back(cosine_schedule(total_epochs * steps_per_epoch, f.size() > 1 ? to_double(f[1], text) : 0.0));
+      parts.push_back(cosine_schedule(total_epochs * steps_per_epoch, f.size() > 1 ? to_factor(f[1], text, 0, false) : 0.0));
     } else if (kind == "warmup") {
       arity(2, 3);
-      parts.push_back(warmup_schedule(to_int(f[1], text), f.size() > 2 ? to_double(f[2], text) : 0.0));
+      parts.push_back(warmup_schedule(to_int(f[1], text), f.size() > 2 ? to_factor(f[2], text, 0, false) : 0.0));
     } else {
       throw InputError(fmt::format(
           "unknown schedule '{}' in '{}' (expected constant, step:E[:G], multistep:E1,E2[:G], cosine[:MIN], warmup:S[:START])",

@@ -217,4 +217,9 @@ TEST_CASE("schedules: epochs convert to steps, parts compose by product, bad str
   CHECK(parse_schedule("constant", 3, 3)->factor(100) == 1.0);
   for (const char* bad : {"linear", "step", "step:x", "step:0", "cosine:1:2", "warmup:-3", "step:2:abc", "+"})
     CHECK_THROWS_AS(parse_schedule(bad, 10, 5), InputError);
+  // nonsense that used to be accepted silently (issue 12): negative or huge factors, empty or unordered
+  // milestones, repeated parts, overflowing integers, an empty string
+  for (const char* bad : {"step:1:-1", "step:1:1e308", "step:1:0", "multistep:", "multistep:5,3", "multistep:3,3:0.1",
+                          "warmup:5+warmup:3+cosine", "step:99999999999999999999", "cosine:-0.5", "warmup:3:2", ""})
+    CHECK_THROWS_AS(parse_schedule(bad, 10, 5), InputError);
 }
