@@ -30,9 +30,22 @@ QuantSimOptions options_from_quantsim_json(const nlohmann::json& qs_json, const 
   o.fold_bn = qs.bool_or("fold_bn", true);
   o.quantize_cell_state = qs.bool_or("quantize_cell_state", false);
   o.quantize_gates = qs.bool_or("quantize_gates", false);
+  // The config is the directory's own config.json; without one, only a built-in name is accepted: a
+  // path read from quantsim.json is never followed (paths read from files stay inside their directory).
   const fs::path cfg = dir / "config.json";
-  o.config = fs::exists(cfg) ? cfg.string() : qs.str_or("config", "default");
-  if (o.config.rfind("<builtin:", 0) == 0) o.config = o.config.find("per_channel") != std::string::npos ? "per_channel" : "default";
+  if (fs::exists(cfg)) {
+    o.config = cfg.string();
+  } else {
+    const std::string name = qs.str_or("config", "default");
+    if (name == "default" || name == "per_channel")
+      o.config = name;
+    else if (name.rfind("<builtin:", 0) == 0)
+      o.config = name.find("per_channel") != std::string::npos ? "per_channel" : "default";
+    else
+      qs["config"].fail(fmt::format("names '{}', but only a built-in config or the directory's own config.json is "
+                                    "used (config.json is missing)",
+                                    name));
+  }
   return o;
 }
 

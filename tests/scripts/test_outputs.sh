@@ -98,6 +98,11 @@ expect_rc 2 "resume with state.json naming files outside" -- "$Q" train --resume
 intact "$work/victim.txt" keep "checkpoint state confinement"
 cp "$work/state.good" "$work/run/checkpoint/state.json"
 
+# a quantized directory's quantsim.json may not point at a config file outside the directory
+cp -r "$work/q" "$work/q_cfg" && rm "$work/q_cfg/config.json" "$work/q_cfg/.qforge-output"
+sed -i 's#"config": *"[^"]*"#"config": "/etc/passwd"#' "$work/q_cfg/quantsim.json"
+expect_rc 2 "quantsim.json naming a config outside its directory" -- "$Q" eval --model-dir "$work/q_cfg"
+
 # ---- resume continues the stored configuration ----------------------------------------------------------
 expect_rc 2 "resume with a conflicting --epochs" -- "$Q" train --resume "$work/run" --epochs 3
 expect_rc 2 "resume with a conflicting --lr" -- "$Q" train --resume "$work/run" --lr 0.5
