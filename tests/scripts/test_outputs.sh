@@ -77,6 +77,11 @@ intact "$work/user/precious.txt" keep "train --out user dir"
 expect_rc 2 "train over an existing run without --force/--resume" -- "$Q" train --model mnist-cnn "${common[@]}" --out "$work/cnn"
 expect_rc 2 "train --out inside its data" -- "$Q" train --model mlp --data mnist:"$work/user" --out "$work/user/run"
 
+expect_rc 0 "train a run to replace" -- "$Q" train --model mlp "${common[@]}" --epochs 1 --out "$work/old_run"
+expect_rc 0 "train --force over a previous run" -- "$Q" train --model mnist-cnn "${common[@]}" --epochs 1 --max-steps 3 --out "$work/old_run" --force
+grep -q '"mnist-cnn"' "$work/old_run/report.json" || fail "train --force did not replace the previous run"
+[ -e "$work/old_run/weights.safetensors" ] && fail "train --force kept the old run's final weights (mixed set)"
+
 # ---- eval --save-logits: links and special files are refused, never replaced ----------------------------
 echo keep >"$work/target.txt"
 ln -s "$work/target.txt" "$work/link.safetensors"
@@ -155,7 +160,7 @@ name = sorted(k for k in h if k != '__metadata__' and h[k]['dtype'] == 'F32')[0]
 off = 8 + n + h[name]['data_offsets'][0]
 b[off:off + 4] = struct.pack('<f', float('nan'))
 open(p, 'wb').write(b)
-print(name)
+print(name, file=sys.stderr)
 EOF
 expect_rc 2 "eval with a NaN weight" -- "$Q" eval --model-dir "$work/cnn_nan"
 grep -q "non-finite" "$work/err.txt" || fail "NaN weight message does not say non-finite"
@@ -172,6 +177,8 @@ grep -q "diverged" "$work/err.txt" && grep -q "step" "$work/err.txt" || fail "di
   --log-every 1 --out "$work/term" >/dev/null 2>"$work/term.err" &
 pid=$!
 for _ in $(seq 1 200); do [ -s "$work/term/metrics.jsonl" ] && break; sleep 0.1; done
+expect_rc 2 "a second writer of a running training's --out" -- "$Q" train --model mlp "${common[@]}" --out "$work/term" --force
+grep -q "another qforge command" "$work/err.txt" || fail "concurrent writer message does not mention the lock"
 kill -TERM "$pid"
 wait "$pid"
 rc=$?
