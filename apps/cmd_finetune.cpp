@@ -138,7 +138,8 @@ int cmd_finetune(int argc, char** argv) {
     // Learned ranges become the exported encodings; training state stays in checkpoint/.
     quant::save_quantized_dir(out, sim, report);
   } else {
-    say(fmt::format("stopped ({}) after {} steps; continue with --resume", result.stop_reason, result.steps));
+    say(fmt::format("stopped ({}) after {} steps; continue with: qforge finetune --model-dir {} --out {} --resume",
+                    result.stop_reason, result.steps, src.string(), out.string()));
   }
   nlohmann::json summary = {{"out", out.string()},
                             {"accuracy_before", before.metrics.accuracy()},
