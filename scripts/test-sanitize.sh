@@ -24,6 +24,9 @@ FUZZ_TARGETS="safetensors spec aimet_config encodings quantsim_json checkpoint_s
 # tests_sanitize_readers (tests/fuzz/meson.build): every reader's tests and hostile-input suites in one
 # executable, so the long numerics/training suites are not compiled with sanitizers.
 EXES="tests/engine/kernels/tests_kernels tests/fuzz/tests_sanitize_readers"
+# ccache may reuse objects compiled in another checkout of the same tree (a CI clone): debug info names the
+# first checkout's directory, which does not change what the sanitizers report.
+export CCACHE_NOHASHDIR=1
 if [ ! -f "$B/build.ninja" ]; then
   cxx="g++"
   command -v ccache >/dev/null && cxx="ccache g++"
