@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <random>
+#include <csignal>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,6 +48,29 @@ bool inside(const fs::path& child, const fs::path& parent) {  // both canonical
     if (c == child.end() || *c != *p) return false;
   }
   return true;
+}
+
+// Under the lock no other qforge process writes this --out: temporaries `<name>.qforge-tmp-<pid>-<hex>`
+// left by a process that no longer exists (killed outright) are removed. Only exact matches of the
+// pattern whose pid is gone are touched.
+void remove_stale_temporaries(const fs::path& out) {
+  const std::string prefix = out.filename().string() + ".qforge-tmp-";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out.parent_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const auto dash = rest.find('-');
+    if (dash == std::string::npos || dash == 0 || dash + 9 != rest.size()) continue;
+    const std::string pid_s = rest.substr(0, dash), hex = rest.substr(dash + 1);
+    if (pid_s.find_first_not_of("0123456789") != std::string::npos || pid_s.size() > 9) continue;
+    if (hex.find_first_not_of("0123456789abcdef") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(pid_s));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    std::error_code ec2;
+    if (!fs::is_directory(fs::symlink_status(e.path(), ec2))) continue;
+    fs::remove_all(e.path(), ec2);
+  }
 }
 
 }  // namespace
@@ -136,6 +160,7 @@ OutputDir::OutputDir(fs::path out, std::string kind, OutputOptions options)
   }
   try {
     check_target();  // again, under the lock
+    remove_stale_temporaries(out_);
     if (keep_existing_) {
       published_ = true;  // updated in place (resume)
       return;

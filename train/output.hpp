@@ -22,8 +22,9 @@
 //   resumed) are published at their start (`publish()` right away; the old output, if --force, replaced
 //   as a whole) and then updated in place under the lock, every file written to a temporary name and
 //   renamed; the checkpoint's state.json is its commit point and weights.safetensors is written last.
-// A process killed outright (SIGKILL, power loss) may leave its `<out>.qforge-tmp-*` behind (never a
-// half-replaced --out); it is safe to delete. A stale lock file is harmless: flock dies with its process.
+// A process killed outright (SIGKILL, power loss) may leave its `<out>.qforge-tmp-<pid>-<hex>` behind
+// (never a half-replaced --out); the next writer of that --out removes it under the lock once that pid
+// no longer exists. A stale lock file is harmless: flock dies with its process.
 // Single files given by the user (eval --save-logits): check_single_file_target() refuses symbolic
 // links and special files (exit 2); a regular file is replaced by temp + rename.
 #pragma once

@@ -137,6 +137,21 @@ TEST_CASE("OutputDir: force replaces a previous qforge output of the same kind a
   fs::remove_all(root);
 }
 
+TEST_CASE("OutputDir: temporaries of a killed writer of the same --out are removed; other names are not") {
+  const fs::path root = temp_dir("stale");
+  fs::create_directories(root / "out.qforge-tmp-999999999-0badf00d");  // no such pid
+  fs::create_directories(root / "out.qforge-tmp-user-notes");         // not the pattern
+  fs::create_directories(root / fmt::format("out.qforge-tmp-{}-0badf00d", ::getppid()));  // a live process
+  {
+    OutputDir od(root / "out", "bundle");
+    od.publish();
+  }
+  CHECK_FALSE(fs::exists(root / "out.qforge-tmp-999999999-0badf00d"));
+  CHECK(fs::exists(root / "out.qforge-tmp-user-notes"));
+  CHECK(fs::exists(root / fmt::format("out.qforge-tmp-{}-0badf00d", ::getppid())));
+  fs::remove_all(root);
+}
+
 TEST_CASE("OutputDir: a second writer of the same --out is refused while the first holds the lock") {
   const fs::path root = temp_dir("lock");
   OutputDir first(root / "b", "bundle");
