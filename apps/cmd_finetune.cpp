@@ -112,6 +112,11 @@ int cmd_finetune(int argc, char** argv) {
   // Note [Publishing outputs] (train/output.hpp): like train, a fine-tuning run directory is published at
   // its start and updated in place under the lock (checkpoints resumable after any stop); the final
   // quantized files are written last, each atomically.
+  if (resume && train::output_kind(out).empty()) {  // a run of an older version: see cmd_train
+    (void)train::read_checkpoint_trainer_state(out / "checkpoint");
+    say(fmt::format("note: marking {} as a qforge fine-tuning run (written by an older version)", out.string()));
+    train::write_output_marker(out, "quantized");
+  }
   train::OutputDir od(out, "quantized", {r.count("force") > 0, {src}, resume});
   if (resume && !od.existing())
     throw InputError(fmt::format("--resume: {} is not a qforge fine-tuning run", out.string()));

@@ -108,6 +108,8 @@ int cmd_train(int argc, char** argv) {
                                   ? fs::absolute(model_arg).lexically_normal().string()
                                   : model_arg;
     model_arg = resume_value<std::string>(r, "model", model_src, "model", given, out);
+    // A spec-built model resumes from the run's own model.json, never from a path read from a file.
+    if (!model_arg.empty() && !nn::is_zoo_model(model_arg)) model_arg = (out / "model.json").string();
   }
   if (model_arg.empty()) throw UsageError("--model is required (see --help)");
   std::string data_arg = r.count("data") ? r["data"].as<std::string>() : std::string("synthetic");
@@ -169,7 +171,10 @@ int cmd_train(int argc, char** argv) {
   bopt.seed = cfg.seed;
   std::shared_ptr<nn::Graph> model = nn::build_model(choice.spec, bopt);
   // Paths are stored absolute so that `--resume DIR` works from any working directory.
-  cfg.app_config = {{"model", nn::is_zoo_model(model_arg) ? model_arg : fs::absolute(model_arg).lexically_normal().string()},
+  const std::string stored_model = app.is_object() ? app.value("model", std::string()) : std::string();
+  cfg.app_config = {{"model", resume && !stored_model.empty() ? stored_model
+                              : nn::is_zoo_model(model_arg)  ? model_arg
+                                                             : fs::absolute(model_arg).lexically_normal().string()},
                     {"data", absolute_data_spec(data.spec)},
                     {"seq_len", seq_len}};
   if (data.vocab) cfg.app_config["vocab"] = vocabulary_to_json(*data.vocab);
@@ -182,7 +187,14 @@ int cmd_train(int argc, char** argv) {
   oo.force = r.count("force") > 0;
   oo.allow_existing_same_kind = resume;
   if (!data_path(data_arg).empty()) oo.inputs.push_back(data_path(data_arg));
-  if (!nn::is_zoo_model(model_arg)) oo.inputs.push_back(model_arg);
+  if (!resume && !nn::is_zoo_model(model_arg)) oo.inputs.push_back(model_arg);
+  if (resume && train::output_kind(out).empty()) {
+    // A run written before outputs were marked: its valid checkpoint identifies it; resuming writes only
+    // the run's own file names, so it is adopted (marked) rather than refused.
+    (void)train::read_checkpoint_trainer_state(out / "checkpoint");
+    say(fmt::format("note: marking {} as a qforge training run (written by an older version)", out.string()));
+    train::write_output_marker(out, "model");
+  }
   train::OutputDir od(out, "model", oo);
   if (resume && !od.existing())
     throw InputError(fmt::format("--resume {}: not a qforge training run", out.string()));
