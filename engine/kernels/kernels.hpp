@@ -225,6 +225,16 @@ private:
 
 using Conv2dFn = void (*)(const Conv2dWeights& w, const void* x, void* y, void* workspace, int threads) noexcept;
 
+// Whether conv2d kernels copy the input into a padded image first (Note [padded im2col] in
+// generic/ops_impl.inc): im2col convs with groups = 1, dilation 1 and dense input pixels.
+inline namespace QFORGE_KERNELS_ISA_NS {
+inline bool conv2d_padded_path(const Conv2dShape& s) noexcept {
+  const bool direct = s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 0 &&
+                      s.pad_left == 0 && s.pad_bottom == 0 && s.pad_right == 0 && s.groups == 1;
+  return !direct && s.groups == 1 && s.dilation_h == 1 && s.dilation_w == 1 && s.xs() == s.in_c;
+}
+}  // inline namespace QFORGE_KERNELS_ISA_NS
+
 // Depthwise 3x3 (channel multiplier 1), NHWC, any stride and padding; padded taps contribute 0 (x = z_in).
 struct DwConv3x3Params {
   int batch = 1, in_h = 0, in_w = 0, channels = 0;

@@ -147,7 +147,12 @@ std::size_t PackedConv2d::workspace_bytes() const noexcept {
                       s.pad_left == 0 && s.pad_bottom == 0 && s.pad_right == 0 && s.groups == 1;
   if (direct) return 0;
   const std::size_t k = static_cast<std::size_t>(s.kernel_h) * s.kernel_w * (s.in_c / s.groups);
-  return static_cast<std::size_t>(s.batch) * s.out_h() * s.out_w() * ((k + 3) / 4 * 4) + 64;
+  const std::size_t cols = static_cast<std::size_t>(s.batch) * s.out_h() * s.out_w() * ((k + 3) / 4 * 4);
+  if (!conv2d_padded_path(s)) return cols + 64;
+  // Note [padded im2col]: the padded input image follows the (64-byte aligned) im2col area.
+  const std::size_t padded = static_cast<std::size_t>(s.batch) * (s.in_h + s.pad_top + s.pad_bottom) *
+                             (s.in_w + s.pad_left + s.pad_right) * s.in_c;
+  return align64(cols) + padded + 64;
 }
 
 const char* gemm_kernel_name(const GemmWeights& w, Isa isa, int m) noexcept {
