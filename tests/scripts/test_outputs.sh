@@ -149,6 +149,7 @@ cp -r "$work/cnn" "$work/cnn_rep" && echo '[1, 2]' >"$work/cnn_rep/report.json"
 expect_rc 2 "report.json that is not an object" -- "$Q" eval --model-dir "$work/cnn_rep"
 
 # ---- non-finite weights are refused at load, naming the tensor --------------------------------------------
+if command -v python3 >/dev/null 2>&1; then
 cp -r "$work/cnn" "$work/cnn_nan" && rm "$work/cnn_nan/.qforge-output"
 python3 - "$work/cnn_nan/weights.safetensors" <<'EOF'
 import json, struct, sys
@@ -160,12 +161,14 @@ name = sorted(k for k in h if k != '__metadata__' and h[k]['dtype'] == 'F32')[0]
 off = 8 + n + h[name]['data_offsets'][0]
 b[off:off + 4] = struct.pack('<f', float('nan'))
 open(p, 'wb').write(b)
-print(name, file=sys.stderr)
 EOF
 expect_rc 2 "eval with a NaN weight" -- "$Q" eval --model-dir "$work/cnn_nan"
 grep -q "non-finite" "$work/err.txt" || fail "NaN weight message does not say non-finite"
 expect_rc 2 "quantize with a NaN weight" -- "$Q" quantize --model-dir "$work/cnn_nan" --out "$work/q_nan"
 [ -e "$work/q_nan" ] && fail "quantize of NaN weights wrote an output"
+else
+  echo "skipping the NaN-weight checks: python3 not found"
+fi
 
 # ---- divergence: exit 1, step named, last good checkpoint kept ----------------------------------------------
 expect_rc 1 "train --lr 1e10" -- "$Q" train --model mlp "${common[@]}" --epochs 1 --lr 1e10 --out "$work/div"
@@ -187,13 +190,11 @@ grep -q "stop requested" "$work/term.err" || fail "SIGTERM: no 'stop requested' 
 [ -e "$work/term/checkpoint/state.json" ] || fail "SIGTERM: no checkpoint written"
 
 # ---- text models carry their vocabulary ------------------------------------------------------------------
-python3 -c "
-import random
-random.seed(1)
-w = ['the ', 'cat ', 'sat ', 'on ', 'mat ', 'and ', 'dog ', 'ran ']
-open('$work/a.txt', 'w').write(''.join(random.choice(w) for _ in range(900)))
-open('$work/b.txt', 'w').write(''.join(random.choice(w).upper() for _ in range(900)))
-"
+words=("the " "cat " "sat " "on " "mat " "and " "dog " "ran ")
+RANDOM=1
+: >"$work/a.txt"
+for _ in $(seq 1 900); do printf '%s' "${words[RANDOM % 8]}" >>"$work/a.txt"; done
+tr 'a-z' 'A-Z' <"$work/a.txt" >"$work/b.txt"
 expect_rc 0 "train char-lstm" -- "$Q" train --model char-lstm --data text:"$work/a.txt" --seq-len 20 --epochs 1 --batch-size 16 --threads 1 --progress none --out "$work/lm"
 grep -q '"vocab"' "$work/lm/report.json" || fail "char-lstm model directory lacks its vocabulary"
 expect_rc 0 "eval char-lstm on its text" -- "$Q" eval --model-dir "$work/lm"
