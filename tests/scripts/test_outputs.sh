@@ -88,7 +88,13 @@ ln -s "$work/target.txt" "$work/link.safetensors"
 expect_rc 2 "--save-logits to a symlink" -- "$Q" eval --model-dir "$work/cnn" --save-logits "$work/link.safetensors"
 [ -L "$work/link.safetensors" ] || fail "--save-logits replaced the symlink"
 intact "$work/target.txt" keep "--save-logits symlink target"
-expect_rc 2 "--save-logits to /dev/null" -- "$Q" eval --model-dir "$work/cnn" --save-logits /dev/null
+# A special file of our own, never the machine's /dev/null: a regression would replace it by a regular file
+# and break every later redirection on this machine. A character device (as root) or else a FIFO; the
+# timeout guards against a regression that opens the FIFO and waits for a reader.
+if mknod "$work/special" c 1 3 2>/dev/null || mkfifo "$work/special"; then
+  expect_rc 2 "--save-logits to a special file" -- timeout 120 "$Q" eval --model-dir "$work/cnn" --save-logits "$work/special"
+  [ -c "$work/special" ] || [ -p "$work/special" ] || fail "--save-logits replaced the special file"
+fi
 expect_rc 2 "--save-logits over a non-logits file" -- "$Q" eval --model-dir "$work/cnn" --save-logits "$work/cnn/weights.safetensors"
 expect_rc 0 "--save-logits" -- "$Q" eval --model-dir "$work/cnn" --save-logits "$work/logits.safetensors"
 expect_rc 0 "--save-logits over its own file" -- "$Q" eval --model-dir "$work/cnn" --save-logits "$work/logits.safetensors"
