@@ -2,6 +2,7 @@
 
 #include "engine/file_io.hpp"
 
+#include "engine/json_util.hpp"
 #include "nn/safetensors.hpp"
 
 #include <bit>
@@ -61,14 +62,15 @@ CheckpointState parse_checkpoint_state(const std::string& json_text, const fs::p
   const fs::path state_path = dir / "state.json";
   CheckpointState st;
   try {
-    const nlohmann::json j = nlohmann::json::parse(json_text);
+    const nlohmann::json j = parse_json(json_text, state_path.string());
     if (!j.is_object() || !j.contains("format") || !j["format"].is_string() ||
         j["format"].get<std::string>() != "qforge-checkpoint")
       throw InputError(fmt::format("checkpoint {}: not a qforge checkpoint", state_path.string()));
     if (!j.at("version").is_number_integer() || j.at("version").get<int64_t>() != 1)
       throw InputError(fmt::format("checkpoint {}: unsupported version {}", state_path.string(), j.at("version").dump()));
-    st.step = j.at("step").get<int64_t>();
-    if (st.step < 0) throw InputError(fmt::format("checkpoint {}: negative step {}", state_path.string(), st.step));
+    // JsonView::integer refuses floats and out-of-range values (a float step of 1e21 used to reach an
+    // undefined float-to-int64 conversion: tests/fuzz/findings/checkpoint_state).
+    st.step = JsonView(j, state_path.string())["step"].integer(0);
     st.model_file = j.at("model_file").get<std::string>();
     st.optimizer_file = j.at("optimizer_file").get<std::string>();
     for (const auto& [name, prefix] : {std::pair{st.model_file, "model"}, std::pair{st.optimizer_file, "optimizer"}})

@@ -4,6 +4,8 @@
 
 #include "engine/tensor.hpp"
 
+#include "engine/json_util.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -30,12 +32,14 @@ struct Metrics {
   nlohmann::json to_json() const {
     return {{"loss_sum", loss_sum}, {"correct", correct}, {"count", count}, {"examples", examples}};
   }
+  // Checked reads (JsonView): a float or negative count is an InputError, not a float-to-int64 conversion.
   static Metrics from_json(const nlohmann::json& j) {
+    const JsonView v(j, "checkpoint running metrics");
     Metrics m;
-    m.loss_sum = j.at("loss_sum").get<double>();
-    m.correct = j.at("correct").get<int64_t>();
-    m.count = j.at("count").get<int64_t>();
-    m.examples = j.at("examples").get<int64_t>();
+    m.loss_sum = v["loss_sum"].number();
+    m.correct = v["correct"].integer(0);
+    m.count = v["count"].integer(0);
+    m.examples = v["examples"].integer(0);
     return m;
   }
 };

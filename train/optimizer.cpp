@@ -1,6 +1,7 @@
 #include "train/optimizer.hpp"
 
 #include "engine/autograd.hpp"
+#include "engine/json_util.hpp"
 
 #include <cmath>
 
@@ -138,10 +139,10 @@ void Optimizer::load_state(const nlohmann::json& j, const std::map<std::string, 
     if (lr.size() != groups_.size()) throw InputError("optimizer state: lr list does not match the groups");
     for (double v : lr)
       if (!std::isfinite(v) || v < 0) throw InputError(fmt::format("optimizer state: learning rate {} is not valid", v));
-    if (j.at("steps").get<int64_t>() < 0) throw InputError("optimizer state: negative step count");
+    const int64_t steps = JsonView(j, "optimizer state")["steps"].integer(0);  // no float-to-int64 conversion
     state_ = std::move(st);
     lr_ = lr;
-    steps_ = j.at("steps").get<int64_t>();
+    steps_ = steps;
   } catch (const nlohmann::json::exception& e) {
     throw InputError(fmt::format("optimizer state: malformed JSON ({})", e.what()));
   }

@@ -1,6 +1,7 @@
 #include "train/trainer.hpp"
 
 #include "engine/autograd.hpp"
+#include "engine/json_util.hpp"
 #include "engine/ops/ops.hpp"
 #include "nn/layers.hpp"
 #include "nn/safetensors.hpp"
@@ -293,16 +294,20 @@ nlohmann::json Trainer::extra_parameters_json() const {
 
 void Trainer::restore(const nlohmann::json& j) {
   try {
-    if (j.at("batch_size").get<int64_t>() != config_.batch_size || j.at("seed").get<uint64_t>() != config_.seed)
+    // Typed, range-checked reads: a float or out-of-range value is an InputError naming the field, never a
+    // float-to-integer conversion (undefined behaviour for values past int64).
+    const JsonView v(j, (checkpoint_dir() / "state.json").string() + " trainer");
+    const int64_t batch_size = v["batch_size"].integer(1);
+    const uint64_t seed = v["seed"].uinteger();
+    if (batch_size != config_.batch_size || seed != config_.seed)
       throw InputError(fmt::format("checkpoint in {} was written with batch size {} and seed {}; this run uses {} and {}",
-                                   checkpoint_dir().string(), j.at("batch_size").get<int64_t>(),
-                                   j.at("seed").get<uint64_t>(), config_.batch_size, config_.seed));
-    epoch_ = j.at("epoch").get<int64_t>();
-    batch_ = j.at("batch").get<int64_t>();
-    step_ = j.at("step").get<int64_t>();
+                                   checkpoint_dir().string(), batch_size, seed, config_.batch_size, config_.seed));
+    epoch_ = v["epoch"].integer(0);
+    batch_ = v["batch"].integer(0);
+    step_ = v["step"].integer(0);
     running_ = Metrics::from_json(j.at("running"));
-    epoch_seconds_ = j.at("epoch_seconds").get<double>();
-    best_epoch_ = j.at("best_epoch").get<int64_t>();
+    epoch_seconds_ = v["epoch_seconds"].number();
+    best_epoch_ = v["best_epoch"].integer(0);
     best_metric_ = j.at("best_metric").get<double>();
     const auto& dropout = j.at("dropout_generators");
     for (auto& [name, m] : model_->named_modules())

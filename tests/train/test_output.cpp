@@ -199,6 +199,19 @@ TEST_CASE("checkpoint state: file names are confined to the checkpoint directory
   CHECK_THROWS_AS(parse_checkpoint_state(R"({"format":"qforge-checkpoint","version":1,"step":-1})", dir), InputError);
 }
 
+TEST_CASE("checkpoint state: a step that is a float or past int64 is an input error (fuzz finding)") {
+  // tests/fuzz/regressions/checkpoint_state/step_float_cast_overflow: 1184467440737095516152 parses as a
+  // float; converting it to int64 was undefined behaviour (UBSan float-cast-overflow).
+  const fs::path dir = "/tmp/ck";
+  for (const char* step : {"1184467440737095516152", "3.5", "1e300", "18446744073709551615", "\"3\"", "null"}) {
+    CAPTURE(step);
+    const std::string text = std::string(R"({"format":"qforge-checkpoint","version":1,"step":)") + step +
+                             R"(,"model_file":"model-3.safetensors","optimizer_file":"optimizer-3.safetensors",)"
+                             R"("optimizer":{},"trainer":{}})";
+    CHECK_THROWS_WITH_AS(parse_checkpoint_state(text, dir), doctest::Contains("step"), InputError);
+  }
+}
+
 TEST_CASE("checkpoint rotation never deletes files a tampered state.json names outside the directory") {
   const fs::path root = temp_dir("rotation");
   write(root / "victim.txt", "keep");
