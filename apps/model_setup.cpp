@@ -94,7 +94,8 @@ void apply_model_vocabulary(data::DataSplits& data, const nlohmann::json& report
   std::string chars;
   try {
     for (const auto& b : report.at("vocab")) {
-      const int v = b.get<int>();
+      if (!b.is_number_integer()) throw InputError("a byte is not an integer");  // no float-to-int conversion
+      const int64_t v = b.get<int64_t>();
       if (v < 0 || v > 255) throw InputError("byte out of range");
       chars.push_back(static_cast<char>(v));
     }

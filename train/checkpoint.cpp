@@ -40,11 +40,11 @@ nlohmann::json generator_to_json(const Generator& g) {
 
 void generator_from_json(Generator& g, const nlohmann::json& j) {
   Generator::State st{};
-  const auto s = j.at("s").get<std::vector<uint64_t>>();
-  if (s.size() != 4) throw InputError("generator state: expected 4 state words");
-  for (int k = 0; k < 4; ++k) st.s[k] = s[k];
-  st.has_spare = j.at("has_spare").get<bool>();
-  st.spare = std::bit_cast<double>(j.at("spare_bits").get<uint64_t>());
+  const JsonView v(j, "generator state");  // typed reads: a float or negative word is an InputError
+  const JsonView s = v["s"].list(4);
+  for (std::size_t k = 0; k < 4; ++k) st.s[k] = s[k].uinteger();
+  st.has_spare = v["has_spare"].boolean();
+  st.spare = std::bit_cast<double>(v["spare_bits"].uinteger());
   g.set_state(st);
 }
 
