@@ -27,7 +27,11 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=build-aarch64
 JOBS=${JOBS:-2}
-SYSROOT=/usr/aarch64-linux-gnu
+# Note [qemu loader]: the programs run against the arm64 multiarch libraries (libc6:arm64 etc., pulled in by
+# the -dev packages), so the loader must be the multiarch one too: -L / (QEMU_LD_PREFIX=/). With the cross
+# sysroot (-L /usr/aarch64-linux-gnu) its older ld.so met the newer multiarch libc.so.6 and every
+# program spun forever at start-up.
+SYSROOT=/
 export QEMU_LD_PREFIX=$SYSROOT
 QEMU=(qemu-aarch64 -cpu max -L "$SYSROOT")
 passed=0
@@ -43,7 +47,7 @@ finish() {
 
 # ---- 1. toolchain and arm64 libraries ------------------------------------------------------------------
 PACKAGES=(g++-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libfmt-dev:arm64 zlib1g-dev:arm64
-          libxsimd-dev:arm64 meson ninja-build pkg-config ccache
+          libxsimd-dev:arm64 libgomp1:arm64 meson ninja-build pkg-config ccache
           libxtensor-dev libxsimd-dev nlohmann-json3-dev libcxxopts-dev doctest-dev)
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
