@@ -4,21 +4,7 @@
 # quantize -> eval (sim/exact/int8) -> compare -> export -> bundle chain, and divergence handling.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-Q="${QFORGE_BIN:-$PWD/build/apps/qforge}"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_rc() {  # expect_rc CODE DESCRIPTION -- command...
-  local want=$1 what=$2
-  shift 3
-  "$@" >"$work/out.txt" 2>"$work/err.txt"
-  local rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    fail "$what: exit $rc, expected $want"
-    tail -n 5 "$work/err.txt"
-  fi
-}
+source tests/scripts/lib/cli_harness.sh
 last_json() { tail -n 1 "$work/out.txt"; }
 
 # --help everywhere

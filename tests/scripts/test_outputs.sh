@@ -5,21 +5,7 @@
 # stored configuration, SIGTERM, the text vocabulary. QFORGE_BIN overrides the binary.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-Q="${QFORGE_BIN:-$PWD/build/apps/qforge}"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_rc() {  # expect_rc CODE DESCRIPTION -- command...
-  local want=$1 what=$2
-  shift 3
-  "$@" >"$work/out.txt" 2>"$work/err.txt"
-  local rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    fail "$what: exit $rc, expected $want"
-    tail -n 5 "$work/err.txt"
-  fi
-}
+source tests/scripts/lib/cli_harness.sh
 intact() {  # intact FILE CONTENT DESCRIPTION
   [ -f "$1" ] && [ "$(cat "$1")" = "$2" ] || fail "$3: $1 was changed or deleted"
 }
