@@ -34,6 +34,7 @@ JOBS=${JOBS:-2}
 SYSROOT=/
 export QEMU_LD_PREFIX=$SYSROOT
 QEMU=(qemu-aarch64 -cpu max -L "$SYSROOT")
+source scripts/lib/doctest_tally.sh
 passed=0
 failed=0
 start=$(date +%s)
@@ -100,20 +101,8 @@ run_doctest() {
   "${QEMU[@]}" "$exe" --no-intro=true "$@" >"$log" 2>&1
   local rc=$?
   grep -v '^\[doctest\] \(doctest version\|run with\)' "$log" | tail -n 25
-  local line p f
-  line=$(grep '^\[doctest\] test cases:' "$log" | tail -n1)
-  p=$(echo "$line" | sed -n 's/.*| *\([0-9]*\) passed.*/\1/p')
-  f=$(echo "$line" | sed -n 's/.*| *\([0-9]*\) failed.*/\1/p')
-  if [ -z "$p" ]; then
-    echo "$label crashed or printed no summary (exit $rc)"
-    p=0
-    f=$((${f:-0} + 1))
-  elif [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
-    f=1
-  fi
+  doctest_tally "$label" "$log" "$rc"
   echo "($(($(date +%s) - t0)) s)"
-  passed=$((passed + p))
-  failed=$((failed + ${f:-0}))
 }
 
 K=$BUILD/tests/engine/kernels/tests_kernels

@@ -48,6 +48,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 logdir=$B/test-logs
 mkdir -p "$logdir"
+source scripts/lib/doctest_tally.sh
 passed=0
 failed=0
 
@@ -58,27 +59,13 @@ run_doctest() {
   local log="$logdir/$label.log"
   echo "== $label"
   "$B/$exe" --no-intro=true "$@" >"$log" 2>&1
-  local rc=$?
-  local line p f
-  line=$(grep '^\[doctest\] test cases:' "$log" | tail -n1)
-  p=$(echo "$line" | sed -n 's/.*| *\([0-9]*\) passed.*/\1/p')
-  f=$(echo "$line" | sed -n 's/.*| *\([0-9]*\) failed.*/\1/p')
+  local rc=$? reports=0
   if grep -q 'ERROR: \(Address\|Leak\)Sanitizer\|runtime error:' "$log"; then
     grep -m5 -A12 'ERROR: \(Address\|Leak\)Sanitizer\|runtime error:' "$log"
-    f=$((${f:-0} + 1))
+    reports=1
   fi
-  if [ -z "$p" ]; then
-    tail -n 30 "$log"
-    echo "$label crashed or printed no summary (exit $rc)"
-    p=0
-    f=$((${f:-0} + 1))
-  elif [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
-    tail -n 30 "$log"
-    f=1
-  fi
-  echo "$line"
-  passed=$((passed + p))
-  failed=$((failed + ${f:-0}))
+  doctest_tally "$label" "$log" "$rc" "$reports"
+  grep '^\[doctest\] test cases:' "$log" | tail -n1
 }
 
 # Every kernel test (the int8 kernels against their scalar references, on the best ISA of this CPU); every

@@ -28,6 +28,7 @@ done
 bash scripts/build.sh || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export QFORGE_SOURCE_ROOT="$PWD"
+source scripts/lib/doctest_tally.sh
 passed=0
 failed=0
 logdir=build/test-logs
@@ -40,20 +41,7 @@ run_doctest() {
   local log="$logdir/$label.log"
   echo "== $label"
   "$exe" --no-intro=true "$@" 2>&1 | tee "$log" | grep -v '^\[doctest\] \(doctest version\|run with\)' | tail -n 40
-  local rc=${PIPESTATUS[0]}
-  local line p f
-  line=$(grep '^\[doctest\] test cases:' "$log" | tail -n1)
-  p=$(echo "$line" | sed -n 's/.*| *\([0-9]*\) passed.*/\1/p')
-  f=$(echo "$line" | sed -n 's/.*| *\([0-9]*\) failed.*/\1/p')
-  if [ -z "$p" ]; then
-    echo "$label crashed or printed no summary (exit $rc)"
-    p=0
-    f=$((${f:-0} + 1))
-  elif [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
-    f=1
-  fi
-  passed=$((passed + p))
-  failed=$((failed + ${f:-0}))
+  doctest_tally "$label" "$log" "${PIPESTATUS[0]}"
 }
 
 for exe in $(find build/tests -maxdepth 3 -type f -name 'tests_*' -perm -u+x | sort); do
