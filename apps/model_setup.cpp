@@ -37,6 +37,9 @@ ModelChoice choose_model(const std::string& model, const data::DataSplits& data)
   }
   if (fs::exists(model)) {
     c.spec = nn::read_json_file(model);
+    if (!c.spec.is_object()) throw InputError(fmt::format("{}: a model spec must be a JSON object", model));
+    if (c.spec.contains("name") && !c.spec["name"].is_string())
+      throw InputError(fmt::format("{}: /name: expected a string", model));
     c.name = c.spec.value("name", fs::path(model).stem().string());
     return c;
   }

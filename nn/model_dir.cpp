@@ -1,6 +1,7 @@
 #include "nn/model_dir.hpp"
 
 #include "engine/file_io.hpp"
+#include "engine/json_util.hpp"
 #include "nn/safetensors.hpp"
 #include "nn/spec.hpp"
 
@@ -17,12 +18,7 @@ nlohmann::json read_json_file(const fs::path& path) {
   if (!fs::is_regular_file(st)) throw InputError(fmt::format("{}: not a regular file", path.string()));
   if (fs::file_size(path, ec) > kMaxJsonBytes)
     throw InputError(fmt::format("{}: larger than {} MiB; not a qforge JSON file", path.string(), kMaxJsonBytes >> 20));
-  const std::string text = read_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(fmt::format("{}: malformed JSON: {}", path.string(), e.what()));
-  }
+  return parse_json(read_file(path), path.string());  // depth-limited; syntax errors name the file
 }
 
 void write_json_file(const fs::path& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
