@@ -271,8 +271,6 @@ int sweep_pool(Isa isa, bool is_max) {
     p.pad_left = p.pad_right = p.kernel_w > 1 && idx % 3 ? 1 : 0;
     p.in_h = 3 + idx;
     p.in_w = 4 + (idx * 3) % 7;
-    p.x_pixel_stride = idx % 4 == 1 ? p.channels + 2 : 0;
-    p.y_pixel_stride = idx % 5 == 3 ? p.channels + 7 : 0;
     p.type = idx % 2 ? ActType::u8 : ActType::s8;
     p.zero_point = rand_zero_point(rng, p.type);
     p.count_include_pad = idx % 3 != 2;
@@ -285,6 +283,10 @@ int sweep_pool(Isa isa, bool is_max) {
       p.in_h = 5 + idx % 4;
       p.in_w = 6 + idx % 5;
     }
+    // Pixel strides after the channel count is final: a stride below it would make the kernels read past the
+    // buffer (AddressSanitizer found this when the unpadded cases changed the channels afterwards).
+    p.x_pixel_stride = idx % 4 == 1 ? p.channels + 2 : 0;
+    p.y_pixel_stride = idx % 5 == 3 ? p.channels + 7 : 0;
     const std::int64_t xs = p.x_pixel_stride ? p.x_pixel_stride : p.channels;
     const std::int64_t ys = p.y_pixel_stride ? p.y_pixel_stride : p.channels;
     std::vector<std::uint8_t> x(static_cast<std::size_t>(p.batch) * p.in_h * p.in_w * xs);
