@@ -1,5 +1,7 @@
 #include "data/data.hpp"
 
+#include "tests/support/fixtures.hpp"
+
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -12,12 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / fmt::format("qforge_test_cifar_{}_{}", name, ::getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using testing::temp_dir;
 
 // Record r of a file: label (base + r) % 10, pixel (ch, y, x) = (base + r + ch * 50 + y * 3 + x) % 256.
 std::vector<uint8_t> cifar_bytes(int records, int base) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <unistd.h>
 
 namespace qforge::testing {
 
@@ -123,6 +124,14 @@ std::string gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
     }
   }
   return {};
+}
+
+std::filesystem::path temp_dir(const std::string& name) {
+  const std::filesystem::path d =
+      std::filesystem::temp_directory_path() / fmt::format("qforge-test-{}-{}", name, ::getpid());
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
 }
 
 }  // namespace qforge::testing

@@ -17,5 +17,7 @@ nlohmann::json load_fixture(const std::string& name);
 Tensor tensor_from_json(const nlohmann::json& j, DType as = DType::f64);
 // The shared data folder (QFORGE_DATA or ../shared/data next to the checkout); empty if absent.
 std::filesystem::path data_dir();
+// An empty directory <system temp>/qforge-test-<name>-<pid>, removed first if it exists (one per test).
+std::filesystem::path temp_dir(const std::string& name);
 
 }  // namespace qforge::testing

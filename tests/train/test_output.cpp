@@ -9,6 +9,8 @@
 #include "train/output.hpp"
 #include "train/train.hpp"
 
+#include "tests/support/fixtures.hpp"
+
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -21,12 +23,7 @@ using json = nlohmann::json;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / fmt::format("qforge_test_output_{}_{}", name, ::getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using testing::temp_dir;
 
 void write(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
 

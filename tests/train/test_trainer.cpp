@@ -4,6 +4,8 @@
 #include "nn/zoo.hpp"
 #include "train/train.hpp"
 
+#include "tests/support/fixtures.hpp"
+
 #include <doctest/doctest.h>
 
 #include <csignal>
@@ -18,12 +20,7 @@ using json = nlohmann::json;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / fmt::format("qforge_test_train_{}_{}", name, ::getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using testing::temp_dir;
 
 // A small CNN with BatchNorm and Dropout, so resuming must restore buffers and generator states too.
 std::shared_ptr<nn::Graph> small_cnn(uint64_t seed) {
