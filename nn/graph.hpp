@@ -9,6 +9,7 @@
 
 #include "nn/module.hpp"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,12 @@ public:
 
   std::string to_string_graph() const;  // one line per node: "name = Type(inputs)"
 
+  // Note [Tensor names]: the names state_dict entries are stored under in weights files, when they differ
+  // from the state_dict key (an imported ONNX model keeps its initializer names, e.g. "conv1.weight" ->
+  // "onnx::Conv_193"). model.json's "tensor_names"; nn/weights_io.cpp translates through it on save/load.
+  const std::map<std::string, std::string>& tensor_names() const { return tensor_names_; }
+  void set_tensor_names(std::map<std::string, std::string> names) { tensor_names_ = std::move(names); }
+
 protected:
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs) override;
 
@@ -56,6 +63,7 @@ private:
   std::vector<std::string> input_names_;
   std::vector<GraphNode> nodes_;
   std::vector<ValueRef> outputs_;
+  std::map<std::string, std::string> tensor_names_;
 };
 
 }  // namespace qforge::nn

@@ -6,6 +6,7 @@
 
 #include "nn/recurrent.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -66,6 +67,25 @@ public:
     if (v->is_array() && v->size() == 2 && (*v)[0].is_number_integer() && (*v)[1].is_number_integer())
       return {bounded(k, (*v)[0]), bounded(k, (*v)[1])};
     fail(fmt::format("argument '{}' must be an integer or a list of two integers, got {}", k, json_excerpt(*v)));
+  }
+  // A list of integers (each bounded like integer()); `clamp_huge`: values past ±kMaxSpecInteger are
+  // clamped to it instead of refused (ONNX Slice's INT64_MAX "to the end", unchanged in meaning since no
+  // dimension is that large).
+  std::vector<int64_t> int_list(const std::string& k, std::optional<std::vector<int64_t>> dflt = std::nullopt,
+                                bool clamp_huge = false) {
+    const json* v = take(k, dflt.has_value());
+    if (!v) return *dflt;
+    if (!v->is_array()) fail(fmt::format("argument '{}' must be a list of integers, got {}", k, json_excerpt(*v)));
+    if (v->size() > 64) fail(fmt::format("argument '{}' has {} entries (at most 64)", k, v->size()));
+    std::vector<int64_t> out;
+    for (const json& e : *v) {
+      if (!e.is_number_integer())
+        fail(fmt::format("argument '{}' must be a list of integers, got {}", k, json_excerpt(*v)));
+      if (clamp_huge && e.is_number_unsigned() && e.get<uint64_t>() > uint64_t(kMaxSpecInteger)) out.push_back(kMaxSpecInteger);
+      else if (clamp_huge) out.push_back(std::clamp<int64_t>(e.get<int64_t>(), -kMaxSpecInteger, kMaxSpecInteger));
+      else out.push_back(bounded(k, e));
+    }
+    return out;
   }
   void finish() const {
     for (auto it = args_.begin(); it != args_.end(); ++it)
@@ -200,6 +220,99 @@ const std::map<std::string, Builder>& builders() {
        [](ArgReader& a, Generator&) -> ModulePtr {
          return std::make_shared<LastTimeStep>(a.boolean("batch_first", true));
        }},
+      // Note [ONNX layers] (nn/layers.hpp): the node types an imported ONNX graph is made of.
+      {"Sub", no_args<Sub>()},
+      {"Mul", no_args<Mul>()},
+      {"Div", no_args<Div>()},
+      {"Constant",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const std::vector<int64_t> shape = a.int_list("shape");
+         for (int64_t d : shape)
+           if (d < 0) a.fail(fmt::format("argument 'shape' has a negative dimension {}", d));
+         std::optional<uint64_t> n = 1;
+         for (int64_t d : shape) n = n ? checked_mul(*n, static_cast<uint64_t>(d), kMaxLayerParameters) : n;
+         if (!n) a.fail(fmt::format("value would have more than {} elements", kMaxLayerParameters));
+         return std::make_shared<Constant>(Shape(shape.begin(), shape.end()));
+       }},
+      {"Concat", [](ArgReader& a, Generator&) -> ModulePtr { return std::make_shared<Concat>(a.integer("dim")); }},
+      {"Split",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const int64_t dim = a.integer("dim");
+         const std::vector<int64_t> sizes = a.int_list("split_sizes");
+         if (sizes.empty()) a.fail("argument 'split_sizes' is empty");
+         for (int64_t s : sizes)
+           if (s < 0) a.fail(fmt::format("argument 'split_sizes' has a negative size {}", s));
+         return std::make_shared<Split>(dim, sizes);
+       }},
+      {"Slice",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const auto starts = a.int_list("starts", std::nullopt, true), ends = a.int_list("ends", std::nullopt, true);
+         const auto axes = a.int_list("axes", std::vector<int64_t>{}), steps = a.int_list("steps", std::vector<int64_t>{});
+         if (starts.empty() || starts.size() != ends.size())
+           a.fail(fmt::format("'starts' ({} values) and 'ends' ({} values) must be non-empty and of one length",
+                              starts.size(), ends.size()));
+         if (!axes.empty() && axes.size() != starts.size())
+           a.fail(fmt::format("'axes' has {} values for {} starts", axes.size(), starts.size()));
+         if (!steps.empty() && steps.size() != starts.size())
+           a.fail(fmt::format("'steps' has {} values for {} starts", steps.size(), starts.size()));
+         for (int64_t s : steps)
+           if (s == 0) a.fail("a step is 0");
+         return std::make_shared<Slice>(starts, ends, axes, steps);
+       }},
+      {"Transpose",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         std::vector<int64_t> perm = a.int_list("perm", std::vector<int64_t>{});
+         std::vector<int64_t> sorted = perm;
+         std::sort(sorted.begin(), sorted.end());
+         for (size_t i = 0; i < sorted.size(); ++i)
+           if (sorted[i] != static_cast<int64_t>(i))
+             a.fail(fmt::format("argument 'perm' [{}] is not a permutation of 0..{}", fmt::join(perm, ", "), perm.size() - 1));
+         return std::make_shared<Transpose>(perm);
+       }},
+      {"Reshape",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const std::vector<int64_t> shape = a.int_list("shape");
+         if (std::count(shape.begin(), shape.end(), -1) > 1) a.fail("argument 'shape' has more than one -1");
+         for (int64_t d : shape)
+           if (d < -1) a.fail(fmt::format("argument 'shape' has a bad size {} (sizes are >= 0, 0 copies, -1 infers)", d));
+         return std::make_shared<Reshape>(shape);
+       }},
+      {"Squeeze",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         return std::make_shared<Squeeze>(a.int_list("dims", std::vector<int64_t>{}));
+       }},
+      {"Unsqueeze",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const std::vector<int64_t> dims = a.int_list("dims");
+         if (dims.empty()) a.fail("argument 'dims' is empty");
+         return std::make_shared<Unsqueeze>(dims);
+       }},
+      {"Pad",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const std::vector<int64_t> pads = a.int_list("pads");
+         if (pads.empty() || pads.size() % 2 != 0)
+           a.fail(fmt::format("argument 'pads' needs a begin and an end per dimension, got {} values", pads.size()));
+         return std::make_shared<Pad>(pads, a.number("value", 0.0));
+       }},
+      {"Softmax", [](ArgReader& a, Generator&) -> ModulePtr { return std::make_shared<Softmax>(a.integer("dim", -1)); }},
+      {"LogSoftmax",
+       [](ArgReader& a, Generator&) -> ModulePtr { return std::make_shared<LogSoftmax>(a.integer("dim", -1)); }},
+      {"ReduceMean",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const std::vector<int64_t> dims = a.int_list("dims", std::vector<int64_t>{});
+         return std::make_shared<ReduceMean>(dims, a.boolean("keepdim", false));
+       }},
+      {"HardSigmoid",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const double alpha = a.number("alpha", 0.2);
+         return std::make_shared<HardSigmoid>(alpha, a.number("beta", 0.5));
+       }},
+      {"Hardtanh",
+       [](ArgReader& a, Generator&) -> ModulePtr {
+         const double lo = a.number("min_val", -1.0), hi = a.number("max_val", 1.0);
+         if (lo > hi) a.fail(fmt::format("min_val {} is above max_val {}", lo, hi));
+         return std::make_shared<Hardtanh>(lo, hi);
+       }},
   };
   return kBuilders;
 }
@@ -287,6 +400,36 @@ std::string find_cycle(const std::map<std::string, std::vector<std::string>>& de
   return dfs(start) ? fmt::format("{}", fmt::join(path, " -> ")) : "";
 }
 
+// Note [Tensor names] (nn/graph.hpp): "tensor_names": {"<state_dict key>": "<stored name>"}. Every key
+// must be a parameter or buffer of the model; stored names must be distinct and must not be the key of
+// another (unrenamed) entry, so the weights file has one tensor per name.
+std::map<std::string, std::string> parse_tensor_names(const json& j, const Module& model) {
+  if (!j.is_object()) throw InputError(fmt::format("model spec: \"tensor_names\" must be an object, got {}", json_excerpt(j)));
+  std::set<std::string> keys;
+  for (const auto& [k, t] : model.state_dict()) keys.insert(k);
+  std::map<std::string, std::string> out;
+  std::map<std::string, std::string> owner;  // stored name -> key
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!keys.count(it.key()))
+      throw InputError(fmt::format("model spec: \"tensor_names\": '{}' is no parameter or buffer of the model", it.key()));
+    if (!it.value().is_string() || it.value().get<std::string>().empty())
+      throw InputError(fmt::format("model spec: \"tensor_names\": the name of '{}' must be a non-empty string, got {}",
+                                   it.key(), json_excerpt(it.value())));
+    const std::string stored = it.value().get<std::string>();
+    if (auto o = owner.find(stored); o != owner.end())
+      throw InputError(fmt::format("model spec: \"tensor_names\": '{}' and '{}' are both stored as '{}'", o->second,
+                                   it.key(), stored));
+    owner[stored] = it.key();
+    out[it.key()] = stored;
+  }
+  for (const auto& [stored, key] : owner)
+    if (stored != key && keys.count(stored) && !out.count(stored))
+      throw InputError(fmt::format("model spec: \"tensor_names\": '{}' is stored as '{}', the name of another tensor",
+                                   key, stored));
+  for (auto it = out.begin(); it != out.end();) it = it->first == it->second ? out.erase(it) : std::next(it);
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::string> spec_layer_types() {
@@ -301,7 +444,7 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
   if (!spec.is_object()) throw InputError("model spec: expected a JSON object");
   for (auto it = spec.begin(); it != spec.end(); ++it)
     if (it.key() != "name" && it.key() != "inputs" && it.key() != "nodes" && it.key() != "outputs" &&
-        it.key() != "format" && it.key() != "version")
+        it.key() != "format" && it.key() != "version" && it.key() != "tensor_names")
       throw InputError(fmt::format("model spec: unknown field '{}'", it.key()));
   std::vector<std::string> input_names = {"input"};
   if (spec.contains("inputs")) {
@@ -347,7 +490,7 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
         if (!r.is_string()) throw InputError(fmt::format("{}: input reference must be a string, got {}", where, json_excerpt(r)));
         refs[i].push_back(r.get<std::string>());
       }
-    } else {
+    } else if (!(n.contains("type") && n["type"] == "Constant")) {  // a Constant has no inputs
       refs[i].push_back(i == 0 ? input_names[0] : names[i - 1]);
     }
     for (const auto& r : refs[i]) {
@@ -425,6 +568,7 @@ std::shared_ptr<Graph> build_model(const json& spec, const BuildOptions& opt) {
       throw InputError(fmt::format("model spec: \"outputs\": {}", e.what()));
     }
   }
+  if (spec.contains("tensor_names")) graph->set_tensor_names(parse_tensor_names(spec["tensor_names"], *graph));
   return graph;
 }
 
@@ -460,6 +604,12 @@ json write_spec(const Module& model) {
       json outs = json::array();
       for (const auto& r : g->outputs()) outs.push_back(g->ref_name(r));
       spec["outputs"] = outs;
+    }
+    if (!g->tensor_names().empty()) {  // Note [Tensor names]: only entries the model still has
+      json names = json::object();
+      for (const auto& [k, t] : g->state_dict())
+        if (auto it = g->tensor_names().find(k); it != g->tensor_names().end()) names[k] = it->second;
+      if (!names.empty()) spec["tensor_names"] = names;
     }
     return spec;
   }

@@ -11,7 +11,9 @@
 //       {"name": "bn1", "type": "BatchNorm2d", "args": {"num_features": 16}},
 //       ...
 //     ],
-//     "outputs": ["fc"]                          (optional; default: every output of the last node)
+//     "outputs": ["fc"],                         (optional; default: every output of the last node)
+//     "tensor_names": {"conv1.weight": "onnx::Conv_193"}  (optional; names in the weights file,
+//                                                 Note [Tensor names] in nn/graph.hpp)
 //   }
 //
 // An input reference is a model input name, a node name (its first output) or "node:k" (output k, e.g.
