@@ -12,6 +12,7 @@ fixed inputs and PyTorch's outputs for them:
                                              `qforge quantize --data tensors:FILE`
   tests/fixtures/onnx/manifest.json          the index: every case, its files, input/output names,
                                              tolerance, and the expected failures (hostile files)
+  tests/fixtures/onnx/cases.tsv, hostile.tsv the same, tab-separated, for the shell test (no JSON parser)
 
 Expected outputs are computed by the same weights in float64 (then stored as float32), so they are the
 exact answer for the float32 weights and inputs; PyTorch's own float32 run is checked against them here
@@ -33,6 +34,10 @@ standard op qforge does not lower, an unsupported attribute value, a missing ext
 that cannot be resolved, and .npz files with a wrong dtype or ragged arrays.
 
 Run:  /usr/bin/python3 tools/gen_fixtures_onnx.py          (from anywhere; writes tests/fixtures/onnx/)
+      /usr/bin/python3 tools/gen_fixtures_onnx.py --check-ort
+                      (runs every case on ONNX Runtime through tests/ort/run_ort.js, after
+                       tests/ort/install.sh, and compares with the expected outputs: an independent check
+                       of the exported files; measured 2026-12-03: all within 6e-7)
       /usr/bin/python3 tools/gen_fixtures_onnx.py --full-resnet18 OUT.onnx
                       (the full-size torchvision resnet18, ~45 MB, random weights, 1x3x224x224, not
                        committed: for measuring `qforge import` time)
@@ -501,7 +506,7 @@ def hostile(entries_by_name):
 def generate():
     os.makedirs(OUT, exist_ok=True)
     for fn in os.listdir(OUT):
-        if fn.endswith((".onnx", ".npz", ".data")) or fn == "manifest.json":
+        if fn.endswith((".onnx", ".npz", ".data", ".tsv")) or fn == "manifest.json":
             os.remove(os.path.join(OUT, fn))
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
@@ -513,8 +518,50 @@ def generate():
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
+    write_tsv(manifest)
     total = sum(os.path.getsize(os.path.join(OUT, fn)) for fn in os.listdir(OUT))
     print(f"wrote {len(entries)} cases + {len(bad)} hostile files to {OUT}: {total / 1e6:.1f} MB")
+
+
+def check_ort():
+    """Every case through ONNX Runtime (tests/ort/run_ort.js), compared with the expected outputs."""
+    import subprocess
+    import tempfile
+    man = json.load(open(os.path.join(OUT, "manifest.json")))
+    worst_all = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for e in man["cases"]:
+            ins = dict(np.load(os.path.join(OUT, e["inputs_file"])))
+            nnfix.save_st(os.path.join(tmp, "in.safetensors"), ins)
+            r = subprocess.run(["node", os.path.join(ROOT, "tests", "ort", "run_ort.js"), "run",
+                                os.path.join(OUT, e["file"]), os.path.join(tmp, "in.safetensors"),
+                                os.path.join(tmp, "out.safetensors")], capture_output=True, text=True)
+            if r.returncode:
+                sys.exit(f"{e['case']}: ONNX Runtime failed: {r.stderr.strip()[-500:]}")
+            out = nnfix.load_st(os.path.join(tmp, "out.safetensors"))
+            exp = dict(np.load(os.path.join(OUT, e["expected_file"])))
+            worst = max(float(np.abs(out[k] - v).max() / np.abs(v).max()) for k, v in exp.items())
+            print(f"  {e['case']:28s} ONNX Runtime vs expected: {worst:.2g}")
+            if worst > kTolerance:
+                sys.exit(f"{e['case']}: ONNX Runtime differs from the expected outputs by {worst:.3g}")
+            worst_all = max(worst_all, worst)
+    print(f"checked {len(man['cases'])} cases on ONNX Runtime: worst relative difference {worst_all:.2g}")
+
+
+def write_tsv(manifest):
+    """cases.tsv: case, onnx file, inputs file, expected file, tolerance, calib file, quantize, zoo, output
+    names (comma-separated); hostile.tsv: case, file, stage, expected message substring, model. '-' = none."""
+    with open(os.path.join(OUT, "cases.tsv"), "w") as f:
+        f.write("# case\tfile\tinputs\texpected\ttolerance\tcalib\tquantize\tzoo\toutputs\n")
+        for e in manifest["cases"]:
+            f.write("\t".join([e["case"], e["file"], e["inputs_file"], e["expected_file"], str(e["tolerance"]),
+                               e.get("calib_file", "-"), "yes" if e.get("quantize") else "no", e.get("zoo", "-"),
+                               ",".join(o["name"] for o in e["outputs"])]) + "\n")
+    with open(os.path.join(OUT, "hostile.tsv"), "w") as f:
+        f.write("# case\tfile\tstage\tmessage\tmodel\n")
+        for h in manifest["hostile"]:
+            x = h["expect_failure"]
+            f.write("\t".join([h["case"], h["file"], x["stage"], x["message"], h.get("model", "-")]) + "\n")
 
 
 def full_resnet18(path):
@@ -528,6 +575,8 @@ def full_resnet18(path):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--full-resnet18":
         full_resnet18(sys.argv[2])
+    elif len(sys.argv) == 2 and sys.argv[1] == "--check-ort":
+        check_ort()
     elif len(sys.argv) == 1:
         generate()
     else:
