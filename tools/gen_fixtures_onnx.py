@@ -45,7 +45,6 @@ Needs Debian's python3-torch (1.13), python3-torchvision (0.14) and python3-onnx
 """
 import json
 import os
-import shutil
 import sys
 import zlib
 
@@ -464,10 +463,15 @@ def hostile(entries_by_name):
         "LSTM node 'lstm_node' with activations [Sigmoid, Relu, Relu] (an unsupported attribute value)")
 
     # Missing external-data file: the external-data twin without its .data file.
-    shutil.copyfile(os.path.join(OUT, "zoo_mlp_external.onnx"), os.path.join(OUT, "bad_missing_external.onnx"))
-    add("bad_missing_external", "bad_missing_external.onnx", "import", "zoo_mlp_external.onnx.data",
-        "a copy of zoo_mlp_external.onnx whose data file (zoo_mlp_external.onnx.data, looked up next to "
-        "this file) does not exist here")
+    m = onnx.load(os.path.join(OUT, "zoo_mlp_external.onnx"), load_external_data=False)
+    for t in m.graph.initializer:
+        for kv in t.external_data:
+            if kv.key == "location":
+                kv.value = "bad_missing_external.onnx.data"
+    onnx.save_model(m, os.path.join(OUT, "bad_missing_external.onnx"))
+    add("bad_missing_external", "bad_missing_external.onnx", "import", "bad_missing_external.onnx.data",
+        "zoo_mlp_external.onnx with its external-data location renamed to bad_missing_external.onnx.data, "
+        "a file that does not exist")
 
     # A shape that cannot be resolved: the LSTM twin (Shape -> Gather -> Reshape of its input) with dynamic
     # height and width, so the Reshape target depends on dims nobody gave.

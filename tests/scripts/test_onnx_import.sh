@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# `qforge import` end to end on the ONNX fixtures (tools/gen_fixtures_onnx.py -> tests/fixtures/onnx/):
+#  - every case is imported and run with `qforge run --mode fp32`; its outputs match PyTorch's within the
+#    case's tolerance (max |qforge - PyTorch| / max |PyTorch|, 1e-4), compared by tests/compare_tensors;
+#  - an imported zoo twin gives the outputs of the zoo model itself with the same weights;
+#  - imported resnet18 and mobilenet_v2, quantized W8A8 on their calibration sets (--data tensors:FILE),
+#    give identical output integers in exact simulation and on the int8 runtime; analyze and compare run;
+#  - hostile files (truncated/corrupt protobuf, unknown ops, unsupported attributes, missing external data,
+#    unresolvable shapes, bad .npz) exit 2 with a message naming the problem, and write nothing;
+#  - the import time of the full-size torchvision resnet18 is printed (not asserted): the model is made by
+#    the generator (needs Debian's python3-torch) or taken from QFORGE_FULL_RESNET18=FILE.onnx.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source tests/scripts/lib/cli_harness.sh
+F=tests/fixtures/onnx
+CMP="${QFORGE_COMPARE_BIN:-$(dirname "$(dirname "$Q")")/tests/compare_tensors}"
+if [ ! -x "$CMP" ]; then
+  echo "FAIL: $CMP is not built (ninja tests/compare_tensors)"
+  exit 1
+fi
+
+# compare_outputs WHAT compare_tensors-args...: a failed comparison prints compare_tensors' lines.
+compare_outputs() {
+  local what=$1
+  shift
+  if ! "$CMP" "$@" >"$work/cmp.txt" 2>&1; then
+    fail "$what"
+    cat "$work/cmp.txt"
+  fi
+}
+# nothing_written WHAT PATH...
+nothing_written() {
+  local what=$1 p
+  shift
+  for p in "$@"; do [ -e "$p" ] && fail "$what: $p was written"; done
+  # no temporary siblings left either
+  for p in "$@"; do compgen -G "$p.*" >/dev/null && fail "$what: temporary files left next to $p"; done
+  return 0
+}
+expect_message() {  # expect_message WHAT SUBSTRING: in $work/err.txt
+  grep -qF -- "$2" "$work/err.txt" || { fail "$1: message does not mention '$2'"; head -n 3 "$work/err.txt"; }
+}
+
+# ---- every case: import, run fp32, compare with PyTorch ----------------------------------------------
+ran=0
+declare -A imported
+while IFS=$'\t' read -r case file inputs expected tol calib quantize zoo outputs; do
+  [[ $case == \#* ]] && continue
+  d="$work/m_$case"
+  expect_rc 0 "import $case" -- "$Q" import "$F/$file" --out "$d" --json
+  for f in model.json weights.safetensors report.json; do
+    [ -s "$d/$f" ] || fail "import $case did not write $f"
+  done
+  [ -s "$d/model.json" ] || continue
+  imported[$case]=$d
+  out="$work/$case.fp32.safetensors"
+  expect_rc 0 "run $case fp32" -- "$Q" run --model-dir "$d" --inputs "$F/$inputs" --out "$out" --mode fp32 --json
+  if [ -s "$out" ]; then
+    compare_outputs "$case: qforge fp32 outputs differ from PyTorch's" "$F/$expected" "$out" --tol "$tol"
+    ran=$((ran + 1))
+  else
+    fail "run $case wrote no outputs"
+  fi
+done <"$F/cases.tsv"
+echo "onnx import: $ran cases imported and compared with PyTorch"
+
+# ---- zoo twins against the zoo models (same weights: tests/fixtures/nn/zoo_*.weights.safetensors) -------
+# A zoo model directory is made by a 1-step training run whose weights are then replaced by the fixture's.
+for zoo in mlp mnist-cnn dw-cnn resnet-tiny lstm gru; do
+  case=zoo_${zoo//-/_}
+  [ -n "${imported[$case]:-}" ] || continue
+  z="$work/zoo_$case"
+  expect_rc 0 "train zoo $zoo (1 step)" -- "$Q" train --model "$zoo" --data synthetic:64 --batch-size 32 --epochs 1 \
+    --max-steps 1 --seed 0 --threads 1 --progress none --out "$z"
+  cp "tests/fixtures/nn/$case.weights.safetensors" "$z/weights.safetensors" || continue
+  expect_rc 0 "run zoo $zoo fp32" -- "$Q" run --model-dir "$z" --inputs "$F/$case.inputs.npz" --out "$work/$case.zoo.safetensors" --mode fp32
+  [ -s "$work/$case.zoo.safetensors" ] || continue
+  # the zoo model's output is named after its last node; compare every array of the two files by position
+  zname=$("$CMP" --list "$work/$case.zoo.safetensors" 2>/dev/null | head -n 1 | cut -f1)
+  compare_outputs "$case: imported twin differs from the zoo model $zoo" "$work/$case.zoo.safetensors" \
+    "$work/$case.fp32.safetensors" --tol 1e-4 "$zname=output"
+done
+
+# ---- quantized: exact simulation == int8 runtime, analyze, compare ---------------------------------------
+while IFS=$'\t' read -r case file inputs expected tol calib quantize zoo outputs; do
+  [[ $case == \#* || $quantize != yes ]] && continue
+  d=${imported[$case]:-}
+  [ -n "$d" ] || continue
+  q="$work/q_$case"
+  expect_rc 0 "quantize $case W8A8 on $calib" -- "$Q" quantize --model-dir "$d" --out "$q" --data "tensors:$F/$calib" \
+    --param-bw 8 --output-bw 8 --calib-batches 2 --batch-size 8 --threads 1 --json
+  [ -s "$q/encodings.json" ] || { fail "quantize $case wrote no encodings"; continue; }
+  for m in exact int8; do
+    expect_rc 0 "run $case $m" -- "$Q" run --model-dir "$q" --inputs "$F/$inputs" --out "$work/$case.$m.safetensors" --mode $m --json
+  done
+  if [ -s "$work/$case.exact.safetensors" ] && [ -s "$work/$case.int8.safetensors" ]; then
+    # every array (float outputs and output integers) identical between simulation and device
+    compare_outputs "$case: exact simulation and int8 runtime differ" "$work/$case.exact.safetensors" \
+      "$work/$case.int8.safetensors" --exact
+    grep -q "int" <("$CMP" --list "$work/$case.int8.safetensors") || fail "$case: run --mode int8 saved no output integers"
+  fi
+  # the quantized model still tracks the float one (a loose sanity bound, not an accuracy claim)
+  compare_outputs "$case: W8A8 sim outputs far from fp32" "$F/$expected" "$work/$case.exact.safetensors" --tol 0.5 \
+    "$(cut -d, -f1 <<<"$outputs")"
+  expect_rc 0 "analyze $case" -- "$Q" analyze --model-dir "$q" --data "tensors:$F/$calib" --out "$work/an_$case" \
+    --no-sweeps --batches 1 --batch-size 8 --json
+  [ -s "$work/an_$case/analysis.json" ] || fail "analyze $case wrote no analysis.json"
+  expect_rc 0 "compare $case" -- "$Q" compare --model-dir "$q" --data "tensors:$F/$calib" --samples 8 --json
+done <"$F/cases.tsv"
+
+# ---- hostile files: exit 2, a message naming the problem, nothing written ------------------------------
+while IFS=$'\t' read -r case file stage message model; do
+  [[ $case == \#* ]] && continue
+  if [ "$stage" = import ]; then
+    expect_rc 2 "import $case" -- "$Q" import "$F/$file" --out "$work/h_$case"
+    expect_message "import $case" "$message"
+    nothing_written "import $case" "$work/h_$case"
+  else
+    d=${imported[$model]:-}
+    [ -n "$d" ] || { fail "$case: model $model was not imported"; continue; }
+    expect_rc 2 "run --inputs $case" -- "$Q" run --model-dir "$d" --inputs "$F/$file" --out "$work/h_$case.safetensors"
+    expect_message "run --inputs $case" "$message"
+    expect_message "run --inputs $case" "$file"
+    nothing_written "run --inputs $case" "$work/h_$case.safetensors"
+    expect_rc 2 "quantize --data $case" -- "$Q" quantize --model-dir "$d" --data "tensors:$F/$file" --out "$work/hq_$case"
+    expect_message "quantize --data $case" "$message"
+    nothing_written "quantize --data $case" "$work/hq_$case"
+  fi
+done <"$F/hostile.tsv"
+# a model directory that exists already is left alone by a failing import
+mkdir -p "$work/keep" && echo keep >"$work/keep/mine.txt"
+expect_rc 2 "import truncated over an existing dir" -- "$Q" import "$F/bad_truncated.onnx" --out "$work/keep"
+[ "$(ls "$work/keep")" = mine.txt ] || fail "a failing import changed an existing directory"
+
+# ---- import time of the full-size resnet18 (reported, not asserted) -------------------------------------
+full=${QFORGE_FULL_RESNET18:-}
+if [ -z "$full" ] && /usr/bin/python3 -c "import torch, torchvision, onnx" 2>/dev/null; then
+  full="$work/resnet18_full.onnx"
+  /usr/bin/python3 tools/gen_fixtures_onnx.py --full-resnet18 "$full" >/dev/null 2>&1 || full=""
+fi
+if [ -n "$full" ] && [ -s "$full" ]; then
+  t0=$(date +%s.%N)
+  expect_rc 0 "import full resnet18" -- "$Q" import "$full" --out "$work/resnet18_full"
+  t1=$(date +%s.%N)
+  echo "onnx import: full-size resnet18 ($(du -h "$full" | cut -f1)) imported in $(echo "$t1 - $t0" | bc) s"
+else
+  echo "onnx import: full-size resnet18 timing skipped (no python3-torch; set QFORGE_FULL_RESNET18=FILE.onnx)"
+fi
+
+if [ "$fails" -ne 0 ]; then
+  echo "test_onnx_import.sh: $fails failure(s)"
+  exit 1
+fi
+echo "test_onnx_import.sh: all passed"
