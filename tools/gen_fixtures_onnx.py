@@ -228,8 +228,7 @@ def cases():
 
     for z in ["mlp", "mnist-cnn", "dw-cnn", "resnet-tiny", "lstm", "gru", "char-lstm"]:
         add("zoo_" + z.replace("-", "_"), lambda z=z: zoo_twin(z), zoo_inputs(z), zoo=z,
-            calib=None if z == "char-lstm" else (lambda g: image(g, kCalibSamples, 1, 28, 28, "unit")),
-            input_names=["tokens"] if z == "char-lstm" else ["input"])
+            calib=None if z == "char-lstm" else (lambda g: image(g, kCalibSamples, 1, 28, 28, "unit")))
     # Exporter variants on the small twins.
     add("zoo_mnist_cnn_bn", lambda: zoo_twin("mnist-cnn"), zoo_inputs("mnist-cnn"), zoo="mnist-cnn",
         preserve_bn=True, note="do_constant_folding=False, training=PRESERVE: BatchNormalization nodes kept")
