@@ -62,9 +62,18 @@ DataSplits load_data(const std::string& spec, const DataOptions& opt) {
     out.train = s.train;
     out.test = s.validation;
     out.vocab = s.vocab;
+  } else if (kind == "tensors") {
+    if (arg.empty()) throw InputError(fmt::format("data spec '{}': 'tensors:FILE' needs a .safetensors or .npz file", spec));
+    const fs::path file = arg;
+    if (file.extension() != ".safetensors" && file.extension() != ".npz")
+      throw InputError(fmt::format("data spec '{}': expected a .safetensors or .npz file", spec));
+    auto s = load_tensor_splits(file);
+    out.train = s.train;
+    out.test = s.test;
   } else {
     throw InputError(fmt::format(
-        "unknown data spec '{}' (expected synthetic, synthetic:N, mnist:DIR, cifar10:DIR or text:FILE)", spec));
+        "unknown data spec '{}' (expected synthetic, synthetic:N, mnist:DIR, cifar10:DIR, text:FILE or tensors:FILE)",
+        spec));
   }
   return out;
 }

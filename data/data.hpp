@@ -12,6 +12,8 @@
 //   "mnist:DIR"                   IDX files in DIR ("mnist" alone: <data dir>/mnist)
 //   "cifar10:DIR"                 CIFAR-10 binary batches in DIR
 //   "text:FILE"                   character corpus ("text" alone: <data dir>/tinyshakespeare/input.txt)
+//   "tensors:FILE"                your own arrays: .safetensors or .npz with input [N, ...] and optional
+//                                 label [N], test_input, test_label (tensors.hpp)
 // <data dir> is $QFORGE_DATA, else ../shared/data relative to the working directory or its parent.
 #pragma once
 
@@ -20,6 +22,7 @@
 #include "data/idx.hpp"
 #include "data/loader.hpp"
 #include "data/synthetic.hpp"
+#include "data/tensors.hpp"
 #include "data/text.hpp"
 
 #include <filesystem>
@@ -36,7 +39,7 @@ struct DataOptions {
 };
 
 struct DataSplits {
-  std::string kind;  // "synthetic", "mnist", "cifar10", "text"
+  std::string kind;  // "synthetic", "mnist", "cifar10", "text", "tensors"
   std::string spec;  // the spec string it came from
   std::shared_ptr<Dataset> train, test;  // test = validation split for text
   std::optional<Vocabulary> vocab;       // text only
