@@ -79,7 +79,14 @@ std::vector<Tensor> Graph::forward(const std::vector<Tensor>& inputs) {
     std::vector<Tensor> in;
     in.reserve(node.inputs.size());
     for (const auto& r : node.inputs) in.push_back(get(r, node.name));
-    values[i] = (*node.module)(in);
+    // A failing layer (a shape mismatch, an uncalibrated quantizer) is named by its node in the message.
+    try {
+      values[i] = (*node.module)(in);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("node '{}' ({}): {}", node.name, node.module->type_name(), e.what()));
+    } catch (const Error& e) {
+      throw Error(fmt::format("node '{}' ({}): {}", node.name, node.module->type_name(), e.what()));
+    }
     for (const auto& r : node.inputs)
       if (r.node >= 0 && last_use[r.node] == static_cast<int>(i)) values[r.node].clear();
   }

@@ -9,7 +9,20 @@
 //
 // Files: layers/dense.cpp (Linear, Conv2d, Embedding), layers/norm.cpp (BatchNorm1d/2d, Dropout),
 // layers/pool.cpp (pools, Flatten, sequence reshapes, LeakyReLU repr), layers/container.cpp
-// (Sequential, Add).
+// (Sequential), layers/elementwise.cpp (Constant, Add/Sub/Mul/Div), layers/shape.cpp (Concat, Split,
+// Slice, Transpose, Reshape, Squeeze, Unsqueeze, Pad), layers/activation.cpp (Softmax, LogSoftmax,
+// ReduceMean, HardSigmoid, Hardtanh).
+//
+// Note [ONNX layers]
+// The layers of the second group (Constant ... Hardtanh) exist so that an imported ONNX graph becomes
+// ordinary qforge layers (DESIGN.md §7): each is one ONNX node type with ONNX's semantics where they
+// differ from PyTorch's (Slice's clamped negative indices, Reshape's 0 = "copy this dimension", Pad's
+// [x1_begin, x2_begin, ..., x1_end, ...] order, Unsqueeze's axes counted in the output) and PyTorch's
+// argument names otherwise. Every one is differentiable (the ops it calls record backward), so an
+// imported model trains, and each is a leaf of the trace with its own ONNX op type (quant/quantsim.cpp's
+// onnx_type), so QuantSim places quantizers on it by the AIMET config rules. Shapes are checked at
+// forward; a mismatch names the layer type and the shapes. Dimensions count the batch dimension, as in
+// ONNX (dim 1 of an NCHW tensor is C).
 #pragma once
 
 #include "engine/ops/ops.hpp"
@@ -296,14 +309,252 @@ protected:
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs) override;
 };
 
-// Element-wise a + b of its two inputs (broadcasting) — the residual add, a module so that it can carry
-// an output quantizer.
-class Add : public Module {
+// ---- element-wise binary ops and constants (Note [ONNX layers]) ------------------------------------
+
+// f(a, b) of its two inputs with NumPy/ONNX broadcasting ([N,C,1,1] * [N,C,H,W], [C] + [N,C], ...).
+class BroadcastBinary : public Module {
 public:
-  Add() : Module("Add") {}
+  using Fn = Tensor (*)(const Tensor&, const Tensor&);
+
+protected:
+  BroadcastBinary(std::string type, Fn fn) : Module(std::move(type)), fn_(fn) {}
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs) override;
+
+private:
+  Fn fn_;
+};
+
+// a + b — also the residual add, a module so that it can carry an output quantizer.
+class Add : public BroadcastBinary {
+public:
+  Add();
+};
+class Sub : public BroadcastBinary {
+public:
+  Sub();
+};
+class Mul : public BroadcastBinary {
+public:
+  Mul();
+};
+class Div : public BroadcastBinary {
+public:
+  Div();
+};
+
+// A node without inputs whose output is its buffer "value" (state_dict "<node>.value"): an ONNX
+// initializer or Constant used as an operand (a Mul's scale, an Add's offset). Built as zeros of
+// `shape`; the weights file fills it. Not a parameter: training leaves it unchanged.
+class Constant : public Module {
+public:
+  explicit Constant(const Shape& shape);
+  const Shape& shape() const { return shape_; }
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
 
 protected:
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs) override;
+
+private:
+  Shape shape_;
+};
+
+// ---- shape and data movement (Note [ONNX layers]) --------------------------------------------------
+
+// Joins its inputs (one or more) along `dim`; every other dimension must agree.
+class Concat : public Module {
+public:
+  explicit Concat(int64_t dim);
+  int64_t dim() const { return dim_; }
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs) override;
+
+private:
+  int64_t dim_;
+};
+
+// Cuts its input along `dim` into pieces of `split_sizes` (which must add up to that dimension);
+// output k is piece k, referenced in a spec as "node:k".
+class Split : public Module {
+public:
+  Split(int64_t dim, std::vector<int64_t> split_sizes);
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  std::vector<Tensor> forward(const std::vector<Tensor>& inputs) override;
+
+private:
+  int64_t dim_;
+  std::vector<int64_t> sizes_;
+};
+
+// ONNX Slice: for each i, elements starts[i], starts[i] + steps[i], ... before ends[i] along axes[i].
+// Negative starts/ends count from the end; both are then clamped to [0, size] (so INT64_MAX means "to
+// the end"). axes default to 0, 1, ...; steps to 1. Steps must be positive (reversal is not supported).
+class Slice : public Module {
+public:
+  Slice(std::vector<int64_t> starts, std::vector<int64_t> ends, std::vector<int64_t> axes = {},
+        std::vector<int64_t> steps = {});
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  std::vector<int64_t> starts_, ends_, axes_, steps_;
+};
+
+// Permutes dimensions: output dim i is input dim perm[i]; empty perm reverses them (ONNX's default).
+class Transpose : public Module {
+public:
+  explicit Transpose(std::vector<int64_t> perm = {});
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  std::vector<int64_t> perm_;
+};
+
+// ONNX Reshape (allowzero = 0): the target shape includes the batch dimension; 0 copies the input's
+// dimension at the same position, one -1 is inferred from the element count.
+class Reshape : public Module {
+public:
+  explicit Reshape(std::vector<int64_t> shape);
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  std::vector<int64_t> shape_;
+};
+
+// Removes the listed dimensions, each of which must have size 1; empty: every size-1 dimension.
+class Squeeze : public Module {
+public:
+  explicit Squeeze(std::vector<int64_t> dims = {});
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  std::vector<int64_t> dims_;
+};
+
+// Inserts size-1 dimensions at `dims`, positions in the OUTPUT (ONNX's rule; negative counts from the
+// output's end), so Unsqueeze{[0, 2]} of [3, 4] is [1, 3, 1, 4].
+class Unsqueeze : public Module {
+public:
+  explicit Unsqueeze(std::vector<int64_t> dims);
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  std::vector<int64_t> dims_;
+};
+
+// Constant padding with ONNX's pad order [x1_begin, x2_begin, ..., x1_end, x2_end, ...]: one begin and
+// one end per input dimension (2·rank values); negative pads crop.
+class Pad : public Module {
+public:
+  explicit Pad(std::vector<int64_t> pads, double value = 0);
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  std::vector<int64_t> pads_;
+  double value_;
+};
+
+// ---- normalising activations and reductions (Note [ONNX layers]) -----------------------------------
+
+class Softmax : public Module {
+public:
+  explicit Softmax(int64_t dim = -1) : Module("Softmax"), dim_(dim) {}
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  int64_t dim_;
+};
+
+class LogSoftmax : public Module {
+public:
+  explicit LogSoftmax(int64_t dim = -1) : Module("LogSoftmax"), dim_(dim) {}
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  int64_t dim_;
+};
+
+// Mean over `dims` (empty: all), keeping them as size 1 when keepdim (ONNX ReduceMean, torch.mean).
+class ReduceMean : public Module {
+public:
+  explicit ReduceMean(std::vector<int64_t> dims = {}, bool keepdim = false);
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  std::vector<int64_t> dims_;
+  bool keepdim_;
+};
+
+// y = clamp(alpha·x + beta, 0, 1). ONNX's defaults alpha 0.2, beta 0.5; PyTorch's Hardsigmoid is
+// alpha 1/6, beta 1/2.
+class HardSigmoid : public Module {
+public:
+  explicit HardSigmoid(double alpha = 0.2, double beta = 0.5);
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  double alpha_, beta_;
+};
+
+// y = clamp(x, min_val, max_val) (ONNX Clip with constant bounds; ReLU6 is Hardtanh(0, 6)).
+class Hardtanh : public Module {
+public:
+  explicit Hardtanh(double min_val = -1, double max_val = 1);
+  double min_val() const { return min_; }
+  double max_val() const { return max_; }
+  std::string extra_repr() const override;
+  nlohmann::json spec_args() const override;
+
+protected:
+  Tensor forward_tensor(const Tensor& x) override;
+
+private:
+  double min_, max_;
 };
 
 }  // namespace qforge::nn

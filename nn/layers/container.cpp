@@ -1,4 +1,4 @@
-// Sequential and Add.
+// Sequential (Add is in elementwise.cpp).
 #include "nn/layers.hpp"
 
 namespace qforge::nn {
@@ -19,11 +19,6 @@ std::vector<Tensor> Sequential::forward(const std::vector<Tensor>& inputs) {
   std::vector<Tensor> xs = inputs;
   for (const auto& [name, m] : children()) xs = (*m)(xs);
   return xs;
-}
-
-std::vector<Tensor> Add::forward(const std::vector<Tensor>& inputs) {
-  QFORGE_CHECK(inputs.size() == 2, "Add: expects 2 inputs, got {}", inputs.size());
-  return {ops::add(inputs[0], inputs[1])};
 }
 
 }  // namespace qforge::nn

@@ -97,11 +97,6 @@ QWeights quantize_weights(Quantizer* q, const Tensor& raw, const std::string& la
   return out;
 }
 
-std::int32_t quantize_bias(double b, double scale) {
-  const double v = std::floor(b / scale + 0.5);
-  return static_cast<std::int32_t>(v > 2147483647.0 ? 2147483647.0 : (v < -2147483648.0 ? -2147483648.0 : v));
-}
-
 kn::ActivationRange clamp_range(kn::FusedAct act, const QParams& q) {
   kn::ActivationRange r = kn::activation_range(act, q.scale, q.zero_point, kn::ActType::s8);
   r.min = std::max(r.min, q.qmin);
@@ -266,6 +261,13 @@ private:
     val_[{n.id, out_index}] = v;
   }
 
+  // A layer type the integer program has no op for: the user's model cannot run in int8 or exact mode.
+  [[noreturn]] void unsupported(const TraceNode& n) const {
+    throw InputError(fmt::format("layer {} ({}): no integer kernel for this layer type in the int8 runtime, so the "
+                                 "model cannot be lowered to int8 or run in exact mode (evaluate it in fp32 or sim mode)",
+                                 lname(n), n.type));
+  }
+
   void lower_node(const TraceNode& n) {
     const std::string& t = n.type;
     if (folded_bn_.count(n.id)) {
@@ -283,6 +285,7 @@ private:
       throw Error(fmt::format("layer {}: BatchNorm is not folded into a preceding Conv2d/Linear (fold_bn off or not "
                               "foldable); the int8 runtime has no BatchNorm kernel",
                               lname(n)));
+    if (n.inputs.empty()) unsupported(n);  // a Constant: the program starts from the model input only
     const int x = input_value(n, 0);
     const auto& xs = p_.values[x].shape;
     const auto out_shape = per_sample(n.output_shapes.at(0));
@@ -345,7 +348,7 @@ private:
       op.kind = OpKind::last_step;
       finish(n, emit(std::move(op), lname(n), "", out_shape, qin));
     } else {
-      throw Error(fmt::format("layer {} ({}): no integer kernel for this layer type", lname(n), t));
+      unsupported(n);
     }
   }
 
@@ -381,6 +384,7 @@ private:
     }
     op.per_channel = w.per_channel;
     op.weights = w.w;
+    op.w_scale.assign(w.scale.begin(), w.scale.end());
     Tensor b;
     if (m.has_param("bias")) {
       Quantizer* bq = enabled_q(prefix(n) + ".bias");
@@ -392,7 +396,7 @@ private:
     op.mult.resize(static_cast<std::size_t>(op.out_c));
     for (std::int64_t c = 0; c < op.out_c; ++c) {
       const double s_acc = static_cast<double>(qin.scale) * static_cast<double>(w.scale[c]);
-      if (b.defined()) op.bias[c] = quantize_bias(b.data<double>()[c], s_acc);
+      if (b.defined()) op.bias[c] = kn::quantize_bias(b.data<double>()[c], s_acc);
       op.mult[c] = kn::quantize_multiplier(qin.scale, w.scale[c], os.q.scale);
     }
     op.range = clamp_range(os.act, os.q);
@@ -471,10 +475,10 @@ private:
     for (std::int64_t r = 0; r < GH; ++r) {
       const double sx = static_cast<double>(qx.scale) * wi.scale[r], sh = static_cast<double>(qh.scale) * wh.scale[r];
       if (lstm) {
-        op.bias[r] = quantize_bias(b_ih[r] + b_hh[r], sx);
+        op.bias[r] = kn::quantize_bias(b_ih[r] + b_hh[r], sx);
       } else {
-        op.bias[r] = quantize_bias(b_ih[r], sx);
-        op.bias_hh[r] = quantize_bias(b_hh[r], sh);
+        op.bias[r] = kn::quantize_bias(b_ih[r], sx);
+        op.bias_hh[r] = kn::quantize_bias(b_hh[r], sh);
       }
       op.mult[r] = kn::quantize_multiplier(sx * 4096.0);
       op.mult_hh[r] = kn::quantize_multiplier(sh * 4096.0);
