@@ -33,6 +33,18 @@
 //   LastTimeStep  batch_first=true
 //   RNN/LSTM/GRU  input_size, hidden_size, num_layers=1, bidirectional=false, batch_first=false, ...
 //                 (built by nn/recurrent.hpp's make_recurrent)
+// The ONNX node types (Note [ONNX layers] in nn/layers.hpp; ONNX semantics, dims count the batch):
+//   Sub, Mul, Div (two inputs, broadcasting like Add)                        (no arguments)
+//   Constant      shape (no inputs: "inputs" may be omitted; its buffer "value" comes from the weights)
+//   Concat        dim (one or more inputs)
+//   Split         dim, split_sizes (outputs "node:0", "node:1", ...)
+//   Slice         starts, ends, axes=[0, 1, ...], steps=[1, ...] (huge ends such as INT64_MAX accepted)
+//   Transpose     perm=[] (empty: reverse)
+//   Reshape       shape (0 copies the input dimension, one -1 is inferred)
+//   Squeeze       dims=[] (empty: every size-1 dimension);  Unsqueeze  dims (positions in the output)
+//   Pad           pads ([x1_begin, x2_begin, ..., x1_end, ...], 2 per input dimension), value=0
+//   Softmax, LogSoftmax dim=-1;  ReduceMean  dims=[] (empty: all), keepdim=false
+//   HardSigmoid   alpha=0.2, beta=0.5;  Hardtanh  min_val=-1, max_val=1
 // Building draws every layer's initial parameters, in node order, from one Generator seeded by
 // BuildOptions::seed. Errors (InputError) name the node: unknown layer type, unknown or ill-typed
 // argument, bad value, a size past the limits below, dangling input, cycle, duplicate name. Spec files are
