@@ -40,7 +40,7 @@ def npy(name, arr, version=None):
     record(name, arr)
 
 
-def npz(name, arrays, compressed):
+def npz(name, arrays, compressed, record_values=True):
     """Like np.savez / np.savez_compressed (zip64 extra fields in the local headers), fixed timestamps."""
     buf = io.BytesIO()
     method = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
@@ -53,7 +53,7 @@ def npz(name, arrays, compressed):
     data = buf.getvalue()
     put(name, data)
     for key, arr in arrays.items():
-        if np.asarray(arr).dtype.kind in "biuf":
+        if record_values and np.asarray(arr).dtype.kind in "biuf":
             record(name + ":" + key, arr)
     return data
 
@@ -109,6 +109,19 @@ def main():
                           "test_input": rng.integers(0, 256, (2, 1, 3, 3)).astype("|u1"),
                           "test_label": np.array([3, 0], dtype="<i4")}, compressed=True)
     npz("unlabelled.npz", {"input": rng.standard_normal((4, 20)).astype("<f8")}, compressed=False)
+    # CLI inputs (tests/scripts/test_run.sh): MNIST-shaped float32 digits for the zoo models, and 20-feature
+    # vectors of 3 classes (class c: feature c shifted by +3) for a Linear-only spec trained on tensors:FILE
+    npz("digits.npz", {"input": rng.standard_normal((4, 1, 28, 28)).astype("<f4"),
+                       "label": np.array([3, 1, 4, 1], dtype="<i8")}, compressed=True, record_values=False)
+    def vectors(n):
+        y = rng.integers(0, 3, n)
+        x = rng.standard_normal((n, 20)).astype("<f4")
+        x[np.arange(n), y] += 3.0
+        return x, y.astype("<i8")
+    xtr, ytr = vectors(96)
+    xte, yte = vectors(32)
+    npz("vectors.npz", {"input": xtr, "label": ytr, "test_input": xte, "test_label": yte}, compressed=False,
+        record_values=False)
     # refused .npz: ragged (object) arrays, a wrong label dtype, mismatched lengths, a typo'd name
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = [1.0, 2.0], [3.0]
