@@ -20,6 +20,10 @@ tests/nn/tests_nn -tc='*qforge-written*') into the same PyTorch models and compa
 recorded next to them. Files under tests/fixtures/nn/from_qforge/ are checked on every run.
 
 Run: /usr/bin/python3 tools/gen_fixtures_nn.py   (from the repository root)
+
+Re-running rewrites every case; float64 results of BLAS-backed layers (conv, linear, recurrent) may
+come out a few ULPs different with another thread count or machine load (seen: 4e-15). Commit only
+the files of cases you added or changed (and cases.json).
 """
 import json
 import os
@@ -103,12 +107,58 @@ class Single(tnn.Module):
             return list(self.layer(xs[0], (xs[1], xs[2]) if len(xs) > 2 else None))
         if isinstance(self.layer, AddLayer):
             return [self.layer(xs[0], xs[1])]
-        return [self.layer(*xs)]
+        out = self.layer(*xs)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 class AddLayer(tnn.Module):
     def forward(self, a, b):
         return a + b
+
+
+class Fn(tnn.Module):
+    """A parameter-free layer given as a function of its inputs (the ONNX node types' PyTorch twins)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def forward(self, *xs):
+        return self.f(*xs)
+
+
+def onnx_slice(x, starts, ends, axes, steps):
+    """ONNX Slice: Python's slice rules per axis (negative indices count from the end, then clamp), also
+    for negative steps; index_select keeps it differentiable."""
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        idx = list(range(x.shape[a]))[slice(s, e, st)]
+        x = torch.index_select(x, a, torch.tensor(idx, dtype=torch.long))
+    return x
+
+
+def onnx_reshape(x, shape):
+    return x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(shape)])
+
+
+def onnx_squeeze(x, dims):
+    for d in sorted((d % x.dim() for d in dims), reverse=True):
+        x = x.squeeze(d)
+    return x
+
+
+def onnx_unsqueeze(x, dims):
+    rank = x.dim() + len(dims)
+    for d in sorted(d % rank for d in dims):
+        x = x.unsqueeze(d)
+    return x
+
+
+def onnx_pad(x, pads, value):
+    r = x.dim()
+    torch_pads = []
+    for d in reversed(range(r)):
+        torch_pads += [pads[d], pads[r + d]]
+    return torch.nn.functional.pad(x, torch_pads, value=value)
 
 
 class Mlp(tnn.Module):
@@ -275,6 +325,33 @@ def layer_cases():
         int_input=10)
     add("add", "Add", {}, AddLayer(), [(2, 3, 4), (2, 3, 4)])
 
+    # The ONNX node types (nn/layers.hpp Note [ONNX layers]).
+    add("mul_broadcast", "Mul", {}, Fn(torch.mul), [(2, 3, 1, 1), (2, 3, 4, 5)])
+    add("sub_broadcast", "Sub", {}, Fn(torch.sub), [(2, 3, 4), (4,)])
+    add("div_broadcast", "Div", {}, Fn(torch.div), [(3, 1), (1, 5)])
+    add("add_broadcast", "Add", {}, Fn(torch.add), [(2, 4, 3, 3), (4, 1, 1)])
+    add("concat", "Concat", {"dim": 1}, Fn(lambda *xs: torch.cat(xs, 1)), [(2, 1, 3), (2, 2, 3), (2, 3, 3)])
+    add("split", "Split", {"dim": -1, "split_sizes": [1, 3, 2]}, Fn(lambda x: torch.split(x, [1, 3, 2], -1)),
+        [(2, 3, 6)])
+    for name, args in [("slice", dict(starts=[1, -100], ends=[2 ** 63 - 1, -1], axes=[-1, 0], steps=[2, 1])),
+                       ("slice_reverse", dict(starts=[-1, 4], ends=[-2 ** 63, 0], axes=[1, 2], steps=[-1, -2]))]:
+        add(name, "Slice", args, Fn(lambda x, a=args: onnx_slice(x, a["starts"], a["ends"], a["axes"], a["steps"])),
+            [(3, 5, 6)])
+    add("transpose", "Transpose", {"perm": [0, 2, 3, 1]}, Fn(lambda x: x.permute(0, 2, 3, 1)), [(2, 3, 4, 5)])
+    add("reshape", "Reshape", {"shape": [0, 0, -1, 2]}, Fn(lambda x: onnx_reshape(x, [0, 0, -1, 2])), [(2, 3, 4, 3)])
+    add("squeeze", "Squeeze", {"dims": [1, -1]}, Fn(lambda x: onnx_squeeze(x, [1, -1])), [(2, 1, 3, 1)])
+    add("unsqueeze", "Unsqueeze", {"dims": [0, -1]}, Fn(lambda x: onnx_unsqueeze(x, [0, -1])), [(2, 3)])
+    add("pad", "Pad", {"pads": [0, 0, 1, -1, 0, 0, 2, 1], "value": 0.5},
+        Fn(lambda x: onnx_pad(x, [0, 0, 1, -1, 0, 0, 2, 1], 0.5)), [(2, 2, 3, 4)])
+    add("softmax", "Softmax", {"dim": 1}, tnn.Softmax(1), [(2, 4, 3)])
+    add("logsoftmax", "LogSoftmax", {"dim": -1}, tnn.LogSoftmax(-1), [(3, 5)])
+    add("reducemean", "ReduceMean", {"dims": [2, 3], "keepdim": True},
+        Fn(lambda x: torch.mean(x, [2, 3], keepdim=True)), [(2, 3, 4, 5)])
+    add("reducemean_all", "ReduceMean", {}, Fn(torch.mean), [(2, 3)])
+    add("hardsigmoid_torch", "HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}, tnn.Hardsigmoid(), [(4, 9)])
+    add("hardsigmoid_onnx", "HardSigmoid", {}, Fn(lambda x: torch.clamp(0.2 * x + 0.5, 0, 1)), [(4, 9)])
+    add("hardtanh", "Hardtanh", {"min_val": -0.5, "max_val": 1.5}, tnn.Hardtanh(-0.5, 1.5), [(4, 9)])
+
     def rnn(name, cls, args, tlayer, shape, states):
         add(name, cls, args, tlayer, [shape] + states)
 
@@ -394,6 +471,10 @@ def generate():
         inputs = [make_input(s, gen, c["int_input"] if k == 0 else None) for k, s in enumerate(c["inputs"])]
         if c["type"] == "Sigmoid" or c["type"] == "Tanh":
             inputs[0] = inputs[0] * 2
+        if c["type"] == "HardSigmoid":
+            inputs[0] = inputs[0] * 2  # [-4, 4): both flat parts and the slope
+        if c["type"] == "Div":
+            inputs[1] = (inputs[1].abs() + 0.5).float().double()  # divisors away from 0, float32 values
         names = ["input"] + [f"in{k}" for k in range(1, len(inputs))]
         spec = {"name": c["name"], "inputs": names,
                 "nodes": [{"name": "layer", "type": c["type"], "args": c["args"], "inputs": names}]}

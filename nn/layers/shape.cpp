@@ -38,8 +38,7 @@ std::vector<Tensor> Concat::forward(const std::vector<Tensor>& inputs) {
     QFORGE_CHECK(ok, "Concat: input {} of shape {} ({}) does not match input 0 of shape {} ({}) outside dimension {}",
                  i, shape_str(s), dtype_name(inputs[i].dtype()), shape_str(s0), dtype_name(inputs[0].dtype()), dim_);
   }
-  if (inputs.size() == 1) return {inputs[0]};
-  return {ops::concat(inputs, d)};
+  return {ops::concat(inputs, d)};  // a copy even for one input: a layer's output is a new value for the tracer
 }
 
 std::string Concat::extra_repr() const { return fmt::format("dim={}", dim_); }
