@@ -1,9 +1,17 @@
-// qforge export: a self-contained deployment bundle for the integer runtime (program.json + program.bin:
-// packed-ready int8 weights, int32 biases, multipliers, shifts, zero points). The runtime loads it without
-// the FP32 model; the bundle is verified by running it beside the in-memory program before it is kept.
+// qforge export: a quantized model leaves qforge in one of three forms.
+//   --format bundle     (default) a self-contained deployment bundle for qforge's integer runtime
+//                       (program.json + program.bin: int8 weights, int32 biases, multipliers, shifts, zero
+//                       points). The runtime loads it without the FP32 model; the bundle is verified by
+//                       running it beside the in-memory program before it is kept.
+//   --format onnx       a QDQ ONNX model for ONNX Runtime (quant/export/onnx_export.hpp, Note [QDQ layout]),
+//                       written from the same integer program.
+//   --format onnx-fp32  the float model as plain ONNX (any model directory, quantized or not).
+// Bundles are directories published with OutputDir; ONNX files are single files written atomically.
 #include "apps/cli.hpp"
 #include "apps/eval_modes.hpp"
 #include "apps/quant_setup.hpp"
+#include "nn/model_dir.hpp"
+#include "quant/export/onnx_export.hpp"
 #include "quant/runtime/lower.hpp"
 #include "quant/runtime/runtime.hpp"
 #include "train/output.hpp"
@@ -14,24 +22,12 @@ namespace qforge::apps {
 
 namespace fs = std::filesystem;
 
-int cmd_export(int argc, char** argv) {
-  cxxopts::Options opts("qforge export", "Write an int8 deployment bundle for the integer runtime.");
-  opts.add_options()
-      ("model-dir", "quantized model directory", cxxopts::value<std::string>())
-      ("out", "bundle directory to write", cxxopts::value<std::string>())
-      ("data", "data spec used to trace the model (default: the model's)", cxxopts::value<std::string>())
-      ("force", "replace --out when it holds a previous qforge bundle (anything else is never replaced)")
-      ("json", "print one JSON result object as the last line of stdout");
-  cxxopts::ParseResult r;
-  if (parse_or_help(opts, argc, argv, r)) return 0;
-  const fs::path dir = required(r, "model-dir"), out = required(r, "out");
-  require_quantized_dir("model-dir", dir);
-  // Note [Publishing outputs] (train/output.hpp): checks --out, takes its lock, stages in a temporary.
-  train::OutputDir od(out, "bundle", {r.count("force") > 0, {dir}});
-  data::DataSplits data = data_for_dir(dir, r.count("data") ? r["data"].as<std::string>() : "");
-  const Tensor sample = sample_batch(data.test, 16)[0];
-  quant::runtime::Program program = quant::runtime::lower_model_dir(dir, sample);
+namespace {
 
+nlohmann::json export_bundle(const fs::path& dir, const fs::path& out, const Tensor& sample, bool force) {
+  // Note [Publishing outputs] (train/output.hpp): checks --out, takes its lock, stages in a temporary.
+  train::OutputDir od(out, "bundle", {force, {dir}});
+  quant::runtime::Program program = quant::runtime::lower_model_dir(dir, sample);
   // Build in the staging directory, check that the loaded bundle computes the same integers, then
   // publish with one rename: a failure never leaves a half-written bundle at --out.
   const fs::path tmp = od.staging();
@@ -44,7 +40,63 @@ int cmd_export(int argc, char** argv) {
   int64_t bytes = 0;
   for (const auto& e : fs::directory_iterator(out))
     if (e.is_regular_file()) bytes += static_cast<int64_t>(e.file_size());
-  nlohmann::json summary = {{"out", out.string()}, {"bytes", bytes}, {"verified", true}};
+  return {{"out", out.string()}, {"format", "bundle"}, {"bytes", bytes}, {"verified", true}};
+}
+
+// The ONNX forms write one file: an existing regular file is replaced only with --force, and never a
+// directory, a symbolic link or a special file.
+void check_onnx_target(const fs::path& out, bool force) {
+  train::check_single_file_target("--out", out);
+  if (fs::exists(out) && !force)
+    throw UsageError(fmt::format("--out {}: exists; pass --force to replace it", out.string()));
+}
+
+nlohmann::json export_onnx(const fs::path& dir, const fs::path& out, const Tensor& sample, bool fp32) {
+  nn::ModelDir md = nn::load_model_dir(dir);
+  quant::exporter::OnnxExportResult res;
+  if (fp32) {
+    res = quant::exporter::export_onnx_fp32(*md.model, {sample}, out);
+  } else {
+    quant::exporter::QdqExportOptions opt;
+    opt.tensor_names = md.model->tensor_names();
+    if (!md.model->input_names().empty()) opt.input_name = md.model->input_names()[0];
+    res = quant::exporter::export_onnx_qdq(quant::runtime::lower_model_dir(dir, sample), out, opt);
+  }
+  nlohmann::json j = res.to_json();
+  j["out"] = out.string();
+  j["format"] = fp32 ? "onnx-fp32" : "onnx";
+  j["bytes"] = static_cast<int64_t>(fs::file_size(out));
+  return j;
+}
+
+}  // namespace
+
+int cmd_export(int argc, char** argv) {
+  cxxopts::Options opts("qforge export", "Write a deployment bundle (default), a QDQ ONNX model or a float ONNX model.");
+  opts.add_options()
+      ("model-dir", "model directory (quantized, except for --format onnx-fp32)", cxxopts::value<std::string>())
+      ("out", "bundle directory (bundle) or .onnx file to write", cxxopts::value<std::string>())
+      ("format", "bundle | onnx (QDQ for ONNX Runtime) | onnx-fp32", cxxopts::value<std::string>()->default_value("bundle"))
+      ("data", "data spec used to trace the model (default: the model's)", cxxopts::value<std::string>())
+      ("force", "replace --out when it holds a previous qforge output of the same kind")
+      ("json", "print one JSON result object as the last line of stdout");
+  cxxopts::ParseResult r;
+  if (parse_or_help(opts, argc, argv, r)) return 0;
+  const fs::path dir = required(r, "model-dir"), out = required(r, "out");
+  const std::string format = r["format"].as<std::string>();
+  if (format != "bundle" && format != "onnx" && format != "onnx-fp32")
+    throw UsageError(fmt::format("--format {}: expected bundle, onnx or onnx-fp32", format));
+  const bool force = r.count("force") > 0;
+  if (format != "onnx-fp32") require_quantized_dir("model-dir", dir);
+  if (format != "bundle") {
+    if (!quant::exporter::onnx_export_available())
+      throw Error("export --format " + format + ": this qforge was built without ONNX support (libonnx-dev)");
+    check_onnx_target(out, force);
+  }
+  data::DataSplits data = data_for_dir(dir, r.count("data") ? r["data"].as<std::string>() : "");
+  const Tensor sample = sample_batch(data.test, 16)[0];
+  const nlohmann::json summary =
+      format == "bundle" ? export_bundle(dir, out, sample, force) : export_onnx(dir, out, sample, format == "onnx-fp32");
   print_result(r, summary);
   return 0;
 }

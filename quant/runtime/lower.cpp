@@ -389,6 +389,7 @@ private:
     }
     op.per_channel = w.per_channel;
     op.weights = w.w;
+    op.w_scale.assign(w.scale.begin(), w.scale.end());
     Tensor b;
     if (m.has_param("bias")) {
       Quantizer* bq = enabled_q(prefix(n) + ".bias");
