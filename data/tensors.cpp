@@ -113,10 +113,12 @@ Tensor checked_labels(const NamedArray& a, const std::string& name, int64_t n, c
 
 TensorSplits make_tensor_splits(NamedArrays arrays, const std::string& source) {
   static const char* kNames[] = {"input", "label", "test_input", "test_label"};
-  for (const auto& [name, a] : arrays)
+  for (const auto& entry : arrays) {
+    const std::string& name = entry.first;
     if (std::find_if(std::begin(kNames), std::end(kNames), [&](const char* k) { return name == k; }) == std::end(kNames))
       fail(source, fmt::format("unexpected array '{}' (a tensors data file holds input, label, test_input, test_label)",
                                name));
+  }
   if (!arrays.count("input")) fail(source, "no array 'input' (a tensors data file holds input [N, ...] and optional label [N])");
   const bool has_test = arrays.count("test_input") > 0;
   if (!has_test && arrays.count("test_label")) fail(source, "array 'test_label' without 'test_input'");

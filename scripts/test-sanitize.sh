@@ -20,7 +20,7 @@ if ! dpkg-query -W -f='${Status}' libasan8 2>/dev/null | grep -q "install ok ins
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libasan8 libubsan1 >&2
 fi
 
-FUZZ_TARGETS="safetensors spec aimet_config encodings quantsim_json checkpoint_state bundle idx cifar text"
+FUZZ_TARGETS="safetensors spec aimet_config encodings quantsim_json checkpoint_state bundle idx cifar text npy"
 # tests_sanitize_readers (tests/fuzz/meson.build): every reader's tests and hostile-input suites in one
 # executable, so the long numerics/training suites are not compiled with sanitizers.
 EXES="tests/engine/kernels/tests_kernels tests/fuzz/tests_sanitize_readers"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in build-fuzz/ (clang++, ASan + UBSan, the whole library instrumented for
 # coverage with -fsanitize=fuzzer-no-link). Separate from the gcc build. Usage: tests/fuzz/build.sh [target...]
-# (targets: safetensors spec aimet_config encodings quantsim_json checkpoint_state bundle idx cifar text).
+# (targets: safetensors spec aimet_config encodings quantsim_json checkpoint_state bundle idx cifar text npy).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${FUZZ_BUILD_DIR:-build-fuzz}
-ALL="safetensors spec aimet_config encodings quantsim_json checkpoint_state bundle idx cifar text"
+ALL="safetensors spec aimet_config encodings quantsim_json checkpoint_state bundle idx cifar text npy"
 TARGETS=${*:-$ALL}
 
 need=()
@@ -27,7 +27,7 @@ if [ -n "${FUZZ_QUICK_FROM:-}" ]; then
     [safetensors]="nn/safetensors.cpp" [spec]="nn/spec.cpp nn/recurrent.cpp" [aimet_config]="quant/config.cpp"
     [encodings]="quant/encodings_io.cpp quant/encoding.cpp" [quantsim_json]="quant/quant_dir.cpp"
     [checkpoint_state]="train/checkpoint.cpp" [bundle]="quant/runtime/program.cpp"
-    [idx]="data/idx.cpp data/io_util.cpp" [cifar]="data/cifar.cpp data/io_util.cpp" [text]="data/text.cpp data/io_util.cpp")
+    [idx]="data/idx.cpp data/io_util.cpp" [cifar]="data/cifar.cpp data/io_util.cpp" [text]="data/text.cpp data/io_util.cpp" [npy]="data/npy.cpp data/npz.cpp data/tensors.cpp")
   FLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
          -I. -I/usr/include/x86_64-linux-gnu/openblas-pthread -Wno-unknown-warning-option)
   mkdir -p "$B/obj" "$B/tests/fuzz"

@@ -278,3 +278,10 @@ reg("encodings", "args_type_error", json.dumps({"version": "0.6.1", "quantizer_a
 reg("aimet_config", "deep", "{\"defaults\": " + "[" * 5000)
 reg("quantsim_json", "quantizer_not_object", json.dumps({"format": "qforge-quantsim", "quantizers": [5, {"name": 3}]}))
 reg("quantsim_json", "bw_string", json.dumps({"format": "qforge-quantsim", "act_bw": "8"}))
+
+# ---- npy: numpy files written by numpy (tools/gen_fixtures_npy.py -> tests/fixtures/npy/) ---------------
+NPY_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "npy")
+for name in ["f4_2x3.npy", "f8_be.npy", "fortran_2x3x2.npy", "v3.npy", "scalar_0d.npy", "stored.npz", "deflated.npz",
+             "zip64_end.npz", "images_u8.npz"]:
+    with open(os.path.join(NPY_FIXTURES, name), "rb") as f:
+        put("npy", name, f.read())

@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:?usage: tests/fuzz/run.sh SECONDS [target...]}
 shift
-ALL="safetensors spec aimet_config encodings quantsim_json checkpoint_state bundle idx cifar text"
+ALL="safetensors spec aimet_config encodings quantsim_json checkpoint_state bundle idx cifar text npy"
 TARGETS=${*:-$ALL}
 B=${FUZZ_BUILD_DIR:-build-fuzz}
 [ -n "${FUZZ_NO_BUILD:-}" ] || tests/fuzz/build.sh $TARGETS >&2 || exit 1
