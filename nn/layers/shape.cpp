@@ -21,6 +21,15 @@ int64_t layer_dim(const std::string& layer, int64_t dim, const Shape& shape, con
   return d;
 }
 
+// Element count of `shape`, or an Error when it overflows int64 (spec sizes are bounded by 2^31 each,
+// not their products).
+int64_t checked_numel(const std::string& layer, const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    QFORGE_CHECK(!__builtin_mul_overflow(n, d, &n), "{}: output shape {} has too many elements", layer, shape_str(shape));
+  return n;
+}
+
 }  // namespace
 
 // ---- Concat -----------------------------------------------------------------------------------------
@@ -179,15 +188,16 @@ Tensor Reshape::forward_tensor(const Tensor& x) {
       out[i] = x.size(static_cast<int64_t>(i));
     }
     if (out[i] == -1) infer = static_cast<int64_t>(i);
-    else known *= out[i];
+    else QFORGE_CHECK(!__builtin_mul_overflow(known, out[i], &known), "Reshape: cannot reshape {} ({} elements) to {}",
+                      shape_str(x.shape()), x.numel(), list_str(shape_));
   }
   if (infer >= 0) {
     QFORGE_CHECK(known != 0 && x.numel() % known == 0, "Reshape: cannot reshape {} ({} elements) to {}",
                  shape_str(x.shape()), x.numel(), list_str(shape_));
     out[infer] = x.numel() / known;
   }
-  QFORGE_CHECK(shape_numel(out) == x.numel(), "Reshape: cannot reshape {} ({} elements) to {} ({} elements)",
-               shape_str(x.shape()), x.numel(), list_str(shape_), shape_numel(out));
+  QFORGE_CHECK(known == x.numel() || infer >= 0, "Reshape: cannot reshape {} ({} elements) to {} ({} elements)",
+               shape_str(x.shape()), x.numel(), list_str(shape_), known);
   return x.reshape(out);
 }
 
@@ -258,6 +268,9 @@ Tensor Pad::forward_tensor(const Tensor& x) {
     torch_pads.push_back(b);
     torch_pads.push_back(e);
   }
+  Shape out = x.shape();
+  for (int64_t d = 0; d < rank; ++d) out[d] += pads_[d] + pads_[rank + d];
+  checked_numel(type_name(), out);
   return ops::pad(x, torch_pads, value_);
 }
 

@@ -317,6 +317,12 @@ TEST_CASE("onnx layers: a shape mismatch at forward names the node, its type and
   auto g = build_model(spec);
   CHECK_THROWS_WITH_AS((*g)(std::vector<Tensor>{Tensor::ones({2, 3}), Tensor::ones({2, 4})}),
                        doctest::Contains("node 'prod' (Mul): Mul: shapes [2, 3] and [2, 4] do not broadcast"), Error);
+  // Sizes whose products overflow int64 are refused, not wrapped around.
+  constexpr int64_t kBig = int64_t{1} << 31;
+  Reshape huge({kBig, kBig, kBig});
+  CHECK_THROWS_WITH_AS(huge(iota({2, 3})), doctest::Contains("Reshape: cannot reshape [2, 3]"), Error);
+  Pad wide({kBig, kBig, kBig, kBig, kBig, kBig});
+  CHECK_THROWS_WITH_AS(wide(iota({1, 1, 1})), doctest::Contains("Pad: output shape"), Error);
   CHECK(build_error(node("r", "Reshape", {{"shape", {-1, -1}}}, {"input"})).find("node 'r' (Reshape): argument 'shape' "
                                                                                 "has more than one -1") != std::string::npos);
   CHECK(build_error(node("t", "Transpose", {{"perm", {0, 0}}}, {"input"})).find("node 't' (Transpose): argument 'perm' "
