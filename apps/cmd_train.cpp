@@ -49,7 +49,9 @@ int cmd_train(int argc, char** argv) {
                                         "metrics.jsonl and checkpoint/ into --out.");
   opts.add_options()
       ("model", "zoo model name (qforge models) or a model spec .json", cxxopts::value<std::string>())
-      ("data", "synthetic (default) | mnist:DIR | cifar10:DIR | text:FILE", cxxopts::value<std::string>())
+      ("data", "synthetic (default) | mnist:DIR | cifar10:DIR | text:FILE | tensors:FILE (.npz or .safetensors: input, "
+               "label, optional test_input/test_label; without them both splits are the same arrays)",
+       cxxopts::value<std::string>())
       ("epochs", "epochs", cxxopts::value<int64_t>()->default_value("3"))
       ("batch-size", "batch size", cxxopts::value<int64_t>()->default_value("64"))
       ("lr", "learning rate (default: 0.02 for sgd, 2e-3 for adam/adamw)", cxxopts::value<double>())

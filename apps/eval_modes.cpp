@@ -109,14 +109,7 @@ EvalOutcome run_eval(const EvalRequest& req) {
     train::EvalResult res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits, [&](const Tensor& x) { return rt.run(x); });
     return outcome(req, res, "int8", "bundle", data.spec, ds);
   }
-  const bool quantized = quant::is_quantized_dir(req.dir);
-  std::string mode = req.mode.empty() ? (quantized ? "sim" : "fp32") : req.mode;
-  if (mode != "fp32" && mode != "sim" && mode != "exact" && mode != "int8")
-    throw UsageError(fmt::format("--mode {}: expected fp32, sim, exact or int8", mode));
-  if (mode != "fp32" && !quantized)
-    throw UsageError(fmt::format("--mode {} needs a quantized model directory (from qforge quantize); {} has no "
-                                 "encodings.json",
-                                 mode, req.dir.string()));
+  const std::string mode = resolve_mode(req.dir, req.mode);
   data::DataSplits data = data_for_dir(req.dir, req.data_spec);
   auto ds = req.split == "train" ? data.train : data.test;
 
@@ -124,27 +117,77 @@ EvalOutcome run_eval(const EvalRequest& req) {
   eo.batch_size = req.batch_size;
   eo.keep_logits = req.keep_logits;
   train::EvalResult res;
-  if (mode == "fp32") {
-    // A quantized directory's FP32 model is its shadow weights (BatchNorm folded) without quantizers.
-    nn::ModelDir md = nn::load_model_dir(req.dir);
-    res = train::evaluate(*md.model, ds, eo);
-  } else if (mode == "sim") {
-    quant::QuantizedModel qm = quant::load_quantized_dir(req.dir, sample_batch(data.test));
-    res = train::evaluate(qm.sim->model(), ds, eo);
+  ModeModel model(req.dir, mode, mode == "fp32" ? std::vector<Tensor>{} : sample_batch(data.test));
+  if (!model.integer()) {
+    res = train::evaluate(model.module(), ds, eo);
   } else {
-    // exact and int8 both run the integer program lowered from the quantized directory: the same
-    // integers by construction (exact: simulation arithmetic; int8: the packed SIMD kernels).
-    quant::QuantizedModel qm = quant::load_quantized_dir(req.dir, sample_batch(data.test));
-    quant::runtime::Program program = quant::runtime::lower(*qm.sim);
-    if (mode == "exact") {
-      res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits,
-                               [&](const Tensor& x) { return quant::runtime::execute_exact(program, x); });
-    } else {
-      quant::runtime::Runtime rt(std::move(program));
-      res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits, [&](const Tensor& x) { return rt.run(x); });
-    }
+    res = evaluate_logits_fn(ds, req.batch_size, req.keep_logits, [&](const Tensor& x) { return model.logits(x); });
   }
   return outcome(req, res, mode, "model_dir", data.spec, ds);
+}
+
+std::string resolve_mode(const fs::path& dir, const std::string& requested) {
+  const bool quantized = quant::is_quantized_dir(dir);
+  std::string mode = requested.empty() ? (quantized ? "sim" : "fp32") : requested;
+  if (mode != "fp32" && mode != "sim" && mode != "exact" && mode != "int8")
+    throw UsageError(fmt::format("--mode {}: expected fp32, sim, exact or int8", mode));
+  if (mode != "fp32" && !quantized)
+    throw UsageError(fmt::format("--mode {} needs a quantized model directory (from qforge quantize); {} has no "
+                                 "encodings.json",
+                                 mode, dir.string()));
+  return mode;
+}
+
+struct ModeModel::State {
+  std::string mode;
+  nn::ModelDir fp32;                          // fp32
+  std::unique_ptr<quant::QuantizedModel> qm;  // sim, exact, int8
+  std::unique_ptr<quant::runtime::Program> program;  // exact
+  std::unique_ptr<quant::runtime::Runtime> runtime;  // int8
+};
+
+ModeModel::ModeModel(const fs::path& dir, const std::string& mode, const std::vector<Tensor>& sample_inputs)
+    : s_(std::make_unique<State>()) {
+  s_->mode = resolve_mode(dir, mode);
+  if (s_->mode == "fp32") {
+    // A quantized directory's FP32 model is its shadow weights (BatchNorm folded) without quantizers.
+    s_->fp32 = nn::load_model_dir(dir);
+    return;
+  }
+  s_->qm = std::make_unique<quant::QuantizedModel>(quant::load_quantized_dir(dir, sample_inputs));
+  if (s_->mode == "sim") return;
+  // exact and int8 both run the integer program lowered from the quantized directory: the same
+  // integers by construction (exact: simulation arithmetic; int8: the packed SIMD kernels).
+  quant::runtime::Program program = quant::runtime::lower(*s_->qm->sim);
+  if (s_->mode == "exact") s_->program = std::make_unique<quant::runtime::Program>(std::move(program));
+  else s_->runtime = std::make_unique<quant::runtime::Runtime>(std::move(program));
+}
+
+ModeModel::~ModeModel() = default;
+
+const std::string& ModeModel::mode() const { return s_->mode; }
+bool ModeModel::integer() const { return s_->program || s_->runtime; }
+
+nn::Graph& ModeModel::graph() { return s_->qm ? *s_->qm->dir.model : *s_->fp32.model; }
+
+nn::Module& ModeModel::module() {
+  QFORGE_ASSERT(!integer());
+  return s_->qm ? s_->qm->sim->model() : *s_->fp32.model;
+}
+
+Tensor ModeModel::logits(const Tensor& x) {
+  QFORGE_ASSERT(integer());
+  return s_->program ? quant::runtime::execute_exact(*s_->program, x) : s_->runtime->run(x);
+}
+
+Tensor ModeModel::codes(const Tensor& x) {
+  QFORGE_ASSERT(integer());
+  return s_->program ? quant::runtime::execute_exact_codes(*s_->program, x) : s_->runtime->run_codes(x);
+}
+
+quant::runtime::QParams ModeModel::output_qparams() const {
+  QFORGE_ASSERT(integer());
+  return (s_->program ? *s_->program : s_->runtime->program()).output_value().q;
 }
 
 }  // namespace qforge::apps
