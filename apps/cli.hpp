@@ -53,6 +53,7 @@ int cmd_export(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_analyze(int argc, char** argv);
+int cmd_import(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 
 }  // namespace qforge::apps

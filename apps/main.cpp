@@ -18,6 +18,7 @@ struct Command {
 const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> kCommands = {
       {"train", {cmd_train, "train a zoo model or spec on a dataset"}},
+      {"import", {cmd_import, "import an ONNX model as a qforge model directory"}},
       {"eval", {cmd_eval, "evaluate a model directory (fp32, sim, exact, int8)"}},
       {"run", {cmd_run, "run a model directory on your own tensors (.npz/.npy/.safetensors), save its outputs"}},
       {"quantize", {cmd_quantize, "post-training quantization: calibrate, evaluate, write a quantized model"}},
