@@ -122,6 +122,8 @@ def main():
     xte, yte = vectors(32)
     npz("vectors.npz", {"input": xtr, "label": ytr, "test_input": xte, "test_label": yte}, compressed=False,
         record_values=False)
+    npy_plain = npy_bytes(xte[:5])
+    put("vectors_x.npy", npy_plain)  # one input array for `qforge run --inputs X.npy` (first 5 test vectors)
     # refused .npz: ragged (object) arrays, a wrong label dtype, mismatched lengths, a typo'd name
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = [1.0, 2.0], [3.0]

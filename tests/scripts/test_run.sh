@@ -44,6 +44,17 @@ expect_rc 0 "run fp32 on the float model dir" -- "$Q" run --model-dir "$work/cnn
 expect_rc 0 "run replaces its own output" -- "$Q" run --model-dir "$work/cnn_q" --inputs "$F/digits.npz" \
   --out "$work/int8.safetensors" --mode int8 --threads 1
 
+# the image model on tensors:FILE (float32 [N, 1, 28, 28]): calibration, evaluation in every mode, training
+expect_rc 0 "quantize cnn on tensors" -- "$Q" quantize --model-dir "$work/cnn" --data "tensors:$F/digits.npz" \
+  --out "$work/cnn_qt" --calib-batches 1 --threads 1
+for m in sim exact int8; do
+  expect_rc 0 "eval cnn tensors --mode $m" -- "$Q" eval --model-dir "$work/cnn_qt" --data "tensors:$F/digits.npz" \
+    --mode "$m" --json
+  last_json | grep -q '"samples":4' || fail "eval cnn --mode $m on digits.npz: expected 4 samples"
+done
+expect_rc 0 "train cnn on tensors" -- "$Q" train --model mnist-cnn --data "tensors:$F/digits.npz" "${common[@]}" \
+  --epochs 1 --out "$work/cnn_t"
+
 # ---- bad inputs: exit 2 naming the array, nothing written --------------------------------------------
 bad() {  # bad DESCRIPTION PATTERN -- run args...
   local what=$1 pat=$2
@@ -107,6 +118,10 @@ expect_rc 0 "run linear int8" -- "$Q" run --model-dir "$work/lin_q" --inputs "$F
   --mode int8 --threads 1
 "$CMP" "$work/lx.safetensors" "$work/li.safetensors" --exact >"$work/cmp.txt" 2>&1 ||
   fail "linear20: exact and int8 outputs differ: $(cat "$work/cmp.txt")"
+# a .npy input (one array, any name) for a single-input model; the same rows as in vectors.npz's test split
+expect_rc 0 "run linear fp32 on .npy" -- "$Q" run --model-dir "$work/lin_q" --inputs "$F/vectors_x.npy" \
+  --out "$work/lnpy.safetensors" --mode fp32 --threads 1 --json
+last_json | grep -q '"fc2":{"dtype":"f32","shape":\[5,3\]}' || fail "run on .npy: unexpected outputs: $(last_json)"
 # an unlabelled file calibrates (quantize) with targets ignored
 expect_rc 0 "quantize on unlabelled tensors" -- "$Q" quantize --model-dir "$work/lin" --data "tensors:$F/unlabelled.npz" \
   --out "$work/lin_q2" --calib-batches 1 --threads 1
