@@ -266,8 +266,6 @@ def cases():
              "Sigmoid, Tanh, MaxPool 3/2/1, Transpose, ReduceMean, MatMul, Softmax, LogSoftmax")
     add("hardswish_mlp", HardswishMlp, lambda g: [torch.randn((4, 12), generator=g) * 3],
         note="opset 13: Hardswish written as HardSigmoid + Mul")
-    add("maxpool_ceil", MaxPoolCeil, lambda g: [image(g, 2, 1, 8, 8)],
-        note="MaxPool ceil_mode=1 (an attribute value the importer may refuse)")
     return C
 
 
@@ -447,7 +445,18 @@ def hostile(entries_by_name):
     add("bad_unknown_op_nms", "bad_unknown_op_nms.onnx", "import", "NonMaxSuppression",
         "a standard op (NonMaxSuppression, node 'nms_node') that qforge has no layer for")
 
-    # Unsupported attribute value: LSTM with non-default activations (qforge's LSTM is sigmoid/tanh).
+    # Unsupported attribute values: MaxPool ceil_mode=1 (exported by torch), and an LSTM with non-default
+    # activations (qforge's LSTM is sigmoid/tanh).
+    torch.manual_seed(3)
+    path = os.path.join(OUT, "bad_maxpool_ceil.onnx")
+    torch.onnx.export(MaxPoolCeil().eval(), (torch.zeros(2, 1, 8, 8),), path, opset_version=13,
+                      input_names=["input"], output_names=["output"])
+    m = onnx.load(path)
+    for n in m.graph.node:
+        n.doc_string = ""
+    onnx.save_model(m, path)
+    add("bad_maxpool_ceil", "bad_maxpool_ceil.onnx", "import", "ceil_mode",
+        "MaxPool node '/MaxPool' with ceil_mode=1 (qforge's MaxPool2d rounds the output size down)")
     hid, inp = 3, 4
     W = onnx.numpy_helper.from_array(np.linspace(-0.5, 0.5, 4 * hid * inp, dtype=np.float32).reshape(1, 4 * hid, inp), "W")
     R = onnx.numpy_helper.from_array(np.linspace(0.4, -0.4, 4 * hid * hid, dtype=np.float32).reshape(1, 4 * hid, hid), "R")
@@ -489,18 +498,19 @@ def hostile(entries_by_name):
     # npz files qforge must refuse (for `run --inputs` and `--data tensors:`).
     x = np.random.default_rng(5).random((kCalibSamples, 1, 28, 28))
     np.savez(os.path.join(OUT, "bad_dtype.npz"), input=x.astype(np.complex64))
-    add("bad_npz_dtype", "bad_dtype.npz", "data", "input", "array 'input' of dtype complex64 (<c8)",
+    add("bad_npz_dtype", "bad_dtype.npz", "run+data", "input", "array 'input' of dtype complex64 (<c8)",
         model="zoo_mnist_cnn")
     ragged = np.empty(3, dtype=object)
     ragged[:] = [np.zeros((1, 28, 28), np.float32), np.zeros((1, 28, 27), np.float32),
                  np.zeros((1, 27, 28), np.float32)]
     np.savez(os.path.join(OUT, "bad_ragged_object.npz"), input=ragged)
-    add("bad_npz_ragged_object", "bad_ragged_object.npz", "data", "input",
+    add("bad_npz_ragged_object", "bad_ragged_object.npz", "run+data", "input",
         "array 'input' is a ragged object array (dtype |O, pickled)", model="zoo_mnist_cnn")
     np.savez(os.path.join(OUT, "bad_ragged_count.npz"), input=x[:, :, :, :].astype(np.float32),
              label=np.arange(kCalibSamples - 4, dtype=np.int64) % 10)
     add("bad_npz_ragged_count", "bad_ragged_count.npz", "data", "label",
-        "'input' has 16 samples, 'label' 12", model="zoo_mnist_cnn")
+        "'input' has 16 samples, 'label' 12 (for --data tensors:, where labels pair with inputs; `run` "
+        "ignores arrays that are not model inputs)", model="zoo_mnist_cnn")
     return H
 
 
@@ -553,7 +563,9 @@ def check_ort():
 
 def write_tsv(manifest):
     """cases.tsv: case, onnx file, inputs file, expected file, tolerance, calib file, quantize, zoo, output
-    names (comma-separated); hostile.tsv: case, file, stage, expected message substring, model. '-' = none."""
+    names (comma-separated); hostile.tsv: case, file, stage, expected message substring, model. '-' = none.
+    Stages: import (qforge import FILE), run+data (qforge run --inputs FILE and --data tensors:FILE on the
+    imported `model`), data (--data tensors:FILE only)."""
     with open(os.path.join(OUT, "cases.tsv"), "w") as f:
         f.write("# case\tfile\tinputs\texpected\ttolerance\tcalib\tquantize\tzoo\toutputs\n")
         for e in manifest["cases"]:

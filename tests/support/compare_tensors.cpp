@@ -3,6 +3,9 @@
 //
 //   compare_tensors EXPECTED ACTUAL [--tol T] [--exact] [NAME | NAME=ACTUAL_NAME ...]
 //   compare_tensors --list FILE        one line per array: name, dtype, shape (tab-separated)
+//   compare_tensors --spec-outputs DIR the model directory's outputs (model.json "outputs"), one a line,
+//                                      in order: the names `qforge run` gives them (an imported model's
+//                                      k-th ONNX graph output is the spec's k-th output)
 //
 // Without names every array of EXPECTED is compared with the array of the same name in ACTUAL (a .npy
 // file holds one array, named after the file without its extension). Shapes must be equal.
@@ -13,6 +16,7 @@
 // missing or unreadable, or bad usage.
 #include "data/npy.hpp"
 #include "engine/error.hpp"
+#include "nn/model_dir.hpp"
 #include "nn/safetensors.hpp"
 
 #include <cmath>
@@ -79,6 +83,13 @@ int run(int argc, char** argv) {
       std::printf("%s\t%s\t%s\n", name.c_str(), std::string(dtype_name(t.dtype())).c_str(), shape_str(t.shape()).c_str());
     return 0;
   }
+  if (argc == 3 && std::string(argv[1]) == "--spec-outputs") {
+    const auto spec = nn::read_json_file(fs::path(argv[2]) / "model.json");
+    if (!spec.contains("outputs") || !spec["outputs"].is_array())
+      throw InputError(std::string(argv[2]) + "/model.json: no \"outputs\" list");
+    for (const auto& o : spec["outputs"]) std::printf("%s\n", o.get<std::string>().c_str());
+    return 0;
+  }
   std::vector<std::string> positional, names;
   double tol = 1e-4;
   bool exact = false;
@@ -95,7 +106,8 @@ int run(int argc, char** argv) {
     }
   }
   if (positional.size() != 2)
-    throw InputError("usage: compare_tensors EXPECTED ACTUAL [--tol T] [--exact] [NAME[=ACTUAL_NAME] ...] | --list FILE");
+    throw InputError("usage: compare_tensors EXPECTED ACTUAL [--tol T] [--exact] [NAME[=ACTUAL_NAME] ...] | --list FILE | "
+                     "--spec-outputs DIR");
   const auto expected = read_tensors(positional[0]);
   const auto actual = read_tensors(positional[1]);
   if (names.empty())
