@@ -146,6 +146,15 @@ while IFS=$'\t' read -r case file stage message model; do
     nothing_written "quantize --data $case" "$work/hq_$case"
   fi
 done <"$F/hostile.tsv"
+# the unresolvable shape resolved: the same file with --input-shape imports and gives the LSTM twin's outputs
+expect_rc 0 "import bad_dynamic_shape --input-shape" -- "$Q" import "$F/bad_dynamic_shape.onnx" --out "$work/dyn" \
+  --input-shape input=4,1,28,28
+if [ -s "$work/dyn/model.json" ]; then
+  expect_rc 0 "run dynamic-shape lstm" -- "$Q" run --model-dir "$work/dyn" --inputs "$F/zoo_lstm.inputs.npz" \
+    --out "$work/dyn.safetensors" --mode fp32
+  [ -s "$work/dyn.safetensors" ] && compare_outputs "dynamic-shape lstm with --input-shape differs from PyTorch's" \
+    "$F/zoo_lstm.expected.npz" "$work/dyn.safetensors" "$(output_pairs "$work/dyn" output)"
+fi
 # a model directory that exists already is left alone by a failing import
 mkdir -p "$work/keep" && echo keep >"$work/keep/mine.txt"
 expect_rc 2 "import truncated over an existing dir" -- "$Q" import "$F/bad_truncated.onnx" --out "$work/keep"
