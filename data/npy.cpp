@@ -5,6 +5,7 @@
 #include "data/io_util.hpp"
 #include "engine/error.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -156,7 +157,7 @@ Descr parse_descr(const std::string& d, const std::string& source) {
   auto unsupported = [&]() -> Descr {
     fail(source, fmt::format("unsupported dtype '{}' (expected bool, int8-64, uint8-64, float16/32/64)", d));
   };
-  if (d.size() < 3 || d.size() > 3) return unsupported();
+  if (d.size() != 3) return unsupported();
   Descr r;
   r.kind = d[1];
   r.size = d[2] - '0';
@@ -274,10 +275,14 @@ NpyArray parse_npy(const void* data, size_t size, const std::string& source) {
   const Header h = HeaderParser(text, source).parse();
   const Descr d = parse_descr(h.descr, source);
 
-  uint64_t numel = 1;
+  // The product of the non-zero dimensions is bounded too: a shape [0, 2^40, 2^40] holds no data, but its
+  // row-major strides would overflow int64.
+  uint64_t numel = 1, nonzero = 1;
   for (int64_t dim : h.shape) {
-    if (dim != 0 && numel > kMaxNpyElements / static_cast<uint64_t>(dim))
+    const uint64_t d = static_cast<uint64_t>(std::max<int64_t>(dim, 1));
+    if (nonzero > kMaxNpyElements / d)
       fail(source, fmt::format("shape {} has more than {} elements", shape_str(h.shape), kMaxNpyElements));
+    nonzero *= d;
     numel *= static_cast<uint64_t>(dim);
   }
   const uint64_t bytes = numel * static_cast<uint64_t>(d.size);  // < 2^43: no overflow

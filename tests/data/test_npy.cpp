@@ -124,6 +124,9 @@ TEST_CASE("npy: hostile headers and truncated data are InputErrors, checked befo
   CHECK(err(header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", 16)).empty());
   CHECK(err(header("{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }"))
             .find("more than") != std::string::npos);
+  CHECK(err(header("{'descr': '<f4', 'fortran_order': True, 'shape': (0, 1099511627776, 1099511627776), }"))
+            .find("more than") != std::string::npos);  // no data, but strides past int64
+  CHECK(err(header("{'descr': '<f4', 'fortran_order': True, 'shape': (0, 3), }")).empty());
   CHECK(err(header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }"))
             .find("dimension larger") != std::string::npos);
   CHECK(err(header("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000,), }", 4)).find("truncated data") !=
