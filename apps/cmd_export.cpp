@@ -6,11 +6,13 @@
 //   --format onnx       a QDQ ONNX model for ONNX Runtime (quant/export/onnx_export.hpp, Note [QDQ layout]),
 //                       written from the same integer program.
 //   --format onnx-fp32  the float model as plain ONNX (any model directory, quantized or not).
-// Bundles are directories published with OutputDir; ONNX files are single files written atomically.
+// Bundles are directories published with OutputDir; ONNX files are single files written atomically, with
+// the AIMET encodings of a quantized model beside them (<out>.encodings, schema 2.0.0 by default).
 #include "apps/cli.hpp"
 #include "apps/eval_modes.hpp"
 #include "apps/quant_setup.hpp"
 #include "nn/model_dir.hpp"
+#include "quant/encodings_io.hpp"
 #include "quant/export/onnx_export.hpp"
 #include "quant/runtime/lower.hpp"
 #include "quant/runtime/runtime.hpp"
@@ -51,8 +53,37 @@ void check_onnx_target(const fs::path& out, bool force) {
     throw UsageError(fmt::format("--out {}: exists; pass --force to replace it", out.string()));
 }
 
-nlohmann::json export_onnx(const fs::path& dir, const fs::path& out, const Tensor& sample, bool fp32) {
+// The encodings beside an ONNX file (AIMET's <name>.encodings), naming the exported graph's tensors:
+// fp32: the quantized directory's encodings renamed through the exporter's tensor map, in any schema;
+// qdq: the QuantizeLinear/DequantizeLinear inputs of the graph, schema 2.0.0.
+void write_onnx_encodings(const fs::path& dir, const fs::path& path, const quant::exporter::OnnxExportResult& res,
+                          bool fp32, const std::string& version) {
+  if (!fp32) {
+    nn::write_json_file(path, {{"version", "2.0.0"}, {"encodings", res.encodings_200}});
+    return;
+  }
+  const quant::EncodingsFile src = quant::read_encodings(dir / "encodings.json");
+  quant::EncodingsFile renamed = src;
+  renamed.activations.clear();
+  renamed.params.clear();
+  auto rename = [&](const std::map<std::string, std::vector<quant::Encoding>>& from,
+                    std::map<std::string, std::vector<quant::Encoding>>& to) {
+    for (const auto& [name, es] : from) {
+      auto it = res.tensor_of.find(name);
+      to[it == res.tensor_of.end() ? name : it->second] = es;
+    }
+  };
+  rename(src.activations, renamed.activations);
+  rename(src.params, renamed.params);
+  quant::write_encodings(path, renamed, version);
+}
+
+nlohmann::json export_onnx(const fs::path& dir, const fs::path& out, const Tensor& sample, bool fp32,
+                           const std::string& encodings_version, bool force) {
   nn::ModelDir md = nn::load_model_dir(dir);
+  const bool quantized = fs::exists(dir / "encodings.json");
+  const fs::path enc_path = fs::path(out).replace_extension(".encodings");
+  if (quantized) check_onnx_target(enc_path, force);
   quant::exporter::OnnxExportResult res;
   if (fp32) {
     res = quant::exporter::export_onnx_fp32(*md.model, {sample}, out);
@@ -60,9 +91,17 @@ nlohmann::json export_onnx(const fs::path& dir, const fs::path& out, const Tenso
     quant::exporter::QdqExportOptions opt;
     opt.tensor_names = md.model->tensor_names();
     if (!md.model->input_names().empty()) opt.input_name = md.model->input_names()[0];
+    // The output is named like qforge run names it (the spec's output, else the last node), its codes "<name>_q".
+    const nn::Graph& g = *md.model;
+    if (!g.outputs().empty()) opt.output_name = g.ref_name(g.outputs()[0]);
+    else if (!g.nodes().empty()) opt.output_name = g.nodes().back().name;
     res = quant::exporter::export_onnx_qdq(quant::runtime::lower_model_dir(dir, sample), out, opt);
   }
   nlohmann::json j = res.to_json();
+  if (quantized) {
+    write_onnx_encodings(dir, enc_path, res, fp32, encodings_version);
+    j["encodings"] = {{"path", enc_path.string()}, {"version", encodings_version}};
+  }
   j["out"] = out.string();
   j["format"] = fp32 ? "onnx-fp32" : "onnx";
   j["bytes"] = static_cast<int64_t>(fs::file_size(out));
@@ -77,6 +116,8 @@ int cmd_export(int argc, char** argv) {
       ("model-dir", "model directory (quantized, except for --format onnx-fp32)", cxxopts::value<std::string>())
       ("out", "bundle directory (bundle) or .onnx file to write", cxxopts::value<std::string>())
       ("format", "bundle | onnx (QDQ for ONNX Runtime) | onnx-fp32", cxxopts::value<std::string>()->default_value("bundle"))
+      ("encodings-version", "AIMET encodings schema written beside an ONNX file (<out>.encodings): 2.0.0, or for "
+       "onnx-fp32 also 1.0.0 / 0.6.1", cxxopts::value<std::string>()->default_value("2.0.0"))
       ("data", "data spec used to trace the model (default: the model's)", cxxopts::value<std::string>())
       ("force", "replace --out when it holds a previous qforge output of the same kind")
       ("json", "print one JSON result object as the last line of stdout");
@@ -87,6 +128,10 @@ int cmd_export(int argc, char** argv) {
   if (format != "bundle" && format != "onnx" && format != "onnx-fp32")
     throw UsageError(fmt::format("--format {}: expected bundle, onnx or onnx-fp32", format));
   const bool force = r.count("force") > 0;
+  const std::string enc_version = r["encodings-version"].as<std::string>();
+  if (enc_version != "2.0.0" && (format != "onnx-fp32" || (enc_version != "1.0.0" && enc_version != "0.6.1")))
+    throw UsageError(fmt::format("--encodings-version {}: expected 2.0.0{}", enc_version,
+                                 format == "onnx-fp32" ? ", 1.0.0 or 0.6.1" : " (a QDQ graph's encodings are its QuantizeLinear inputs)"));
   if (format != "onnx-fp32") require_quantized_dir("model-dir", dir);
   if (format != "bundle") {
     if (!quant::exporter::onnx_export_available())
@@ -96,7 +141,8 @@ int cmd_export(int argc, char** argv) {
   data::DataSplits data = data_for_dir(dir, r.count("data") ? r["data"].as<std::string>() : "");
   const Tensor sample = sample_batch(data.test, 16)[0];
   const nlohmann::json summary =
-      format == "bundle" ? export_bundle(dir, out, sample, force) : export_onnx(dir, out, sample, format == "onnx-fp32");
+      format == "bundle" ? export_bundle(dir, out, sample, force)
+                         : export_onnx(dir, out, sample, format == "onnx-fp32", enc_version, force);
   print_result(r, summary);
   return 0;
 }

@@ -1,4 +1,4 @@
-// AIMET encodings JSON, schemas 0.6.1 and 1.0.0. See encodings_io.hpp.
+// AIMET encodings JSON, schemas 0.6.1 and 1.0.0 (read and written) and 2.0.0 (written). See encodings_io.hpp.
 #include "quant/encodings_io.hpp"
 
 #include "engine/json_util.hpp"
@@ -31,6 +31,42 @@ json enc_100(const std::string& name, const std::vector<Encoding>& es) {
   }
   return {{"name", name},          {"dtype", "INT"},  {"enc_type", es.size() > 1 ? "PER_CHANNEL" : "PER_TENSOR"},
           {"bw", e0.bitwidth},     {"is_sym", e0.symmetric}, {"scale", scale}, {"offset", offset}};
+}
+
+// Schema 2.0.0 (aimet-compat.md §3.4): one entry per tensor, field for field ONNX QuantizeLinear's inputs.
+// AIMET's real = delta·(q + offset), q ∈ [0, N], is QuantizeLinear's real = y_scale·(y − y_zero_point):
+//   signed symmetric (offset −2^(bw−1))   -> int<bw>, zero point 0 (omitted)
+//   strict symmetric (offset −2^(bw−1)+1) -> int<bw>, zero point 0 (the grid loses its −2^(bw−1) guard)
+//   otherwise (asymmetric, unsigned)      -> uint<bw>, y_zero_point = −offset (omitted when all zero)
+// Only ONNX's integer widths exist as dtypes; fp16/bf16 quantizers give an entry with the name alone.
+json enc_200(const std::string& name, const std::vector<Encoding>& es) {
+  const Encoding& e0 = es.front();
+  if (e0.is_float) return {{"name", name}};
+  const int bw = e0.bitwidth;
+  if (bw != 4 && bw != 8 && bw != 16 && bw != 32)
+    throw InputError(fmt::format("encodings 2.0.0: {}: a {}-bit grid has no ONNX integer type (2.0.0 knows int4/8/16/32 "
+                                 "and their unsigned forms); write 1.0.0 instead",
+                                 name, bw));
+  const double half = std::ldexp(1.0, bw - 1);
+  const bool is_signed = e0.symmetric && (e0.offset == -half || e0.offset == -half + 1);
+  json scale = json::array(), zero = json::array();
+  bool any_zero = false;
+  for (const auto& e : es) {
+    scale.push_back(e.delta);
+    const auto zp = is_signed ? int64_t{0} : static_cast<int64_t>(-e.offset);
+    zero.push_back(zp);
+    any_zero = any_zero || zp != 0;
+  }
+  json j = {{"name", name}, {"output_dtype", fmt::format("{}int{}", is_signed ? "" : "u", bw)}};
+  if (es.size() == 1) {
+    j["y_scale"] = scale[0];
+    if (any_zero) j["y_zero_point"] = zero[0];
+  } else {
+    j["y_scale"] = scale;
+    j["axis"] = 0;
+    if (any_zero) j["y_zero_point"] = zero;
+  }
+  return j;
 }
 
 json args_json(const QuantizerArgs& a) {
@@ -153,7 +189,13 @@ json encodings_to_json(const EncodingsFile& f, const std::string& version) {
     return {{"version", "1.0.0"}, {"activation_encodings", a}, {"param_encodings", p},
             {"excluded_layers", f.excluded_layers}, {"quantizer_args", args_json(f.args)}};
   }
-  throw InputError(fmt::format("encodings: unsupported version '{}' (0.6.1 or 1.0.0)", version));
+  if (version == "2.0.0") {
+    json l = json::array();
+    for (const auto* m : {&f.params, &f.activations})
+      for (const auto& [k, es] : *m) l.push_back(enc_200(k, es));
+    return {{"version", "2.0.0"}, {"encodings", l}};
+  }
+  throw InputError(fmt::format("encodings: unsupported version '{}' (0.6.1, 1.0.0 or 2.0.0)", version));
 }
 
 EncodingsFile encodings_from_json(const json& j, const std::string& source) {

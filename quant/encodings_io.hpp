@@ -1,4 +1,4 @@
-// AIMET encodings files (aimet-compat.md §3): schema 0.6.1 (default) and 1.0.0, write and read.
+// AIMET encodings files (aimet-compat.md §3): schema 0.6.1 (default) and 1.0.0, write and read; 2.0.0, write.
 //
 // 0.6.1: {"version", "activation_encodings": {name: [Enc...]}, "param_encodings": {name: [Enc...]},
 //         "excluded_layers", "quantizer_args"}, Enc = {"bitwidth", "dtype": "int", "is_symmetric":
@@ -40,7 +40,9 @@ struct EncodingsFile {
   std::string version = "0.6.1";
 };
 
-// version "0.6.1" or "1.0.0"; anything else throws InputError.
+// version "0.6.1", "1.0.0" or "2.0.0" (ONNX QuantizeLinear fields: {"version", "encodings": [{"name",
+// "output_dtype", "y_scale", "y_zero_point"?, "axis"?}]}, parameters first; written for ONNX exports, not
+// read back: the schema does not say which entries are parameters); anything else throws InputError.
 nlohmann::json encodings_to_json(const EncodingsFile& f, const std::string& version = "0.6.1");
 // Reads either schema (by its "version"; AdaRound-style files without one are read as 0.6.1 params).
 EncodingsFile encodings_from_json(const nlohmann::json& j, const std::string& source = "<json>");

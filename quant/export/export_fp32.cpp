@@ -249,6 +249,12 @@ void Fp32Exporter::emit(int index) {
   } else {
     throw InputError(fmt::format("ONNX export: node '{}': layer type {} has no ONNX export yet", n.name, type));
   }
+  // Where QuantSim's quantizers of this node sit in the exported graph (quantizer names as in quantsim.hpp).
+  for (size_t k = 0; k < outs.size(); ++k)
+    res_.tensor_of[k == 0 ? n.name + ".output" : fmt::format("{}.output{}", n.name, k)] = outs[k];
+  for (size_t k = 0; k < in.size(); ++k)
+    res_.tensor_of[k == 0 ? n.name + ".input" : fmt::format("{}.input{}", n.name, k)] = in[k];
+  for (const auto& [p, t] : n.module->own_parameters()) res_.tensor_of[n.name + "." + p] = stored_name(n.name + "." + p);
 }
 
 // PyTorch's recurrent layers -> one ONNX LSTM/GRU/RNN per layer (ONNX stacks no layers), in sequence-first
@@ -323,7 +329,7 @@ void Fp32Exporter::emit_recurrent(const nn::GraphNode& n, const std::vector<std:
 
 nlohmann::json OnnxExportResult::to_json() const {
   return {{"nodes", nodes}, {"op_census", op_census}, {"inputs", input_names}, {"outputs", output_names},
-          {"notes", notes}};
+          {"notes", notes}, {"vpmaddubsw_risk_layers", vpmaddubsw_risk}};
 }
 
 bool onnx_export_available() { return true; }

@@ -95,7 +95,21 @@ private:
       res_.notes.push_back(fmt::format("{}: codes [{}, {}] are narrower than int8; QuantizeLinear saturates to the "
                                        "full uint8 range",
                                        who, q.qmin, q.qmax));
-    return node("QuantizeLinear", {x, scale_of(v), zero_of(v)}, p_.values[v].name + "_q");
+    const std::string y = node("QuantizeLinear", {x, scale_of(v), zero_of(v)}, p_.values[v].name + "_q");
+    res_.encodings_200.push_back(
+        {{"name", y}, {"output_dtype", "uint8"}, {"y_scale", q.scale}, {"y_zero_point", u8_zero(q)}});
+    return y;
+  }
+  // Encodings 2.0.0 entry of a per-channel (or per-tensor) initializer.
+  void param_encoding(const std::string& name, const char* dtype, const std::vector<float>& scales, bool per_channel) {
+    nlohmann::json e = {{"name", name}, {"output_dtype", dtype}};
+    if (per_channel) {
+      e["y_scale"] = scales;
+      e["axis"] = 0;
+    } else {
+      e["y_scale"] = scales.at(0);
+    }
+    res_.encodings_200.push_back(std::move(e));
   }
   std::string dequantized(int v) {
     if (floats_[v].empty())
@@ -131,7 +145,28 @@ private:
   std::map<int, std::string> scale_init_, zero_init_;
 };
 
+// Note [vpmaddubsw risk]
+// On x86 without VNNI, ORT's u8s8 GEMM multiplies uint8 activations by int8 weights with vpmaddubsw, which adds
+// the products of adjacent pairs along the reduction and saturates the pair sum to int16. With activations up
+// to 255, a pair of weights w1, w2 of one sign overflows when 255·(w1 + w2) > 32767 or < −32768, i.e. when
+// w1 + w2 ≥ 129 or ≤ −129. Which k are adjacent depends on ORT's packing, so any two weights of one output
+// channel count (an upper bound). Weights of 7 bits or fewer (|w| ≤ 64) can never reach it.
+bool may_saturate_vpmaddubsw(const std::vector<int8_t>& w, int64_t out_c) {
+  const int64_t per = static_cast<int64_t>(w.size()) / out_c;
+  for (int64_t c = 0; c < out_c; ++c) {
+    int p1 = 0, p2 = 0, n1 = 0, n2 = 0;  // two largest positive, two most negative
+    for (int64_t k = 0; k < per; ++k) {
+      const int v = w[c * per + k];
+      if (v > p1) { p2 = p1; p1 = v; } else if (v > p2) { p2 = v; }
+      if (v < n1) { n2 = n1; n1 = v; } else if (v < n2) { n2 = v; }
+    }
+    if (p1 + p2 >= 129 || n1 + n2 <= -129) return true;
+  }
+  return false;
+}
+
 void QdqExporter::emit_dense(const runtime::Op& op) {
+  if (may_saturate_vpmaddubsw(op.weights, op.out_c)) res_.vpmaddubsw_risk.push_back(op.name);
   const std::string layer = layer_of(op);
   const int in = op.inputs.at(0);
   const bool conv = op.kind == OpKind::conv2d;
@@ -154,6 +189,8 @@ void QdqExporter::emit_dense(const runtime::Op& op) {
   const std::string bq = b_.add_int32(weight_name(layer, "bias"), {op.out_c}, op.bias.data());
   const std::string bs = b_.add_float(layer + ".bias_scale", {op.out_c}, bscale.data(), false);
   const std::string bf = node("DequantizeLinear", {bq, bs}, layer + ".bias_dq", {OnnxAttr::integer("axis", 0)});
+  param_encoding(w, "int8", op.w_scale, per_channel);
+  param_encoding(bq, "int32", bscale, true);
   std::string y;
   if (conv) {
     y = node("Conv", {dequantized(in), wf, bf}, layer,

@@ -14,7 +14,7 @@ namespace {
 
 nlohmann::json OnnxExportResult::to_json() const {
   return {{"nodes", nodes}, {"op_census", op_census}, {"inputs", input_names}, {"outputs", output_names},
-          {"notes", notes}};
+          {"notes", notes}, {"vpmaddubsw_risk_layers", vpmaddubsw_risk}};
 }
 
 bool onnx_export_available() { return false; }

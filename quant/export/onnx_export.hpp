@@ -34,7 +34,17 @@ struct OnnxExportResult {
   std::map<std::string, int64_t> op_census;  // ONNX op type -> count
   std::vector<std::string> input_names, output_names;
   std::vector<std::string> notes;            // decisions worth telling the user (unfused ops, ...)
-  nlohmann::json to_json() const;
+  // fp32: qforge quantizer/parameter name ("conv1.output", "conv1.input", "conv1.weight") -> ONNX tensor
+  // name, for writing encodings that name the exported graph's tensors.
+  std::map<std::string, std::string> tensor_of;
+  // qdq: the graph's quantization as AIMET encodings 2.0.0 entries (QuantizeLinear/DequantizeLinear inputs
+  // of every activation, weight and bias tensor, named as in the graph).
+  nlohmann::json encodings_200 = nlohmann::json::array();
+  // qdq: layers where ONNX Runtime's AVX2 u8s8 kernels (no VNNI) could saturate: some output channel has two
+  // weights of one sign with |w1 + w2| ≥ 129, so 255·(w1 + w2) leaves int16 in vpmaddubsw (Note [vpmaddubsw
+  // risk] in export_qdq.cpp). Empty: ORT computes exactly on every x86 machine.
+  std::vector<std::string> vpmaddubsw_risk;
+  nlohmann::json to_json() const;  // summary (no tensor_of / encodings)
 };
 
 bool onnx_export_available();
