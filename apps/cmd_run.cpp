@@ -17,6 +17,7 @@
 #include "apps/model_setup.hpp"
 #include "data/tensors.hpp"
 #include "engine/ops/ops.hpp"
+#include "nn/model_dir.hpp"
 #include "nn/safetensors.hpp"
 #include "train/output.hpp"
 
@@ -45,6 +46,22 @@ void check_out_target(const fs::path& out) {
   if (!ours)
     throw UsageError(fmt::format("--out {}: exists and is not an output file of qforge run; refusing to replace it",
                                  out.string()));
+}
+
+// The model's input names: model.json "inputs" (default ["input"], nn/spec.hpp), read without building it.
+std::vector<std::string> model_input_names(const fs::path& dir) {
+  const fs::path spec_file = dir / "model.json";
+  if (!fs::is_regular_file(spec_file))
+    throw InputError(fmt::format("--model-dir {}: no model.json (not a model directory)", dir.string()));
+  const nlohmann::json spec = nn::read_json_file(spec_file);
+  if (!spec.is_object() || !spec.contains("inputs")) return {"input"};
+  std::vector<std::string> names;
+  if (spec["inputs"].is_array())
+    for (const auto& n : spec["inputs"])
+      if (n.is_string()) names.push_back(n.get<std::string>());
+  if (names.empty() || names.size() != spec["inputs"].size())
+    throw InputError(fmt::format("{}: /inputs: expected a non-empty list of names", spec_file.string()));
+  return names;
 }
 
 // The arrays of `in` for the model's inputs, as the dtypes the model takes.
@@ -93,8 +110,9 @@ std::vector<std::string> output_names(const nn::Graph& g, size_t count) {
   return names;
 }
 
-// Runs `f` on the inputs; an engine error there (a shape or dtype the model cannot take) is the input
-// file's fault: InputError naming the arrays and their shapes.
+// Runs `f` on the inputs (tracing, lowering, running); an engine error there — a shape or dtype the model
+// cannot take, or a layer the integer program cannot lower — is an InputError naming the arrays and their
+// shapes with the layer's own message.
 template <class F> auto on_inputs(const fs::path& in, const std::vector<std::string>& used, const std::vector<Tensor>& x,
                                   F&& f) {
   try {
@@ -105,7 +123,7 @@ template <class F> auto on_inputs(const fs::path& in, const std::vector<std::str
     std::string what;
     for (size_t k = 0; k < used.size(); ++k)
       what += fmt::format("{}'{}' {} {}", k ? ", " : "", used[k], dtype_name(x[k].dtype()), shape_str(x[k].shape()));
-    throw InputError(fmt::format("{}: the model cannot run on {}: {}", in.string(), what, e.what()));
+    throw InputError(fmt::format("{}: the model does not run on {}: {}", in.string(), what, e.what()));
   }
 }
 
@@ -132,8 +150,7 @@ int cmd_run(int argc, char** argv) {
   check_out_target(out);
 
   const data::NamedArrays arrays = data::read_named_arrays(in);
-  // The input names come from model.json (no weights needed to know them).
-  const std::vector<std::string> input_names = nn::load_model_dir(dir, false).model->input_names();
+  const std::vector<std::string> input_names = model_input_names(dir);
   std::vector<std::string> used;
   const std::vector<Tensor> x = model_inputs(arrays, input_names, in, used);
 
