@@ -14,6 +14,7 @@
 // element and returns them through the quantizer's linear map (Note [Fused range learning]).
 #include "nn/recurrent_cells.hpp"
 
+#include "engine/kernels/quantize.hpp"
 #include "engine/ops/blas.hpp"
 #include "engine/ops/op.hpp"
 
@@ -78,34 +79,14 @@ inline void tanh_inplace(double* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = std::tanh(v[i]);
 }
 
-// Note [Fused hidden fake-quant] (recurrent_cells.hpp): the same arithmetic as quant/qdq_kernels.hpp
-// (qdq_forward / qdq_backward_ste with Tie::half_up, compute type = element type); nn cannot include
-// quant, so the few lines are repeated here and tests/nn/test_recurrent.cpp + tests/quant prove them
-// bit-identical to the quantizer op.
-inline float hq_rint(float v) {
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  return (v + kMagic) - kMagic;
+// Note [Fused hidden fake-quant] (recurrent_cells.hpp): the arithmetic is engine/kernels/quantize.hpp's
+// grid functions with Tie::half_up in the element type, the same ones quant/qdq_kernels.hpp's loops call
+// (tests/nn/test_recurrent.cpp + tests/quant check the two paths agree bit for bit).
+namespace kq = qforge::kernels;
+template <class S> using HqParams = kq::GridIn<S>;
+template <class S> HqParams<S> hq_params(const HiddenFakeQuant& q) {
+  return HqParams<S>(kq::AffineGrid{q.scale, q.inv_scale, q.lo, q.hi});
 }
-inline double hq_rint(double v) {
-  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
-  return (v + kMagic) - kMagic;
-}
-template <class S> struct HqParams {
-  S scale, inv, lo, hi;
-  explicit HqParams(const HiddenFakeQuant& q)
-      : scale(static_cast<S>(q.scale)), inv(static_cast<S>(q.inv_scale)), lo(static_cast<S>(q.lo)),
-        hi(static_cast<S>(q.hi)) {}
-};
-template <class S> inline S hq_clamp(S v, S lo, S hi) {
-  v = v < lo ? lo : v;
-  return v > hi ? hi : v;
-}
-template <class S> inline S hq_level(S xs, const HqParams<S>& p) {  // round_half_up of clamp(xs, lo-1, hi+1)
-  const S v = hq_clamp(xs, p.lo - S(1), p.hi + S(1));
-  const S r = hq_rint(v);
-  return r + static_cast<S>(v - r == S(0.5));
-}
-template <class S> inline S hq_round(S x, const HqParams<S>& p) { return hq_level(x * p.inv, p); }
 // raw[j] = h[j]; h[j] = q(h[j])
 template <class S>
 inline void hq_forward(S* __restrict h, S* __restrict raw, int64_t n, const HqParams<S>& p) {
@@ -113,13 +94,12 @@ inline void hq_forward(S* __restrict h, S* __restrict raw, int64_t n, const HqPa
   for (int64_t j = 0; j < n; ++j) {
     const S x = h[j];
     raw[j] = x;
-    h[j] = static_cast<S>(hq_clamp(hq_round(x, p), p.lo, p.hi) * p.scale);
+    h[j] = static_cast<S>(kq::grid_fake_quant<kq::Tie::half_up>(x, p));
   }
 }
-template <class S> inline S hq_in(S r, const HqParams<S>& p) {  // 1 where the rounded value is on the grid
-  return static_cast<S>(static_cast<int>(r >= p.lo) & static_cast<int>(r <= p.hi));
+template <class S> inline S hq_mask(S x, const HqParams<S>& p) {  // 1 where the rounded value is on the grid
+  return kq::in_range(kq::grid_level<kq::Tie::half_up>(x, p), p.lo, p.hi);
 }
-template <class S> inline S hq_mask(S x, const HqParams<S>& p) { return hq_in(hq_round(x, p), p); }
 
 // The STE-masked gradient d = mask * g of one row, g = gy + gh (output and recurrent gradient of q(h_t)),
 // plus the row's range-gradient sums (Note [Fused range learning]): s += g * (in ? r - x*inv : clamp(r)),
@@ -132,11 +112,11 @@ inline void hq_backward_learnable(const S* __restrict raw, const S* __restrict g
 #pragma omp simd reduction(+ : a, b)
   for (int64_t j = 0; j < n; ++j) {
     const S xs = raw[j] * p.inv;
-    const S r = hq_level(xs, p);
-    const S in = hq_in(r, p);
+    const S r = kq::grid_level_scaled<kq::Tie::half_up>(xs, p);
+    const S in = kq::in_range(r, p.lo, p.hi);
     const S gj = gy[j] + gh[j];
     d[j] = in * gj;
-    a += gj * (in * (r - xs) + (S(1) - in) * hq_clamp(r, p.lo, p.hi));
+    a += gj * (in * (r - xs) + (S(1) - in) * kq::clamp_to(r, p.lo, p.hi));
     b += gj * (S(1) - in);
   }
   s_sum += static_cast<double>(a);
@@ -236,7 +216,7 @@ struct RecurrentSeqOp : ops::OpBase {
     S* tc_all = tcs.defined() ? tcs.data<S>() : nullptr;
     S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
     S* raw_all = hraw.defined() ? hraw.data<S>() : nullptr;
-    const HqParams<S> hqp(hq);
+    const HqParams<S> hqp = hq_params<S>(hq);
     const CellType ty = type;
     const bool rev = reverse;
     const int nthreads = batch_threads(B, double(T) * double(B) * double(GH) * double(H));
@@ -346,7 +326,7 @@ struct RecurrentSeqOp : ops::OpBase {
     const S* tc_all = tcs.defined() ? tcs.data<S>() : nullptr;
     const S* gn = ghn.defined() ? ghn.data<S>() : nullptr;
     const S* raw_all = hraw.defined() ? hraw.data<S>() : nullptr;
-    const HqParams<S> hqp(hq);
+    const HqParams<S> hqp = hq_params<S>(hq);
     S* dx = dxp_t.data<S>();
     S* dg = dgh_t.data<S>();
     S* dh_rec = dh0_t.data<S>();  // recurrent gradient, ends as dh0 (zero-initialised)

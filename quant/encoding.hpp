@@ -23,6 +23,7 @@
 #pragma once
 
 #include "engine/error.hpp"
+#include "engine/kernels/quantize.hpp"
 
 #include <cstdint>
 #include <string>
@@ -75,11 +76,8 @@ Encoding encoding_from_min_max_exact(double min, double max, const GridSpec& gri
 
 // The float32 view the fake-quant kernels use: y = clamp(rint(x * inv_scale), lo, hi) * scale, which is
 // the same as q = clamp(rint(x/scale) - offset, 0, N), y = (q + offset)*scale (integers are exact).
-struct AffineParams {
-  float scale;
-  float inv_scale;  // 1.0f / scale, computed once in float32 (PyTorch's convention)
-  float lo, hi;     // offset and N + offset
-};
+// It is engine/kernels/quantize.hpp's AffineGrid {scale, inv_scale, lo, hi}.
+using AffineParams = kernels::AffineGrid;
 AffineParams affine_params(const Encoding& e);
 
 }  // namespace qforge::quant

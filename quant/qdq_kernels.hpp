@@ -3,16 +3,12 @@
 //
 // All loops work on a contiguous block of `n` elements with one set of AffineParams (a tensor, or one
 // channel of a per-channel tensor). Rounding (Note [Tie rule] in encoding.hpp) is a template parameter:
-// Tie::half_up (qforge's quantizers, identical to engine/kernels/requant.hpp round_half_up) or
-// Tie::half_even (the PyTorch-compatible ops). Both start from rint computed by the
-// add-and-subtract-1.5*2^23 trick, which is exact for |v| < 2^22 in the default rounding mode and
-// vectorises on baseline x86-64 (no SSE4.1 roundps needed); half_up then bumps exact ties that went down,
-// as requant.hpp does (v - rint(v) is exact whenever it can be 0.5). The argument
-// is first clamped to [lo - 1, hi + 1]: this keeps it in the trick's range, maps non-finite values to a
-// clamped level (never an undefined integer cast), and does not change r where it matters (anything
-// beyond the bounds is out of range either way).
+// Tie::half_up (qforge's quantizers, identical to engine/kernels/quantize.hpp round_half_up) or
+// Tie::half_even (the PyTorch-compatible ops); the level is engine/kernels/quantize.hpp grid_level
+// (Notes [rint by magic number] and [fake-quant level] there).
 #pragma once
 
+#include "engine/kernels/quantize.hpp"
 #include "quant/encoding.hpp"
 
 #include <algorithm>
@@ -21,46 +17,18 @@
 
 namespace qforge::quant::detail {
 
-// Round half to even. float: exact for |v| < 2^22; double: exact for |v| < 2^51.
-inline float rint_small(float v) {
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  return (v + kMagic) - kMagic;
-}
-inline double rint_small(double v) {
-  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
-  return (v + kMagic) - kMagic;
-}
+// The arithmetic (rounding, clamping, the grid level) is engine/kernels/quantize.hpp's; only the loops
+// live here.
+using kernels::clamp_to;
+using kernels::in_range;
+using kernels::rint_small;
+using kernels::round_tie;
+using Tie = kernels::Tie;
 
-enum class Tie { half_up, half_even };
+// Per-block parameters in the compute type T.
+template <class T> using QdqParams = kernels::GridIn<T>;
 
-// Branch-free so that the loops below vectorise (no && / || in loop bodies: they are control flow).
-template <Tie tie, class T> inline T round_tie(T v) {
-  const T r = rint_small(v);
-  if constexpr (tie == Tie::half_up) return r + static_cast<T>(v - r == T(0.5));
-  return r;
-}
-
-template <class T> inline T clamp_to(T v, T lo, T hi) {
-  v = v < lo ? lo : v;
-  return v > hi ? hi : v;
-}
-
-template <class T> inline T in_range(T r, T lo, T hi) {  // 1 or 0
-  return static_cast<T>(static_cast<int>(r >= lo) & static_cast<int>(r <= hi));
-}
-
-// Per-block parameters in the element type T.
-template <class T> struct QdqParams {
-  T scale, inv, lo, hi;
-  explicit QdqParams(const AffineParams& p)
-      : scale(static_cast<T>(p.scale)), inv(static_cast<T>(p.inv_scale)), lo(static_cast<T>(p.lo)),
-        hi(static_cast<T>(p.hi)) {}
-  QdqParams(T s, T i, T l, T h) : scale(s), inv(i), lo(l), hi(h) {}
-};
-
-template <Tie tie, class T> inline T round_clamped(T x, const QdqParams<T>& p) {
-  return round_tie<tie>(clamp_to(x * p.inv, p.lo - T(1), p.hi + T(1)));
-}
+template <Tie tie, class T> inline T round_clamped(T x, const QdqParams<T>& p) { return kernels::grid_level<tie>(x, p); }
 
 // Storage type T, compute type C (C = double for bitwidths above 16 so that integers stay exact).
 // y = clamp(rint(x * inv), lo, hi) * scale

@@ -2,6 +2,7 @@
 #include "quant/quantsim.hpp"
 
 #include "engine/autograd.hpp"
+#include "engine/kernels/quantize.hpp"
 #include "nn/layers.hpp"
 #include "nn/recurrent.hpp"
 #include "nn/safetensors.hpp"
@@ -102,12 +103,8 @@ void QuantSim::fold_batch_norms() {
     Tensor& bias = conv.raw_param("bias");
     float* pw = w.data<float>();
     float* pb = bias.data<float>();
-    const int64_t inner = w.numel() / c;
-    for (int64_t i = 0; i < c; ++i) {
-      const double s = gamma[i] / std::sqrt(var[i] + bn->eps());
-      for (int64_t k = 0; k < inner; ++k) pw[i * inner + k] = static_cast<float>(pw[i * inner + k] * s);
-      pb[i] = static_cast<float>(beta[i] + (pb[i] - mean[i]) * s);
-    }
+    kernels::fold_bn_into_layer(pw, c, w.numel() / c, pb, gamma.data(), beta.data(), mean.data(), var.data(),
+                                bn->eps());
     w.bump_version();
     bias.bump_version();
     // BN becomes the identity (eval mode) and is bypassed (train mode).

@@ -25,6 +25,8 @@
                  int threads) noexcept;                                                                           \
   void gru_step(const RnnWeights& w, int batch, const void* x, std::int64_t ldx, const void* h_prev,             \
                 std::int64_t ldh, void* h_out, std::int64_t ldo, std::int32_t* workspace, int threads) noexcept;  \
+  void requant(std::int64_t n, const void* x, void* y, const RequantParams& p) noexcept;                         \
+  void global_avgpool(const GlobalAvgPoolParams& p, const void* x, void* y, int threads) noexcept;              \
   }
 
 QFORGE_DECLARE_ISA_KERNELS(ref)

@@ -285,6 +285,32 @@ using QuantizeFn = void (*)(std::int64_t n, const float* x, void* y, float inv_s
 using DequantizeFn = void (*)(std::int64_t n, const void* x, float* y, float scale, std::int32_t zero_point,
                               ActType type) noexcept;
 
+// Requantization of 8-bit codes from one encoding to another (an input quantizer, a pooling/reshape
+// op's output quantizer, a standalone ReLU/ReLU6): y = requantize_output(x − z_in, multiplier, z_out,
+// act_min, act_max, rounding), or with `identity` (same encoding) y = clamp(x, act_min, act_max).
+// x and y share one ActType; y may alias x.
+struct RequantParams {
+  ActType type = ActType::s8;
+  std::int32_t in_zero_point = 0, out_zero_point = 0, act_min = -128, act_max = 127;
+  QuantizedMultiplier multiplier;  // s_in/s_out
+  Rounding rounding = Rounding::single;
+  bool identity = false;
+};
+using RequantFn = void (*)(std::int64_t n, const void* x, void* y, const RequantParams& p) noexcept;
+
+// Global average pooling, NHWC [batch][pixels][pixel stride] → [batch][channels] (dense):
+//   y[b][c] = requantize_output(Σ_s (x[b][s][c] − z_in), multiplier, z_out, act_min, act_max, rounding)
+// with multiplier = s_in/(pixels·s_out); the int32 sum wraps like a GEMM accumulator (Note [acc wrap]).
+struct GlobalAvgPoolParams {
+  int batch = 1, pixels = 1, channels = 0;
+  std::int64_t x_pixel_stride = 0;  // 0 = dense
+  ActType type = ActType::s8;       // input and output
+  std::int32_t in_zero_point = 0, out_zero_point = 0, act_min = -128, act_max = 127;
+  QuantizedMultiplier multiplier;
+  Rounding rounding = Rounding::single;
+};
+using GlobalAvgPoolFn = void (*)(const GlobalAvgPoolParams& p, const void* x, void* y, int threads) noexcept;
+
 // ---------------------------------------------------------------------------------------------------
 // Recurrent steps (8x8_16 scheme, requant.hpp). Gate order as in PyTorch: LSTM i, f, g, o; GRU r, z, n.
 
@@ -313,9 +339,10 @@ using GruStepFn = void (*)(const RnnWeights& w, int batch, const void* x, std::i
 // Registry
 
 enum class KernelKind : std::uint8_t {
-  gemm_requant, gemm_s32, conv2d, dwconv3x3, maxpool2d, avgpool2d, add, quantize, dequantize, lstm_step, gru_step
+  gemm_requant, gemm_s32, conv2d, dwconv3x3, maxpool2d, avgpool2d, add, quantize, dequantize, lstm_step, gru_step,
+  requant, global_avgpool
 };
-inline constexpr int kNumKernelKinds = 11;
+inline constexpr int kNumKernelKinds = 13;
 
 // One ISA's implementation of every kernel.
 struct KernelTable {
@@ -331,6 +358,8 @@ struct KernelTable {
   DequantizeFn dequantize;
   LstmStepFn lstm_step;
   GruStepFn gru_step;
+  RequantFn requant;
+  GlobalAvgPoolFn global_avgpool;
 };
 
 struct KernelInfo {

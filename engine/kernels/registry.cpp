@@ -24,12 +24,15 @@ namespace {
 #define QFORGE_TABLE(ns)                                                                                        \
   KernelTable {                                                                                                 \
     Isa::ns, ns::gemm_requant, ns::gemm_s32, ns::conv2d, ns::dwconv3x3, ns::maxpool2d, ns::avgpool2d, ns::add, \
-        ns::quantize, ns::dequantize, ns::lstm_step, ns::gru_step                                               \
+        ns::quantize, ns::dequantize, ns::lstm_step, ns::gru_step, ns::requant, ns::global_avgpool              \
   }
 
 // A foreign architecture's ISA keeps its slot (indexed by Isa) with null functions.
 #define QFORGE_ABSENT(ns) \
-  KernelTable { Isa::ns, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr }
+  KernelTable {                                                                                                  \
+    Isa::ns, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, \
+        nullptr, nullptr                                                                                        \
+  }
 
 #if QFORGE_ARCH_X86_64
 const KernelTable kTables[kNumIsas] = {QFORGE_TABLE(ref),        QFORGE_TABLE(baseline), QFORGE_TABLE(avx2),
@@ -51,7 +54,9 @@ const KernelTable kTables[kNumIsas] = {QFORGE_TABLE(ref),          QFORGE_ABSENT
       {"f32_q8_quantize__" #isa, KernelKind::quantize, Isa::isa},                                      \
       {"q8_f32_dequantize__" #isa, KernelKind::dequantize, Isa::isa},                                  \
       {"qs8_qc8w_lstm_step_8x8_16__" #isa, KernelKind::lstm_step, Isa::isa},                           \
-      {"qs8_qc8w_gru_step_8x8_16__" #isa, KernelKind::gru_step, Isa::isa}
+      {"qs8_qc8w_gru_step_8x8_16__" #isa, KernelKind::gru_step, Isa::isa},                           \
+      {"q8_requant__" #isa, KernelKind::requant, Isa::isa},                                            \
+      {"q8_global_avgpool_requant__" #isa, KernelKind::global_avgpool, Isa::isa}
 
 const KernelInfo kRegistry[] = {
     QFORGE_NAMES(ref, ""),
@@ -209,7 +214,8 @@ std::span<const KernelInfo> kernel_registry() noexcept { return kRegistry; }
 const char* kernel_kind_name(KernelKind kind) noexcept {
   static const char* const kNames[kNumKernelKinds] = {"gemm_requant", "gemm_s32", "conv2d",   "dwconv3x3",
                                                       "maxpool2d",    "avgpool2d", "add",      "quantize",
-                                                      "dequantize",   "lstm_step", "gru_step"};
+                                                      "dequantize",   "lstm_step", "gru_step", "requant",
+                                                      "global_avgpool"};
   return kNames[static_cast<int>(kind)];
 }
 

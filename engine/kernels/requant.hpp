@@ -33,6 +33,7 @@
 #pragma once
 
 #include "engine/kernels/luts.hpp"
+#include "engine/kernels/quantize.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -183,7 +184,7 @@ inline QuantizedMultiplier quantize_multiplier(float s_in, float s_w, float s_ou
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Activation ranges, quantize/dequantize of floats.
+// Activation ranges.
 
 constexpr ActivationRange type_range(ActType t) noexcept {
   return t == ActType::s8 ? ActivationRange{-128, 127} : ActivationRange{0, 255};
@@ -202,29 +203,7 @@ inline ActivationRange activation_range(FusedAct act, float s_out, std::int32_t 
   return r;
 }
 
-// Round to nearest, ties toward +∞, exactly for every float: RNE then fix the ties that went down
-// (y − rne(y) is exact by Sterbenz' lemma whenever it can be ±0.5).
-[[gnu::always_inline]] inline float round_half_up(float y) noexcept {
-  const float r = std::nearbyint(y);
-  return (y - r == 0.5f) ? r + 1.0f : r;
-}
-
-// Float → code: q = clamp(round_half_up(x·inv_scale) + z, qmin, qmax), inv_scale = 1/s computed once in
-// float32 (as PyTorch's fake-quant kernels do). NaN maps to z. The clamp happens in float before the
-// conversion so huge values cannot overflow.
-[[gnu::always_inline]] inline std::int32_t quantize_value(float x, float inv_scale, std::int32_t zero_point,
-                                                          std::int32_t qmin, std::int32_t qmax) noexcept {
-  float y = x * inv_scale;
-  if (y != y) return zero_point;
-  const auto lo = static_cast<float>(qmin - zero_point), hi = static_cast<float>(qmax - zero_point);
-  y = y < lo ? lo : (y > hi ? hi : y);
-  return static_cast<std::int32_t>(round_half_up(y)) + zero_point;
-}
-
-// Code → float: s·(q − z) (the subtraction is exact in int32, the product rounds once).
-[[gnu::always_inline]] constexpr float dequantize_value(std::int32_t q, float scale, std::int32_t zero_point) noexcept {
-  return scale * static_cast<float>(q - zero_point);
-}
+// quantize_value / dequantize_value / round_half_up: quantize.hpp.
 
 // ---------------------------------------------------------------------------------------------------
 // Note [residual add]: y = clamp(z_out + floor(((a − z_a)·q_a + (b − z_b)·q_b + 2^(shift−1)) / 2^shift)).

@@ -2,6 +2,7 @@
 #include "quant/ptq/bn_fold.hpp"
 
 #include "engine/autograd.hpp"
+#include "engine/kernels/quantize.hpp"
 #include "nn/layers.hpp"
 #include "nn/trace.hpp"
 #include "quant/ptq/graph_util.hpp"
@@ -35,7 +36,7 @@ BnFold capture(const std::string& layer, const std::string& bn_name, nn::Module&
 
 std::vector<double> bn_scale(const BnFold& f) {
   std::vector<double> s(f.mean.size());
-  for (size_t i = 0; i < s.size(); ++i) s[i] = f.gamma[i] / std::sqrt(f.var[i] + f.eps);
+  for (size_t i = 0; i < s.size(); ++i) s[i] = kernels::bn_fold_scale(f.gamma[i], f.var[i], f.eps);
   return s;
 }
 
@@ -80,11 +81,12 @@ void fold_bn_backward(nn::Module& layer, nn::Module& bn_module) {
   const int64_t c = w.size(0);
   QFORGE_CHECK(c == static_cast<int64_t>(f.mean.size()), "BN fold: {} has {} output channels, the BatchNorm {}",
                layer.type_name(), c, f.mean.size());
-  const auto s = bn_scale(f);
   Tensor b = ensure_bias(layer, c);
-  scale_out_channels(w, nullptr, s);
-  float* pb = b.data<float>();
-  for (int64_t i = 0; i < c; ++i) pb[i] = static_cast<float>(f.beta[i] + (pb[i] - f.mean[i]) * s[i]);
+  QFORGE_CHECK(w.dtype() == DType::f32 && w.is_contiguous() && b.dtype() == DType::f32 && b.is_contiguous(),
+               "BN fold: {} weight and bias must be contiguous f32", layer.type_name());
+  kernels::fold_bn_into_layer(w.data<float>(), c, w.numel() / c, b.data<float>(), f.gamma.data(), f.beta.data(),
+                              f.mean.data(), f.var.data(), f.eps);
+  w.bump_version();
   b.bump_version();
   set_identity_bn(dynamic_cast<nn::BatchNorm&>(bn_module));
 }

@@ -97,11 +97,6 @@ QWeights quantize_weights(Quantizer* q, const Tensor& raw, const std::string& la
   return out;
 }
 
-std::int32_t quantize_bias(double b, double scale) {
-  const double v = std::floor(b / scale + 0.5);
-  return static_cast<std::int32_t>(v > 2147483647.0 ? 2147483647.0 : (v < -2147483648.0 ? -2147483648.0 : v));
-}
-
 kn::ActivationRange clamp_range(kn::FusedAct act, const QParams& q) {
   kn::ActivationRange r = kn::activation_range(act, q.scale, q.zero_point, kn::ActType::s8);
   r.min = std::max(r.min, q.qmin);
@@ -401,7 +396,7 @@ private:
     op.mult.resize(static_cast<std::size_t>(op.out_c));
     for (std::int64_t c = 0; c < op.out_c; ++c) {
       const double s_acc = static_cast<double>(qin.scale) * static_cast<double>(w.scale[c]);
-      if (b.defined()) op.bias[c] = quantize_bias(b.data<double>()[c], s_acc);
+      if (b.defined()) op.bias[c] = kn::quantize_bias(b.data<double>()[c], s_acc);
       op.mult[c] = kn::quantize_multiplier(qin.scale, w.scale[c], os.q.scale);
     }
     op.range = clamp_range(os.act, os.q);
@@ -480,10 +475,10 @@ private:
     for (std::int64_t r = 0; r < GH; ++r) {
       const double sx = static_cast<double>(qx.scale) * wi.scale[r], sh = static_cast<double>(qh.scale) * wh.scale[r];
       if (lstm) {
-        op.bias[r] = quantize_bias(b_ih[r] + b_hh[r], sx);
+        op.bias[r] = kn::quantize_bias(b_ih[r] + b_hh[r], sx);
       } else {
-        op.bias[r] = quantize_bias(b_ih[r], sx);
-        op.bias_hh[r] = quantize_bias(b_hh[r], sh);
+        op.bias[r] = kn::quantize_bias(b_ih[r], sx);
+        op.bias_hh[r] = kn::quantize_bias(b_hh[r], sh);
       }
       op.mult[r] = kn::quantize_multiplier(sx * 4096.0);
       op.mult_hh[r] = kn::quantize_multiplier(sh * 4096.0);

@@ -154,8 +154,13 @@ void Runtime::quantize_input(const Tensor& x_in) {
   kn::active_kernels().quantize(x.numel(), x.data<float>(), buf_[program_.input].data(), 1.0f / iv.q.scale,
                                 iv.q.zero_point, kn::ActType::s8);
   // quantize clamps to the int8 range; narrower grids (strict symmetric) clamp further.
-  if (iv.q.qmin != -128 || iv.q.qmax != 127)
-    for (auto& c : buf_[program_.input]) c = static_cast<std::int8_t>(std::clamp<int>(c, iv.q.qmin, iv.q.qmax));
+  if (iv.q.qmin != -128 || iv.q.qmax != 127) {
+    kn::RequantParams clamp;
+    clamp.identity = true;
+    clamp.act_min = iv.q.qmin;
+    clamp.act_max = iv.q.qmax;
+    kn::active_kernels().requant(x.numel(), buf_[program_.input].data(), buf_[program_.input].data(), clamp);
+  }
 }
 
 void Runtime::load_input_codes(const Tensor& codes_in) {
@@ -238,36 +243,30 @@ void Runtime::execute() {
         break;
       }
       case OpKind::global_avgpool: {
-        const std::int64_t C = iv.shape[0], HW = iv.shape[1] * iv.shape[2];
-        const std::int32_t zi = iv.q.zero_point, zo = ov.q.zero_point;
-        for (std::int64_t n = 0; n < N; ++n) {
-          std::int32_t acc[1024];
-          for (std::int64_t c0 = 0; c0 < C; c0 += 1024) {
-            const std::int64_t cn = std::min<std::int64_t>(1024, C - c0);
-            for (std::int64_t c = 0; c < cn; ++c) acc[c] = 0;
-            for (std::int64_t s = 0; s < HW; ++s) {
-              const std::int8_t* px = x + (n * HW + s) * C + c0;
-              for (std::int64_t c = 0; c < cn; ++c) acc[c] += px[c] - zi;
-            }
-            for (std::int64_t c = 0; c < cn; ++c)
-              y[n * C + c0 + c] =
-                  static_cast<std::int8_t>(kn::requantize_output(acc[c], op.m, zo, op.range.min, op.range.max));
-          }
-        }
+        kn::GlobalAvgPoolParams g;
+        g.batch = N;
+        g.pixels = static_cast<int>(iv.shape[1] * iv.shape[2]);
+        g.channels = static_cast<int>(iv.shape[0]);
+        g.in_zero_point = iv.q.zero_point;
+        g.out_zero_point = ov.q.zero_point;
+        g.act_min = op.range.min;
+        g.act_max = op.range.max;
+        g.multiplier = op.m;
+        K.global_avgpool(g, x, y, threads);
         break;
       }
       case OpKind::add:
         K.add(static_cast<std::int64_t>(N) * ov.numel(), x, buf_[op.inputs[1]].data(), y, op.add, kn::ActType::s8);
         break;
       case OpKind::requant: {
-        const std::int64_t n = static_cast<std::int64_t>(N) * ov.numel();
-        const std::int32_t zi = iv.q.zero_point, zo = ov.q.zero_point, lo = op.range.min, hi = op.range.max;
-        if (op.identity) {
-          for (std::int64_t k = 0; k < n; ++k) y[k] = static_cast<std::int8_t>(std::clamp<std::int32_t>(x[k], lo, hi));
-        } else {
-          for (std::int64_t k = 0; k < n; ++k)
-            y[k] = static_cast<std::int8_t>(kn::requantize_output(x[k] - zi, op.m, zo, lo, hi));
-        }
+        kn::RequantParams r;
+        r.in_zero_point = iv.q.zero_point;
+        r.out_zero_point = ov.q.zero_point;
+        r.act_min = op.range.min;
+        r.act_max = op.range.max;
+        r.multiplier = op.m;
+        r.identity = op.identity;
+        K.requant(static_cast<std::int64_t>(N) * ov.numel(), x, y, r);
         break;
       }
       case OpKind::flatten: {  // NHWC -> CHW order
@@ -349,6 +348,8 @@ std::vector<std::string> Runtime::op_kernels(std::int64_t batch) const {
       case OpKind::maxpool2d: s = name(kn::KernelKind::maxpool2d); break;
       case OpKind::avgpool2d: s = name(kn::KernelKind::avgpool2d); break;
       case OpKind::add: s = name(kn::KernelKind::add); break;
+      case OpKind::global_avgpool: s = name(kn::KernelKind::global_avgpool); break;
+      case OpKind::requant: s = name(kn::KernelKind::requant); break;
       case OpKind::lstm:
       case OpKind::gru:
         s = name(op.kind == OpKind::lstm ? kn::KernelKind::lstm_step : kn::KernelKind::gru_step) + " > " +

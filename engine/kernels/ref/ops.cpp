@@ -113,4 +113,28 @@ void gru_step(const RnnWeights& w, int batch, const void* x, std::int64_t ldx, c
     }
 }
 
+void requant(std::int64_t n, const void* x, void* y, const RequantParams& p) noexcept {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int32_t v = load_act(x, i, p.type);
+    store_act(y, i,
+              p.identity ? (v < p.act_min ? p.act_min : (v > p.act_max ? p.act_max : v))
+                         : requantize_output(v - p.in_zero_point, p.multiplier, p.out_zero_point, p.act_min,
+                                             p.act_max, p.rounding));
+  }
+}
+
+void global_avgpool(const GlobalAvgPoolParams& p, const void* x, void* y, int) noexcept {
+  const std::int64_t xs = p.x_pixel_stride ? p.x_pixel_stride : p.channels;
+  for (int b = 0; b < p.batch; ++b)
+    for (int c = 0; c < p.channels; ++c) {
+      std::uint32_t acc = 0;  // Note [acc wrap]
+      for (int s = 0; s < p.pixels; ++s)
+        acc += static_cast<std::uint32_t>(load_act(x, (static_cast<std::int64_t>(b) * p.pixels + s) * xs + c, p.type) -
+                                          p.in_zero_point);
+      store_act(y, static_cast<std::int64_t>(b) * p.channels + c,
+                requantize_output(static_cast<std::int32_t>(acc), p.multiplier, p.out_zero_point, p.act_min,
+                                  p.act_max, p.rounding));
+    }
+}
+
 }  // namespace qforge::kernels::ref

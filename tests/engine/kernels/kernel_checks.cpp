@@ -327,6 +327,71 @@ int sweep_add(Isa isa) {
   return diff;
 }
 
+int sweep_requant(Isa isa) {
+  std::mt19937 rng(43 + static_cast<int>(isa));
+  int diff = 0;
+  for (int idx = 0; idx < 18; ++idx) {
+    const std::int64_t n = kSizes[idx % 12] + (idx >= 12 ? 777 * idx : 0);
+    RequantParams p;
+    p.type = idx % 2 ? ActType::u8 : ActType::s8;
+    p.in_zero_point = rand_zero_point(rng, p.type);
+    p.out_zero_point = rand_zero_point(rng, p.type);
+    const ActivationRange r = random_range(rng, p.type, p.out_zero_point);
+    p.act_min = r.min;
+    p.act_max = r.max;
+    p.multiplier = quantize_multiplier(rand_log_uniform(rng, 1e-3, idx % 4 == 1 ? 300.0 : 4.0));
+    p.rounding = idx % 5 == 3 ? Rounding::double_gemmlowp : Rounding::single;
+    p.identity = idx % 6 == 5;
+    std::vector<std::uint8_t> x(n), y_ref(n + 3, 0xA5), y(n + 3, 0xA5);
+    fill_acts(x, rng, idx % 3 == 0);
+    kernel_table(Isa::ref).requant(n, x.data(), y_ref.data(), p);
+    kernel_table(isa).requant(n, x.data(), y.data(), p);
+    int d = count_diff(y_ref, y);
+    if (idx % 4 == 2) {  // in place
+      std::vector<std::uint8_t> z = x;
+      z.resize(n + 3, 0xA5);
+      kernel_table(isa).requant(n, z.data(), z.data(), p);
+      d += count_diff(y_ref, z);
+    }
+    INFO(isa_name(isa), " requant case ", idx, " n=", n);
+    CHECK(d == 0);
+    diff += d;
+  }
+  return diff;
+}
+
+int sweep_global_avgpool(Isa isa) {
+  std::mt19937 rng(47 + static_cast<int>(isa));
+  int diff = 0;
+  for (int idx = 0; idx < 16; ++idx) {
+    GlobalAvgPoolParams p;
+    p.batch = 1 + idx % 3;
+    p.pixels = kSizes[(idx * 5) % 12] + (idx == 15 ? 4000 : 0);
+    p.channels = kSizes[idx % 12] + (idx >= 12 ? 64 * idx : 0);
+    p.x_pixel_stride = idx % 3 == 1 ? p.channels + 5 : 0;
+    p.type = idx % 2 ? ActType::u8 : ActType::s8;
+    p.in_zero_point = rand_zero_point(rng, p.type);
+    p.out_zero_point = rand_zero_point(rng, p.type);
+    const ActivationRange r = random_range(rng, p.type, p.out_zero_point);
+    p.act_min = r.min;
+    p.act_max = r.max;
+    p.multiplier = quantize_multiplier(rand_log_uniform(rng, 0.1, 4.0) / p.pixels);
+    p.rounding = idx % 5 == 3 ? Rounding::double_gemmlowp : Rounding::single;
+    const std::int64_t xs = p.x_pixel_stride ? p.x_pixel_stride : p.channels;
+    std::vector<std::uint8_t> x(static_cast<std::size_t>(p.batch) * p.pixels * xs);
+    fill_acts(x, rng, idx % 4 == 0);
+    const std::size_t ny = static_cast<std::size_t>(p.batch) * p.channels;
+    std::vector<std::uint8_t> y_ref(ny + 3, 0xA5), y(ny + 3, 0xA5);
+    kernel_table(Isa::ref).global_avgpool(p, x.data(), y_ref.data(), 1);
+    kernel_table(isa).global_avgpool(p, x.data(), y.data(), idx % 2 ? 2 : 1);
+    const int d = count_diff(y_ref, y);
+    INFO(isa_name(isa), " global_avgpool case ", idx, " pixels=", p.pixels, " C=", p.channels);
+    CHECK(d == 0);
+    diff += d;
+  }
+  return diff;
+}
+
 int sweep_quantize(Isa isa, bool quant) {
   std::mt19937 rng(17 + static_cast<int>(isa));
   int diff = 0;
@@ -451,6 +516,8 @@ int check_kind(KernelKind kind, Isa isa) {
     case KernelKind::dequantize: return sweep_quantize(isa, false);
     case KernelKind::lstm_step: return sweep_rnn(isa, true);
     case KernelKind::gru_step: return sweep_rnn(isa, false);
+    case KernelKind::requant: return sweep_requant(isa);
+    case KernelKind::global_avgpool: return sweep_global_avgpool(isa);
   }
   return 0;
 }

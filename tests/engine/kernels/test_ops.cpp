@@ -184,3 +184,39 @@ TEST_CASE("quantize kernels: exact ties round toward +inf on every supported ISA
     }
   }
 }
+
+TEST_CASE("requant reference: codes change encoding with requantize_output, identity only clamps") {
+  RequantParams p;
+  p.in_zero_point = 10;
+  p.out_zero_point = -5;
+  p.multiplier = quantize_multiplier(0.5);
+  p.act_min = -20;
+  p.act_max = 100;
+  const std::vector<std::int8_t> x = {10, 11, 13, 9, 127, -128, 50};
+  std::vector<std::int8_t> y(x.size());
+  kernel_table(Isa::ref).requant(static_cast<std::int64_t>(x.size()), x.data(), y.data(), p);
+  // (x − 10)·0.5 rounded half up, − 5, clamped to [−20, 100]
+  CHECK(y == std::vector<std::int8_t>{-5, -4, -3, -5, 54, -20, 15});
+  p.identity = true;
+  kernel_table(Isa::ref).requant(static_cast<std::int64_t>(x.size()), x.data(), y.data(), p);
+  CHECK(y == std::vector<std::int8_t>{10, 11, 13, 9, 100, -20, 50});
+}
+
+TEST_CASE("global average pooling reference: the requantized sum of (x − z) over the pixels of each channel") {
+  GlobalAvgPoolParams p;
+  p.batch = 2;
+  p.pixels = 3;
+  p.channels = 2;
+  p.in_zero_point = 1;
+  p.out_zero_point = 4;
+  p.multiplier = quantize_multiplier(1.0 / 3.0);
+  // [b][pixel][c]
+  const std::vector<std::int8_t> x = {1, 2, 3, 4, 5, 6, /* b1 */ -10, 0, -10, 0, -11, 0};
+  std::vector<std::int8_t> y(4);
+  kernel_table(Isa::ref).global_avgpool(p, x.data(), y.data(), 1);
+  // channel sums of x − 1: b0: (0+2+4)=6, (1+3+5)=9; b1: (−11−11−12)=−34, (−1·3)=−3
+  CHECK(y[0] == 4 + 2);
+  CHECK(y[1] == 4 + 3);
+  CHECK(y[2] == 4 + static_cast<int>(requantize(-34, p.multiplier)));
+  CHECK(y[3] == 4 - 1);
+}

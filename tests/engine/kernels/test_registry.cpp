@@ -50,6 +50,8 @@ TEST_CASE("kernel registry: each kernel is listed once per ISA with an ISA-suffi
     CHECK(static_cast<bool>(t.dwconv3x3));
     CHECK(static_cast<bool>(t.lstm_step));
     CHECK(static_cast<bool>(t.gru_step));
+    CHECK(static_cast<bool>(t.requant));
+    CHECK(static_cast<bool>(t.global_avgpool));
   }
 }
 
