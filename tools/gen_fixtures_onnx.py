@@ -162,6 +162,15 @@ class MaxPoolCeil(tnn.Module):
         return self.fc(torch.flatten(F.max_pool2d(self.conv(x), 3, stride=2, ceil_mode=True), 1))
 
 
+class ReflectPad(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = tnn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))
+
+
 class ZooTwin(tnn.Module):
     """A zoo model of gen_fixtures_nn (whose forward returns a one-element list) with a tensor output."""
 
@@ -260,6 +269,8 @@ def cases():
         note="Embedding -> GRU(2 layers) -> last step -> Linear, + Softmax (two outputs)")
     add("rnn_text_bidir", lambda: TextClassifier("rnn", 50, 16, 24, 1, True, 5), tok, input_names=["tokens"],
         output_names=["logits"], opset=11, note="Embedding -> bidirectional RNN(tanh) -> last step -> Linear, opset 11")
+    add("maxpool_ceil", MaxPoolCeil, lambda g: [image(g, 2, 1, 8, 8)],
+        note="MaxPool ceil_mode=1 (the window may hang over the bottom/right edge)")
     # Miscellaneous ops.
     add("misc_ops", MiscOps, lambda g: [image(g, 2, 3, 15, 14)], output_names=["probs", "log_probs"],
         note="Pad, dilated grouped Conv, LeakyRelu, AveragePool, Split, Concat, broadcast Sub/Div/Mul, "
@@ -445,18 +456,21 @@ def hostile(entries_by_name):
     add("bad_unknown_op_nms", "bad_unknown_op_nms.onnx", "import", "NonMaxSuppression",
         "a standard op (NonMaxSuppression, node 'nms_node') that qforge has no layer for")
 
-    # Unsupported attribute values: MaxPool ceil_mode=1 (exported by torch), and an LSTM with non-default
-    # activations (qforge's LSTM is sigmoid/tanh).
-    torch.manual_seed(3)
-    path = os.path.join(OUT, "bad_maxpool_ceil.onnx")
-    torch.onnx.export(MaxPoolCeil().eval(), (torch.zeros(2, 1, 8, 8),), path, opset_version=13,
-                      input_names=["input"], output_names=["output"])
-    m = onnx.load(path)
-    for n in m.graph.node:
-        n.doc_string = ""
-    onnx.save_model(m, path)
-    add("bad_maxpool_ceil", "bad_maxpool_ceil.onnx", "import", "ceil_mode",
-        "MaxPool node '/MaxPool' with ceil_mode=1 (qforge's MaxPool2d rounds the output size down)")
+    # Unsupported attribute values, as torch exports them: MaxPool with dilation 2, Pad in reflect mode.
+    for case, mod, message, note in [
+            ("bad_maxpool_dilation", tnn.Sequential(tnn.Conv2d(1, 2, 3), tnn.MaxPool2d(2, dilation=2)), "dilations",
+             "MaxPool node '/1/MaxPool' with dilations [2, 2] (qforge's MaxPool2d has none)"),
+            ("bad_pad_reflect", ReflectPad(), "reflect", "Pad node with mode 'reflect' (qforge pads with constants)")]:
+        torch.manual_seed(3)
+        path = os.path.join(OUT, case + ".onnx")
+        torch.onnx.export(mod.eval(), (torch.zeros(2, 1, 9, 9),), path, opset_version=13, input_names=["input"],
+                          output_names=["output"])
+        m = onnx.load(path)
+        for n in m.graph.node:
+            n.doc_string = ""
+        onnx.save_model(m, path)
+        add(case, case + ".onnx", "import", message, note)
+    # Unsupported attribute value: an LSTM with non-default activations (qforge's LSTM is sigmoid/tanh).
     hid, inp = 3, 4
     W = onnx.numpy_helper.from_array(np.linspace(-0.5, 0.5, 4 * hid * inp, dtype=np.float32).reshape(1, 4 * hid, inp), "W")
     R = onnx.numpy_helper.from_array(np.linspace(0.4, -0.4, 4 * hid * hid, dtype=np.float32).reshape(1, 4 * hid, hid), "R")
