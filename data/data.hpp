@@ -1,10 +1,12 @@
-// data/: datasets and the batching loader (depends on engine only).
+// data/: datasets and the batching loader (depends on engine, and on nn for its safetensors reader).
 //
 //   dataset.hpp    Dataset interface, ImageDataset (u8 pixels -> normalised f32 batches, augmentation)
 //   idx.hpp        IDX reader (MNIST / Fashion-MNIST / KMNIST), the t10k-only split convention
 //   cifar.hpp      CIFAR-10 binary reader
 //   text.hpp       character corpus: vocabulary, train/validation split, next-char windows
 //   synthetic.hpp  built-in procedural digits (the default dataset)
+//   npy.hpp        numpy .npy / .npz readers
+//   tensors.hpp    the user's own arrays (.safetensors / .npz) as a dataset
 //   loader.hpp     DataLoader: batching, seeded shuffling, drop-last, sequence view, prefetch
 //
 // This header adds the factory the CLI uses: a data spec string names a dataset and where it lives.
