@@ -172,7 +172,9 @@ int cmd_run(int argc, char** argv) {
       throw UsageError(fmt::format("--mode {} runs single-input models; this one has {} inputs", mode, x.size()));
     const Tensor logits = on_inputs(in, used, x, [&] { return model.logits(x[0]); });
     const Tensor codes = on_inputs(in, used, x, [&] { return model.codes(x[0]); });
-    const std::string name = output_names(model.graph(), 1)[0];
+    // The integer program computes the model's first output.
+    const nn::Graph& g = model.graph();
+    const std::string name = !g.outputs().empty() ? g.ref_name(g.outputs()[0]) : output_names(g, 1)[0];
     const quant::runtime::QParams q = model.output_qparams();
     saved[name] = logits.contiguous();
     saved[name + ".int8"] = codes.contiguous();
