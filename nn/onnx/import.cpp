@@ -36,6 +36,15 @@ void check_finite(const fs::path& path, const std::string& key, const Tensor& t)
 ImportResult import_onnx(const fs::path& path, const ImportOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   LoadedModel m = load_onnx(path, opt.input_shapes);
+  // Note [Shape refinement] (onnx_model.hpp).
+  for (int round = 0; round < 4 && has_unknown_shapes(m); ++round) {
+    const size_t known_before = m.shapes.size();
+    Lowerer pre(m);
+    const auto folded = pre.fold_only();
+    const auto before = m.shapes;
+    refine_shapes(m, folded);
+    if (m.shapes == before && m.shapes.size() == known_before) break;
+  }
   Lowerer L(m);
   L.run();
 

@@ -326,6 +326,29 @@ void Lowerer::run() {
   finish_tensor_names();
 }
 
+std::map<std::string, const ConstTensor*> Lowerer::fold_only() {
+  const auto& g = model_.proto.graph();
+  std::set<std::string> inits;
+  for (const auto& t : g.initializer()) {
+    inits.insert(t.name());
+    Value v;
+    v.constant = decode_tensor(t, model_.path.parent_path(), fmt::format("{}: initializer '{}'", model_.path.string(), t.name()));
+    values_[t.name()] = std::move(v);
+  }
+  for (const auto& in : g.input())
+    if (!values_.count(in.name())) values_[in.name()].ref = in.name();
+  for (const auto& n : g.node()) {
+    bool inputs_known = true;
+    for (const auto& in : n.input()) inputs_known = inputs_known && (in.empty() || values_.count(in));
+    if (!inputs_known || !(n.domain().empty() || n.domain() == "ai.onnx") || !try_fold(*this, n))
+      for (const auto& o : n.output()) values_[o].ref = o;
+  }
+  std::map<std::string, const ConstTensor*> out;
+  for (const auto& [name, v] : values_)
+    if (v.constant && !inits.count(name)) out[name] = &*v.constant;
+  return out;
+}
+
 void Lowerer::finish_tensor_names() {
   // Note [Tensor names] (nn/graph.hpp): each weight keeps the ONNX name its node referenced, unless that
   // name is taken (a weight shared by two nodes) or is the qforge key of another tensor.

@@ -42,6 +42,9 @@ public:
 
   // Runs the whole import; fills spec_, weights_, tensor_names_, report pieces.
   void run();
+  // Folds what can be folded and nothing else (Note [Shape refinement] in onnx_model.hpp): the constants
+  // computed, by ONNX value name (initializers excluded).
+  std::map<std::string, const ConstTensor*> fold_only();
 
   json spec() const;
   TensorMap& weights() { return weights_; }

@@ -233,29 +233,36 @@ void pool(Lowerer& L, const Node& n, bool max) {
   for (int d = 0; d < 2; ++d)
     if (p[size_t(d)] < 0 || 2 * p[size_t(d)] > k[size_t(d)])
       L.fail(n, fmt::format("pad {} must be at most half the kernel size {}", p[size_t(d)], k[size_t(d)]));
+  std::string input = L.ref(n, 0);
   if (ceil_mode) {
-    // Note [MaxPool ceil_mode]: the windows ceil mode adds at the end read padding; padding the input
-    // with the lowest float there (and the symmetric pads too) gives the same maxima with floor mode.
+    // Note [MaxPool ceil_mode]: ceil mode adds windows that run past the end of the input (each still
+    // starts inside it, so it holds the last row/column). Appending copies of the last row/column
+    // (Slice + Concat) until floor mode yields the ceil-mode size leaves every maximum unchanged, and
+    // keeps activation ranges intact (a -inf pad would not).
     const Shape in = L.known_shape(n, n.input(0), "ceil_mode needs the input size");
     if (in.size() != 4) L.fail(n, "input must be NCHW");
-    int64_t extra[2];
     for (int d = 0; d < 2; ++d) {
       const int64_t size = in[size_t(2 + d)] + 2 * p[size_t(d)];
       int64_t out = (size - k[size_t(d)] + s[size_t(d)] - 1) / s[size_t(d)] + 1;
-      if ((out - 1) * s[size_t(d)] >= in[size_t(2 + d)] + p[size_t(d)]) --out;  // last window starts inside
-      extra[d] = std::max<int64_t>(0, (out - 1) * s[size_t(d)] + k[size_t(d)] - size);
-    }
-    if (extra[0] || extra[1] || p[0] || p[1]) {
-      const double lowest = -std::numeric_limits<float>::max();
-      const std::string padded = L.emit(n, "Pad", {{"pads", {0, 0, p[0], p[1], 0, 0, p[0] + extra[0], p[1] + extra[1]}}, {"value", lowest}},
-                                        {L.ref(n, 0)});
-      const std::string name = L.emit(n, "MaxPool2d", {{"kernel_size", k}, {"stride", s}, {"padding", {0, 0}}}, {padded});
-      L.set_output(n, 0, name, batch_of(L, n));
-      L.count(n, "Pad+MaxPool2d (ceil_mode)");
-      return;
+      if ((out - 1) * s[size_t(d)] >= in[size_t(2 + d)] + p[size_t(d)]) --out;  // the last window starts inside
+      const int64_t extra = std::max<int64_t>(0, (out - 1) * s[size_t(d)] + k[size_t(d)] - size);
+      if (extra == 0) continue;
+      Node part = n;
+      part.set_name(n.name() + (d ? "_ceil_w" : "_ceil_h"));
+      const std::string last = L.emit(part, "Slice", {{"starts", {-1}}, {"ends", {std::numeric_limits<int32_t>::max()}},
+                                                      {"axes", {2 + d}}, {"steps", {1}}}, {input});
+      std::vector<std::string> parts = {input};
+      parts.insert(parts.end(), size_t(extra), last);
+      input = L.emit(part, "Concat", {{"dim", 2 + d}}, parts);
     }
   }
   json args = {{"kernel_size", k}, {"stride", s}, {"padding", {p[0], p[1]}}};
+  if (ceil_mode) {
+    const std::string name = L.emit(n, "MaxPool2d", std::move(args), {input});
+    L.set_output(n, 0, name, batch_of(L, n));
+    L.count(n, "MaxPool2d (ceil_mode: last row/column repeated)");
+    return;
+  }
   if (!max) args["count_include_pad"] = L.attr_int(n, "count_include_pad", 0) != 0;
   unary(L, n, max ? "MaxPool2d" : "AvgPool2d", std::move(args));
 }

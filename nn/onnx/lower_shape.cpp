@@ -207,6 +207,8 @@ void add_shape_rules(std::map<std::string, OpRule>& r) {
   r["Unsqueeze"] = unsqueeze;
   r["Pad"] = pad;
   r["Cast"] = cast;
+  // Shape folds whenever its input's shape is known (fold.cpp); reaching here means it is not.
+  r["Shape"] = [](Lowerer& L, const Node& n) { L.known_shape(n, n.input(0), "Shape is folded at import"); };
 }
 
 }  // namespace qforge::nn::onnx_import

@@ -113,6 +113,29 @@ void decode_bytes(ConstTensor& c, const char* p, int64_t n) {
   }
 }
 
+// The external data file of `t`: its location must be relative and stay inside `model_dir`.
+fs::path external_file(const TP& t, const fs::path& model_dir, const std::string& what) {
+  std::string location;
+  for (const auto& kv : t.external_data())
+    if (kv.key() == "location") location = kv.value();
+  if (location.empty()) throw InputError(fmt::format("{}: external data without a 'location'", what));
+  const fs::path rel(location);
+  if (rel.is_absolute() || rel.has_root_name() || rel.has_root_directory())
+    throw InputError(fmt::format("{}: external data location '{}' is an absolute path (refused)", what, location));
+  for (const auto& part : rel)
+    if (part == "..") throw InputError(fmt::format("{}: external data location '{}' leaves the model's directory (refused)", what, location));
+  const fs::path dir = model_dir.empty() ? fs::path(".") : model_dir;
+  const fs::path file = dir / rel;
+  std::error_code ec;
+  if (!fs::exists(file, ec))
+    throw InputError(fmt::format("{}: external data file '{}' does not exist", what, file.string()));
+  const fs::path canon_dir = fs::weakly_canonical(dir, ec), canon = fs::weakly_canonical(file, ec);
+  const auto mismatch = std::mismatch(canon_dir.begin(), canon_dir.end(), canon.begin(), canon.end());
+  if (ec || mismatch.first != canon_dir.end())
+    throw InputError(fmt::format("{}: external data file '{}' lies outside the model's directory (refused)", what, location));
+  return file;
+}
+
 // The external data file of `t`, checked to stay inside `model_dir`, read at offset/length.
 std::string read_external(const TP& t, const fs::path& model_dir, const std::string& what, uint64_t nbytes) {
   std::string location;
@@ -128,20 +151,8 @@ std::string read_external(const TP& t, const fs::path& model_dir, const std::str
     else if (kv.key() == "offset") offset = number(kv.value());
     else if (kv.key() == "length") length = number(kv.value());
   }
-  if (location.empty()) throw InputError(fmt::format("{}: external data without a 'location'", what));
-  const fs::path rel(location);
-  if (rel.is_absolute() || rel.has_root_name() || rel.has_root_directory())
-    throw InputError(fmt::format("{}: external data location '{}' is an absolute path (refused)", what, location));
-  for (const auto& part : rel)
-    if (part == "..") throw InputError(fmt::format("{}: external data location '{}' leaves the model's directory (refused)", what, location));
-  const fs::path file = model_dir / rel;
+  const fs::path file = external_file(t, model_dir, what);
   std::error_code ec;
-  if (!fs::exists(file, ec))
-    throw InputError(fmt::format("{}: external data file '{}' does not exist", what, file.string()));
-  const fs::path canon_dir = fs::weakly_canonical(model_dir, ec), canon = fs::weakly_canonical(file, ec);
-  const auto mismatch = std::mismatch(canon_dir.begin(), canon_dir.end(), canon.begin(), canon.end());
-  if (ec || mismatch.first != canon_dir.end())
-    throw InputError(fmt::format("{}: external data file '{}' lies outside the model's directory (refused)", what, location));
   if (!fs::is_regular_file(file, ec))
     throw InputError(fmt::format("{}: external data file '{}' is not a regular file", what, file.string()));
   const uint64_t size = fs::file_size(file, ec);
@@ -256,6 +267,90 @@ void read_shapes(LoadedModel& m) {
 
 }  // namespace
 
+bool has_unknown_shapes(const LoadedModel& m) {
+  for (const auto& n : m.proto.graph().node())
+    for (const auto& o : n.output()) {
+      if (o.empty()) continue;
+      auto it = m.shapes.find(o);
+      if (it == m.shapes.end() || std::any_of(it->second.begin(), it->second.end(), [](int64_t d) { return d < 0; })) return true;
+    }
+  return false;
+}
+
+namespace {
+
+void to_proto(const ConstTensor& c, const std::string& name, TP* t) {
+  t->set_name(name);
+  for (int64_t d : c.dims) t->add_dims(d);
+  if (c.is_float()) {
+    t->set_data_type(TP::FLOAT);
+    const std::vector<float> v = c.f.to_vector<float>();
+    t->set_raw_data(v.data(), v.size() * sizeof(float));
+  } else if (c.type == TP::INT64 || c.type == TP::UINT64 || c.type == TP::UINT32) {
+    t->set_data_type(TP::INT64);
+    for (int64_t v : c.ints) t->add_int64_data(v);
+  } else {
+    t->set_data_type(c.type);
+    for (int64_t v : c.ints) t->add_int32_data(static_cast<int32_t>(v));
+  }
+}
+
+}  // namespace
+
+void refine_shapes(LoadedModel& m, const std::map<std::string, const ConstTensor*>& folded) {
+  constexpr int64_t kCopyLimit = 4096;  // larger initializers enter the copy as typed inputs
+  const auto& g = m.proto.graph();
+  ::onnx::ModelProto copy;
+  copy.set_ir_version(m.proto.ir_version());
+  *copy.mutable_opset_import() = m.proto.opset_import();
+  auto* cg = copy.mutable_graph();
+  cg->set_name(g.name());
+  std::set<std::string> inits;
+  for (const auto& t : g.initializer()) {
+    inits.insert(t.name());
+    int64_t n = 1;
+    for (int64_t d : t.dims()) n *= d;
+    if (n <= kCopyLimit && t.data_location() != TP::EXTERNAL) {
+      *cg->add_initializer() = t;
+    } else {
+      auto* in = cg->add_input();
+      in->set_name(t.name());
+      auto* tt = in->mutable_type()->mutable_tensor_type();
+      tt->set_elem_type(t.data_type());
+      for (int64_t d : t.dims()) tt->mutable_shape()->add_dim()->set_dim_value(d);
+    }
+  }
+  for (const auto& in : g.input())
+    if (!inits.count(in.name())) *cg->add_input() = in;
+  for (const auto& [name, c] : folded)
+    if (c->numel() <= kCopyLimit) to_proto(*c, name, cg->add_initializer());
+  for (const auto& n : g.node()) {
+    bool all_folded = n.output_size() > 0;
+    for (const auto& o : n.output()) all_folded = all_folded && (o.empty() || folded.count(o));
+    if (!all_folded) *cg->add_node() = n;
+  }
+  for (const auto& o : g.output()) {
+    auto* out = cg->add_output();
+    out->set_name(o.name());
+    if (o.type().has_tensor_type()) out->mutable_type()->mutable_tensor_type()->set_elem_type(o.type().tensor_type().elem_type());
+  }
+  try {
+    ::onnx::ShapeInferenceOptions opts(false, 0, true);
+    ::onnx::shape_inference::InferShapes(copy, ::onnx::OpSchemaRegistry::Instance(), opts);
+  } catch (const std::exception&) {
+    return;  // the first pass's shapes stay; lowering names what it cannot resolve
+  }
+  LoadedModel refined;
+  refined.proto.Swap(&copy);
+  read_shapes(refined);
+  for (const auto& [name, s] : refined.shapes) {
+    auto it = m.shapes.find(name);
+    const bool better = it == m.shapes.end() || (it->second.size() == s.size() &&
+        std::count(s.begin(), s.end(), -1) < std::count(it->second.begin(), it->second.end(), -1));
+    if (better) m.shapes[name] = s;
+  }
+}
+
 LoadedModel load_onnx(const fs::path& path, const std::map<std::string, Shape>& input_shapes) {
   LoadedModel m;
   m.path = path;
@@ -282,6 +377,10 @@ LoadedModel load_onnx(const fs::path& path, const std::map<std::string, Shape>& 
   if (m.opset < kMinOpset || m.opset > kMaxOpset)
     throw InputError(fmt::format("{}: opset {} is not supported (qforge imports opsets {}-{})", path.string(), m.opset,
                                  kMinOpset, kMaxOpset));
+  // External data locations are checked before ONNX's checker looks at (and opens) them.
+  for (const auto& t : m.proto.graph().initializer())
+    if (t.has_data_location() && t.data_location() == TP::EXTERNAL)
+      external_file(t, path.parent_path(), fmt::format("{}: initializer '{}'", path.string(), t.name()));
   try {
     ::onnx::checker::CheckerContext ctx;
     ctx.set_model_dir(path.parent_path().empty() ? std::string(".") : path.parent_path().string());

@@ -68,6 +68,16 @@ struct LoadedModel {
 // inference. InputError on any problem.
 LoadedModel load_onnx(const std::filesystem::path& path, const std::map<std::string, Shape>& input_shapes);
 
+// Note [Shape refinement]
+// ONNX's shape inference stops at a node whose shape depends on a computed operand (a Pad whose pads
+// come from a Shape -> ... -> Cast chain): everything after it has no shape. The importer then folds the
+// constants it can (Lowerer::fold_only), and runs shape inference again on a light copy of the graph in
+// which those values are initializers (large initializers become typed inputs, so no weights are
+// copied); shapes found this way fill the gaps. Repeated while it finds new shapes (at most 4 times).
+// True when some node output still has no (fully known) shape.
+bool has_unknown_shapes(const LoadedModel& m);
+void refine_shapes(LoadedModel& m, const std::map<std::string, const ConstTensor*>& folded);
+
 // "Conv" node '/layer1/conv1/Conv' — how errors name a node.
 std::string node_label(const ::onnx::NodeProto& n);
 
