@@ -124,6 +124,10 @@ def main():
         record_values=False)
     npy_plain = npy_bytes(xte[:5])
     put("vectors_x.npy", npy_plain)  # one input array for `qforge run --inputs X.npy` (first 5 test vectors)
+    # a two-input model's inputs (a, b) and, for the single-input twin, their sum
+    a, b = xte[5:8], xte[8:11]
+    npz("pair.npz", {"a": a, "b": b}, compressed=False, record_values=False)
+    put("pair_sum.npy", npy_bytes(a + b))
     # refused .npz: ragged (object) arrays, a wrong label dtype, mismatched lengths, a typo'd name
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = [1.0, 2.0], [3.0]

@@ -122,6 +122,31 @@ expect_rc 0 "run linear int8" -- "$Q" run --model-dir "$work/lin_q" --inputs "$F
 expect_rc 0 "run linear fp32 on .npy" -- "$Q" run --model-dir "$work/lin_q" --inputs "$F/vectors_x.npy" \
   --out "$work/lnpy.safetensors" --mode fp32 --threads 1 --json
 last_json | grep -q '"fc2":{"dtype":"f32","shape":\[5,3\]}' || fail "run on .npy: unexpected outputs: $(last_json)"
+# a two-input model (a + b into the trained linear20 layers): arrays named by the model's inputs, outputs equal
+# to the single-input model's on a + b
+mkdir -p "$work/two"
+cat >"$work/two/model.json" <<'EOF'
+{"name": "two", "inputs": ["a", "b"], "nodes": [
+  {"name": "sum", "type": "Add", "inputs": ["a", "b"]},
+  {"name": "fc1", "type": "Linear", "args": {"in_features": 20, "out_features": 16}},
+  {"name": "relu", "type": "ReLU"},
+  {"name": "fc2", "type": "Linear", "args": {"in_features": 16, "out_features": 3}}]}
+EOF
+cp "$work/lin/weights.safetensors" "$work/two/"
+expect_rc 0 "run a two-input model" -- "$Q" run --model-dir "$work/two" --inputs "$F/pair.npz" --out "$work/two.safetensors" \
+  --threads 1 --json
+last_json | grep -q '"outputs":{"fc2":{"dtype":"f32","shape":\[3,3\]}}' || fail "two-input run: outputs $(last_json)"
+expect_rc 0 "run the single-input twin on a + b" -- "$Q" run --model-dir "$work/lin" --inputs "$F/pair_sum.npy" \
+  --out "$work/sum.safetensors" --threads 1
+"$CMP" "$work/sum.safetensors" "$work/two.safetensors" --tol 1e-5 >"$work/cmp.txt" 2>&1 ||
+  fail "two-input model differs from its single-input twin: $(cat "$work/cmp.txt")"
+bad "two inputs, one missing" "no array 'a' for the model's input 'a'" -- --model-dir "$work/two" \
+  --inputs "$F/vectors_x.npy"
+sed 's/"a", "b"/"input", "test_input"/g' "$work/two/model.json" >"$work/two/m.json" && mv "$work/two/m.json" "$work/two/model.json"
+bad "two inputs of different lengths" "array 'test_input' has 32 examples, 'input' 96" -- --model-dir "$work/two" \
+  --inputs "$F/vectors.npz"
+bad "a quantized mode on two inputs" "needs a quantized model directory" -- --model-dir "$work/two" \
+  --inputs "$F/vectors.npz" --mode int8
 # an unlabelled file calibrates (quantize) with targets ignored
 expect_rc 0 "quantize on unlabelled tensors" -- "$Q" quantize --model-dir "$work/lin" --data "tensors:$F/unlabelled.npz" \
   --out "$work/lin_q2" --calib-batches 1 --threads 1
