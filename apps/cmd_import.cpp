@@ -32,12 +32,17 @@ int cmd_import(int argc, char** argv) {
   const fs::path src = required(r, "model");
   const fs::path out = required(r, "out");
   nn::onnx_import::ImportOptions io;
+  std::vector<std::string> shape_args;  // cxxopts splits vector values at commas: "input=1,3" -> "input=1", "3"
   if (r.count("input-shape"))
-    for (const auto& s : r["input-shape"].as<std::vector<std::string>>()) {
-      auto [name, dims] = nn::onnx_import::parse_input_shape(s);
-      if (io.input_shapes.count(name)) throw UsageError(fmt::format("--input-shape {}: given twice", name));
-      io.input_shapes[name] = dims;
+    for (const auto& part : r["input-shape"].as<std::vector<std::string>>()) {
+      if (part.find('=') == std::string::npos && !shape_args.empty()) shape_args.back() += "," + part;
+      else shape_args.push_back(part);
     }
+  for (const auto& s : shape_args) {
+    auto [name, dims] = nn::onnx_import::parse_input_shape(s);
+    if (io.input_shapes.count(name)) throw UsageError(fmt::format("--input-shape {}: given twice", name));
+    io.input_shapes[name] = dims;
+  }
   if (!fs::is_regular_file(src)) throw UsageError(fmt::format("{}: not an ONNX file (no such regular file)", src.string()));
 
   // Note [Publishing outputs] (train/output.hpp): built in a temporary sibling, published with one rename;
