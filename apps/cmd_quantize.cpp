@@ -32,6 +32,8 @@ int cmd_quantize(int argc, char** argv) {
       ("calib-batches", "calibration batches from the training split", cxxopts::value<int64_t>()->default_value("16"))
       ("batch-size", "calibration and evaluation batch size", cxxopts::value<int64_t>()->default_value("64"))
       ("no-fold-bn", "keep BatchNorm layers unfolded")
+      ("target", "integer arithmetic of exact mode and the int8 runtime: dsp (fixed point) | onnxruntime (ONNX Runtime's CPU arithmetic)",
+       cxxopts::value<std::string>()->default_value("dsp"))
       ("encodings-version", "AIMET encodings schema: 0.6.1 | 1.0.0", cxxopts::value<std::string>()->default_value("0.6.1"))
       ("seed", "seed (calibration order, AdaRound)", cxxopts::value<uint64_t>()->default_value("0"))
       ("threads", "threads (OpenMP + OpenBLAS); 0: all cores", cxxopts::value<int>()->default_value("0"))
@@ -62,6 +64,8 @@ int cmd_quantize(int argc, char** argv) {
   qopt.param_bw = param_bw;
   qopt.act_bw = output_bw;
   qopt.fold_bn = r.count("no-fold-bn") == 0;
+  if (const std::string target = r["target"].as<std::string>(); !kernels::parse_profile(target, &qopt.target))
+    throw UsageError(fmt::format("--target {}: expected dsp or onnxruntime", target));
   qopt.seed = r["seed"].as<uint64_t>();
   qopt.config = r["config"].as<std::string>();
   if (r.count("per-channel")) {
@@ -107,6 +111,7 @@ int cmd_quantize(int argc, char** argv) {
       {"config", qopt.config},
       {"per_channel", r.count("per-channel") > 0},
       {"calib_batches", calib},
+      {"target", kernels::profile_name(qopt.target)},
       {"fp32", fp32.to_json()},
       {"sim", simres.to_json()},
       {"ptq", q.stages},

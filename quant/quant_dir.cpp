@@ -28,6 +28,9 @@ QuantSimOptions options_from_quantsim_json(const nlohmann::json& qs_json, const 
   o.param_bw = static_cast<int>(qs.int_or("param_bw", 8, 1, 32));
   o.bias_bw = static_cast<int>(qs.int_or("bias_bw", 32, 1, 32));
   o.fold_bn = qs.bool_or("fold_bn", true);
+  // The arithmetic profile (directories of older versions: dsp).
+  if (const std::string target = qs.str_or("target", "dsp"); !kernels::parse_profile(target, &o.target))
+    qs["target"].fail(fmt::format("unknown target '{}' (dsp or onnxruntime)", target));
   o.quantize_cell_state = qs.bool_or("quantize_cell_state", false);
   o.quantize_gates = qs.bool_or("quantize_gates", false);
   // The config is the directory's own config.json; without one, only a built-in name is accepted: a

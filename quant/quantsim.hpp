@@ -35,6 +35,7 @@
 // the hooks and transforms (the BN folding stays).
 #pragma once
 
+#include "engine/kernels/arith_profile.hpp"
 #include "nn/module.hpp"
 #include "nn/trace.hpp"
 #include "quant/config.hpp"
@@ -63,6 +64,9 @@ struct QuantSimOptions {
   bool quantize_cell_state = false;  // recurrent: cell_l{k}
   bool quantize_gates = false;       // recurrent: gates_l{k} (gate pre-activations)
   uint64_t seed = 0;                 // stochastic rounding streams
+  // The integer arithmetic exact mode and the int8 runtime follow (engine/kernels/arith_profile.hpp;
+  // `qforge quantize --target`), recorded in quantsim.json as "target".
+  kernels::ArithProfile target = kernels::ArithProfile::dsp;
 };
 
 struct LoadEncodingsOptions {

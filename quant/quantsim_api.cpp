@@ -123,6 +123,7 @@ nlohmann::json QuantSim::settings_json() const {
           {"bias_bw", opt_.bias_bw},
           {"range_learning", range_learning_name(opt_.range_learning)},
           {"fold_bn", opt_.fold_bn},
+          {"target", kernels::profile_name(opt_.target)},
           {"folded_bn", folds},
           {"quantizers", qs}};
 }

@@ -27,6 +27,8 @@
                 std::int64_t ldh, void* h_out, std::int64_t ldo, std::int32_t* workspace, int threads) noexcept;  \
   void requant(std::int64_t n, const void* x, void* y, const RequantParams& p) noexcept;                         \
   void global_avgpool(const GlobalAvgPoolParams& p, const void* x, void* y, int threads) noexcept;              \
+  void quantize_linear(std::int64_t n, const float* x, void* y, float scale, std::int32_t zero_point,            \
+                       ActType type) noexcept;                                                                    \
   }
 
 QFORGE_DECLARE_ISA_KERNELS(ref)

@@ -41,6 +41,7 @@
 // Σ(x − z_in)·w + b exactly and apply requantize_output() from requant.hpp.
 #pragma once
 
+#include "engine/kernels/arith_profile.hpp"
 #include "engine/kernels/requant.hpp"
 
 #include <cstddef>
@@ -266,6 +267,11 @@ struct Pool2dParams {
   ActType type = ActType::s8;
   std::int32_t zero_point = 0;      // average pooling: padded taps count as z when count_include_pad
   bool count_include_pad = true;    // PyTorch AvgPool2d default
+  // Average pooling in ONNX Runtime's float arithmetic (arith_profile.hpp, QLinearAveragePool): taps
+  // dequantized and summed in float in window order, divided by count, quantized to the output encoding
+  // (which may differ from the input's). `zero_point` is then unused.
+  bool float_average = false;
+  AvgPoolFloat average;
   int out_h() const noexcept { return (in_h + pad_top + pad_bottom - kernel_h) / stride_h + 1; }
   int out_w() const noexcept { return (in_w + pad_left + pad_right - kernel_w) / stride_w + 1; }
 };
@@ -281,15 +287,22 @@ using AddFn = void (*)(std::int64_t n, const void* a, const void* b, void* y, co
 // y[i] = quantize_value(x[i], inv_scale, zero_point, type range)
 using QuantizeFn = void (*)(std::int64_t n, const float* x, void* y, float inv_scale, std::int32_t zero_point,
                             ActType type) noexcept;
+// y[i] = quantize_linear_value(x[i], scale, zero_point, type range): ONNX Runtime's QuantizeLinear
+// (division, round half to even; arith_profile.hpp).
+using QuantizeLinearFn = void (*)(std::int64_t n, const float* x, void* y, float scale, std::int32_t zero_point,
+                                  ActType type) noexcept;
 // y[i] = dequantize_value(x[i], scale, zero_point)
 using DequantizeFn = void (*)(std::int64_t n, const void* x, float* y, float scale, std::int32_t zero_point,
                               ActType type) noexcept;
 
 // Requantization of 8-bit codes from one encoding to another (an input quantizer, a pooling/reshape
 // op's output quantizer, a standalone ReLU/ReLU6): y = requantize_output(x − z_in, multiplier, z_out,
-// act_min, act_max, rounding), or with `identity` (same encoding) y = clamp(x, act_min, act_max).
-// x and y share one ActType; y may alias x.
+// act_min, act_max, rounding), or with `identity` (same encoding) y = clamp(x, act_min, act_max), or with
+// dequantize_quantize (onnxruntime: DequantizeLinear → QuantizeLinear) y = dequantize_quantize_value(x,
+// in_scale, z_in, out_scale, z_out, act_min, act_max). x and y share one ActType; y may alias x.
 struct RequantParams {
+  bool dequantize_quantize = false;
+  float in_scale = 1.0f, out_scale = 1.0f;
   ActType type = ActType::s8;
   std::int32_t in_zero_point = 0, out_zero_point = 0, act_min = -128, act_max = 127;
   QuantizedMultiplier multiplier;  // s_in/s_out
@@ -340,9 +353,9 @@ using GruStepFn = void (*)(const RnnWeights& w, int batch, const void* x, std::i
 
 enum class KernelKind : std::uint8_t {
   gemm_requant, gemm_s32, conv2d, dwconv3x3, maxpool2d, avgpool2d, add, quantize, dequantize, lstm_step, gru_step,
-  requant, global_avgpool
+  requant, global_avgpool, quantize_linear
 };
-inline constexpr int kNumKernelKinds = 13;
+inline constexpr int kNumKernelKinds = 14;
 
 // One ISA's implementation of every kernel.
 struct KernelTable {
@@ -360,6 +373,7 @@ struct KernelTable {
   GruStepFn gru_step;
   RequantFn requant;
   GlobalAvgPoolFn global_avgpool;
+  QuantizeLinearFn quantize_linear;
 };
 
 struct KernelInfo {

@@ -24,14 +24,14 @@ namespace {
 #define QFORGE_TABLE(ns)                                                                                        \
   KernelTable {                                                                                                 \
     Isa::ns, ns::gemm_requant, ns::gemm_s32, ns::conv2d, ns::dwconv3x3, ns::maxpool2d, ns::avgpool2d, ns::add, \
-        ns::quantize, ns::dequantize, ns::lstm_step, ns::gru_step, ns::requant, ns::global_avgpool              \
+        ns::quantize, ns::dequantize, ns::lstm_step, ns::gru_step, ns::requant, ns::global_avgpool, ns::quantize_linear \
   }
 
 // A foreign architecture's ISA keeps its slot (indexed by Isa) with null functions.
 #define QFORGE_ABSENT(ns) \
   KernelTable {                                                                                                  \
     Isa::ns, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, \
-        nullptr, nullptr                                                                                        \
+        nullptr, nullptr, nullptr                                                                               \
   }
 
 #if QFORGE_ARCH_X86_64
@@ -56,7 +56,8 @@ const KernelTable kTables[kNumIsas] = {QFORGE_TABLE(ref),          QFORGE_ABSENT
       {"qs8_qc8w_lstm_step_8x8_16__" #isa, KernelKind::lstm_step, Isa::isa},                           \
       {"qs8_qc8w_gru_step_8x8_16__" #isa, KernelKind::gru_step, Isa::isa},                           \
       {"q8_requant__" #isa, KernelKind::requant, Isa::isa},                                            \
-      {"q8_global_avgpool_requant__" #isa, KernelKind::global_avgpool, Isa::isa}
+      {"q8_global_avgpool_requant__" #isa, KernelKind::global_avgpool, Isa::isa},                      \
+      {"f32_q8_quantize_linear_rne__" #isa, KernelKind::quantize_linear, Isa::isa}
 
 const KernelInfo kRegistry[] = {
     QFORGE_NAMES(ref, ""),
@@ -215,7 +216,7 @@ const char* kernel_kind_name(KernelKind kind) noexcept {
   static const char* const kNames[kNumKernelKinds] = {"gemm_requant", "gemm_s32", "conv2d",   "dwconv3x3",
                                                       "maxpool2d",    "avgpool2d", "add",      "quantize",
                                                       "dequantize",   "lstm_step", "gru_step", "requant",
-                                                      "global_avgpool"};
+                                                      "global_avgpool", "quantize_linear"};
   return kNames[static_cast<int>(kind)];
 }
 

@@ -35,6 +35,7 @@
 #include "engine/kernels/luts.hpp"
 #include "engine/kernels/quantize.hpp"
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 
@@ -45,8 +46,9 @@
 namespace qforge::kernels {
 
 // Which requantization rounding a layer uses. single is qforge's DSP model; double_gemmlowp reproduces
-// gemmlowp / TFLite without TFLITE_SINGLE_ROUNDING.
-enum class Rounding : std::uint8_t { single = 0, double_gemmlowp = 1 };
+// gemmlowp / TFLite without TFLITE_SINGLE_ROUNDING; float_rne is ONNX Runtime's MlasRequantizeOutput
+// (Note [float requantization]; arith_profile.hpp), whose QuantizedMultiplier holds a float32 scale.
+enum class Rounding : std::uint8_t { single = 0, double_gemmlowp = 1, float_rne = 2 };
 
 // 8-bit activation type. Kernels read and write raw bytes; this says how to interpret them.
 enum class ActType : std::uint8_t { s8 = 0, u8 = 1 };
@@ -66,13 +68,21 @@ struct ActivationRange {
   std::int32_t max = 127;
 };
 
+// How a residual add computes: fixed_point (Note [residual add], the dsp profile) or float_fma (ONNX
+// Runtime's x86 QLinearAdd, arith_profile.hpp Note [onnxruntime arithmetic]).
+enum class AddMethod : std::uint8_t { fixed_point = 0, float_fma = 1 };
+
 // Residual add: y = clamp(z_out + round_half_up(((a − z_a)·q_a + (b − z_b)·q_b) / 2^shift)).
-// See make_add_params and Note [residual add].
+// See make_add_params and Note [residual add]; float_fma uses the ratio/fixed fields instead.
 struct AddParams {
   std::int32_t a_zero_point = 0, b_zero_point = 0, out_zero_point = 0;
   std::int32_t a_multiplier = 0, b_multiplier = 0;  // ∈ [0, 2^15)
   std::int32_t shift = 0;                           // ∈ [1, 30]
   std::int32_t act_min = -128, act_max = 127;
+  // float_fma: y = clamp(rne(fma(a + u, a_ratio, fma(b + u, b_ratio, fixed))) − u), u = code_offset
+  AddMethod method = AddMethod::fixed_point;
+  float a_ratio = 0.0f, b_ratio = 0.0f, fixed = 0.0f;
+  std::int32_t code_offset = 0;  // 128 for int8 codes (ORT sees uint8, Note [uint8 view]), 0 for uint8
 };
 
 inline constexpr std::int32_t kQ312One = 1 << 12;  // 1.0 in Q3.12 (gate pre-activations)
@@ -144,6 +154,16 @@ inline QuantizedMultiplier quantize_multiplier(double m) noexcept {
   return {static_cast<std::int32_t>(q), shift};
 }
 
+// Note [float requantization]: Rounding::float_rne stores a float32 scale M in a QuantizedMultiplier as
+// {bit pattern of M, shift 0} (a positive finite float's bits lie in [0, 2^31), so packed views, bundles and
+// their validation carry it unchanged). requantize() then computes rne(float(acc)·M): float(acc) rounds
+// when |acc| ≥ 2^24, the product rounds once, ties go to even — MlasRequantizeOutput's order.
+inline QuantizedMultiplier float_multiplier(float m) noexcept {
+  if (!(m > 0.0f) || !std::isfinite(m)) return {};
+  return {std::bit_cast<std::int32_t>(m), 0};
+}
+constexpr float multiplier_float(QuantizedMultiplier m) noexcept { return std::bit_cast<float>(m.multiplier); }
+
 // Per-channel multiplier from float32 scales, computed in double as TFLite does (recipe step 4).
 inline QuantizedMultiplier quantize_multiplier(float s_in, float s_w, float s_out) noexcept {
   return quantize_multiplier(static_cast<double>(s_in) * static_cast<double>(s_w) / static_cast<double>(s_out));
@@ -168,15 +188,23 @@ inline QuantizedMultiplier quantize_multiplier(float s_in, float s_w, float s_ou
   return rdbpot(srdhm(x, m.multiplier), right);
 }
 
-[[gnu::always_inline]] constexpr std::int64_t requantize(std::int32_t acc, QuantizedMultiplier m,
-                                                         Rounding r = Rounding::single) noexcept {
-  return r == Rounding::single ? requantize_single(acc, m) : requantize_double(acc, m);
+// Note [float requantization]: rne(float(acc)·M), saturated to ±2^62 before the conversion.
+[[gnu::always_inline]] inline std::int64_t requantize_float(std::int32_t acc, QuantizedMultiplier m) noexcept {
+  float f = static_cast<float>(acc) * multiplier_float(m);
+  f = f < -4.0e18f ? -4.0e18f : (f > 4.0e18f ? 4.0e18f : f);
+  return static_cast<std::int64_t>(std::nearbyint(f));
+}
+
+[[gnu::always_inline]] inline std::int64_t requantize(std::int32_t acc, QuantizedMultiplier m,
+                                                      Rounding r = Rounding::single) noexcept {
+  return r == Rounding::single ? requantize_single(acc, m)
+                               : (r == Rounding::float_rne ? requantize_float(acc, m) : requantize_double(acc, m));
 }
 
 // Note [zero point and clamp]: y = clamp(requantize(acc) + z_out, act_min, act_max), all in exact int64
 // arithmetic; equivalently clamp(requantize(acc), act_min − z_out, act_max − z_out) + z_out, which is
 // how SIMD epilogues evaluate it without 64-bit saturation.
-[[gnu::always_inline]] constexpr std::int32_t requantize_output(std::int32_t acc, QuantizedMultiplier m,
+[[gnu::always_inline]] inline std::int32_t requantize_output(std::int32_t acc, QuantizedMultiplier m,
                                                                 std::int32_t zero_point, std::int32_t act_min,
                                                                 std::int32_t act_max,
                                                                 Rounding r = Rounding::single) noexcept {
@@ -234,11 +262,25 @@ inline AddParams make_add_params(float s_a, std::int32_t z_a, float s_b, std::in
   return p;
 }
 
-[[gnu::always_inline]] constexpr std::int32_t add_value(std::int32_t a, std::int32_t b, const AddParams& p) noexcept {
+[[gnu::always_inline]] constexpr std::int32_t add_value_fixed(std::int32_t a, std::int32_t b, const AddParams& p) noexcept {
   // |acc| ≤ 2·383·32767 < 2^25 and shift ∈ [1, 30]: int32 arithmetic is exact (and vectorises).
   const std::int32_t acc = (a - p.a_zero_point) * p.a_multiplier + (b - p.b_zero_point) * p.b_multiplier;
   const std::int32_t y = ((acc + (1 << (p.shift - 1))) >> p.shift) + p.out_zero_point;
   return y < p.act_min ? p.act_min : (y > p.act_max ? p.act_max : y);
+}
+
+// ONNX Runtime's x86 QLinearAdd (AddMethod::float_fma): two fused multiply-adds in float32 on the uint8
+// view of the codes, round half to even, saturate (the value is kept in ±2^30 before the conversion).
+[[gnu::always_inline]] inline std::int32_t add_value_float(std::int32_t a, std::int32_t b, const AddParams& p) noexcept {
+  const float u = static_cast<float>(p.code_offset);
+  float v = std::fma(static_cast<float>(a) + u, p.a_ratio, std::fma(static_cast<float>(b) + u, p.b_ratio, p.fixed));
+  v = v < -1.0e9f ? -1.0e9f : (v > 1.0e9f ? 1.0e9f : v);
+  const std::int32_t y = static_cast<std::int32_t>(std::nearbyint(v)) - p.code_offset;
+  return y < p.act_min ? p.act_min : (y > p.act_max ? p.act_max : y);
+}
+
+[[gnu::always_inline]] inline std::int32_t add_value(std::int32_t a, std::int32_t b, const AddParams& p) noexcept {
+  return p.method == AddMethod::float_fma ? add_value_float(a, b, p) : add_value_fixed(a, b, p);
 }
 
 // Average pooling: z + round_half_up(Σ(x − z) / count) = z + floor((2·Σ + count) / (2·count)).

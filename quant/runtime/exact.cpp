@@ -39,7 +39,7 @@ Shape batch_shape(std::int64_t n, const std::vector<std::int64_t>& s) {
 }
 
 Tensor requantize_per_channel(const Tensor& acc, const Op& op, const QParams& qo, std::int64_t channels,
-                              std::int64_t inner) {
+                              std::int64_t inner, kn::Rounding rounding) {
   Tensor a = acc.contiguous();
   Tensor y = Tensor::uninitialized(a.shape(), DType::f64);
   const double* pa = a.data<double>();
@@ -49,7 +49,7 @@ Tensor requantize_per_channel(const Tensor& acc, const Op& op, const QParams& qo
     for (std::int64_t c = 0; c < channels; ++c)
       for (std::int64_t i = 0; i < inner; ++i) {
         const std::int64_t k = (o * channels + c) * inner + i;
-        py[k] = kn::requantize_output(acc32(pa[k]), op.mult[c], qo.zero_point, op.range.min, op.range.max);
+        py[k] = kn::requantize_output(acc32(pa[k]), op.mult[c], qo.zero_point, op.range.min, op.range.max, rounding);
       }
   return y;
 }
@@ -114,12 +114,12 @@ Tensor run_op(const Program& p, const Op& op, const std::vector<Tensor>& vals) {
       cp.dilation = {op.dilation_h, op.dilation_w};
       cp.groups = op.groups;
       const Tensor acc = ops::conv2d(ops::add(x, -static_cast<double>(iv.q.zero_point)), w, f64_from(op.bias), cp);
-      return requantize_per_channel(acc, op, ov.q, op.out_c, acc.size(2) * acc.size(3));
+      return requantize_per_channel(acc, op, ov.q, op.out_c, acc.size(2) * acc.size(3), p.rounding());
     }
     case OpKind::linear: {
       const Tensor w = f64_from(op.weights, {op.out_c, op.in_c});
       const Tensor acc = ops::linear(ops::add(x, -static_cast<double>(iv.q.zero_point)), w, f64_from(op.bias));
-      return requantize_per_channel(acc, op, ov.q, op.out_c, 1);
+      return requantize_per_channel(acc, op, ov.q, op.out_c, 1, p.rounding());
     }
     case OpKind::maxpool2d: {
       ops::Pool2dParams pp;
@@ -135,19 +135,24 @@ Tensor run_op(const Program& p, const Op& op, const std::vector<Tensor>& vals) {
       const double* px = xc.data<double>();
       double* py = y.data<double>();
       const std::int32_t z = iv.q.zero_point;
+      const bool ort = p.profile == kn::ArithProfile::onnxruntime;  // QLinearAveragePool
+      const kn::AvgPoolFloat avg{iv.q.scale, ov.q.scale, iv.q.zero_point, ov.q.zero_point, ov.q.qmin, ov.q.qmax};
       for (std::int64_t nc = 0; nc < N * C; ++nc)
         for (std::int64_t oh = 0; oh < OH; ++oh)
           for (std::int64_t ow = 0; ow < OW; ++ow) {
             std::int32_t sum = 0, valid = 0;
+            float fsum = 0.0f;
             for (std::int64_t ky = 0; ky < op.kh; ++ky)
               for (std::int64_t kx = 0; kx < op.kw; ++kx) {
                 const std::int64_t ih = oh * op.stride_h - op.pad_h + ky, iw = ow * op.stride_w - op.pad_w + kx;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                 sum += static_cast<std::int32_t>(px[(nc * H + ih) * W + iw]) - z;
+                fsum = kn::average_tap(fsum, static_cast<std::int32_t>(px[(nc * H + ih) * W + iw]), avg);
                 ++valid;
               }
             const std::int32_t count = op.count_include_pad ? static_cast<std::int32_t>(op.kh * op.kw) : valid;
-            py[(nc * OH + oh) * OW + ow] = z + kn::average_value(sum, count);
+            py[(nc * OH + oh) * OW + ow] =
+                ort ? kn::average_float_result(fsum, count, avg, kn::ActType::s8) : z + kn::average_value(sum, count);
           }
       return y;
     }
@@ -156,7 +161,7 @@ Tensor run_op(const Program& p, const Op& op, const std::vector<Tensor>& vals) {
       Tensor y = Tensor::uninitialized(s.shape(), DType::f64);
       for (std::int64_t k = 0; k < s.numel(); ++k)
         y.data<double>()[k] = kn::requantize_output(acc32(s.data<double>()[k]), op.m, ov.q.zero_point, op.range.min,
-                                                    op.range.max);
+                                                    op.range.max, p.rounding());
       return y;
     }
     case OpKind::add: {
@@ -172,9 +177,12 @@ Tensor run_op(const Program& p, const Op& op, const std::vector<Tensor>& vals) {
       Tensor y = Tensor::uninitialized(a.shape(), DType::f64);
       for (std::int64_t k = 0; k < a.numel(); ++k) {
         const auto q = static_cast<std::int32_t>(a.data<double>()[k]);
-        y.data<double>()[k] = op.identity ? std::clamp(q, op.range.min, op.range.max)
-                                          : kn::requantize_output(q - iv.q.zero_point, op.m, ov.q.zero_point,
-                                                                  op.range.min, op.range.max);
+        y.data<double>()[k] =
+            op.identity ? std::clamp(q, op.range.min, op.range.max)
+            : p.profile == kn::ArithProfile::onnxruntime  // DequantizeLinear → QuantizeLinear
+                ? kn::dequantize_quantize_value(q, iv.q.scale, iv.q.zero_point, ov.q.scale, ov.q.zero_point,
+                                                op.range.min, op.range.max)
+                : kn::requantize_output(q - iv.q.zero_point, op.m, ov.q.zero_point, op.range.min, op.range.max);
       }
       return y;
     }
@@ -201,9 +209,9 @@ std::vector<Tensor> execute_exact_all(const Program& p, const Tensor& x_in) {
   std::vector<Tensor> vals(p.values.size());
   {
     Tensor q = Tensor::uninitialized(x.shape(), DType::f64);
-    const float inv = 1.0f / iv.q.scale;
     for (std::int64_t k = 0; k < x.numel(); ++k)
-      q.data<double>()[k] = kn::quantize_value(x.data<float>()[k], inv, iv.q.zero_point, iv.q.qmin, iv.q.qmax);
+      q.data<double>()[k] =
+          kn::profile_quantize_value(p.profile, x.data<float>()[k], iv.q.scale, iv.q.zero_point, iv.q.qmin, iv.q.qmax);
     vals[p.input] = q;
   }
   for (const Op& op : p.ops) {

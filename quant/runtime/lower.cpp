@@ -97,8 +97,8 @@ QWeights quantize_weights(Quantizer* q, const Tensor& raw, const std::string& la
   return out;
 }
 
-kn::ActivationRange clamp_range(kn::FusedAct act, const QParams& q) {
-  kn::ActivationRange r = kn::activation_range(act, q.scale, q.zero_point, kn::ActType::s8);
+kn::ActivationRange clamp_range(kn::ArithProfile profile, kn::FusedAct act, const QParams& q) {
+  kn::ActivationRange r = kn::profile_activation_range(profile, act, q.scale, q.zero_point, kn::ActType::s8);
   r.min = std::max(r.min, q.qmin);
   r.max = std::min(r.max, q.qmax);
   if (r.max < r.min) r.max = r.min;
@@ -110,6 +110,7 @@ const char* act_name(kn::FusedAct a) { return a == kn::FusedAct::relu ? "relu" :
 class Lowerer {
 public:
   Lowerer(QuantSim& sim, const LowerOptions& opt) : sim_(sim), opt_(opt), g_(sim.graph()) {
+    p_.profile = sim.options().target;  // the arithmetic chosen at quantize time (arith_profile.hpp)
     for (const auto& [layer, bn] : sim.folded_bn())
       for (int id : g_.find(bn)) folded_bn_.insert(id);
   }
@@ -170,7 +171,7 @@ private:
     op.inputs = {v};
     op.identity = from.scale == to.scale && from.zero_point == to.zero_point;
     op.m = kn::quantize_multiplier(static_cast<double>(from.scale) / static_cast<double>(to.scale));
-    op.range = clamp_range(act, to);
+    op.range = clamp_range(p_.profile, act, to);
     op.act = act_name(act);
     return emit(std::move(op), name, module, p_.values[v].shape, to);
   }
@@ -313,7 +314,15 @@ private:
       op.pad_w = a.at("padding")[1];
       op.count_include_pad = a.value("count_include_pad", true);
       op.in_c = op.out_c = xs.at(0);
-      finish(n, emit(std::move(op), lname(n), "", out_shape, qin));
+      const std::string oq = prefix(n) + ".output";
+      Quantizer* q = enabled_q(oq);
+      if (op.kind == OpKind::avgpool2d && p_.profile == kn::ArithProfile::onnxruntime && q != nullptr) {
+        // QLinearAveragePool requantizes to the output encoding itself (arith_profile.hpp).
+        const int v = emit(std::move(op), lname(n), n.name, out_shape, act_q(q, oq));
+        val_[{n.id, 0}] = v;
+      } else {
+        finish(n, emit(std::move(op), lname(n), "", out_shape, qin));
+      }
     } else if (t == "AdaptiveAvgPool2d") {
       const auto a = n.module->spec_args();
       if (a.at("output_size")[0] != 1 || a.at("output_size")[1] != 1)
@@ -323,8 +332,7 @@ private:
       const QParams qo = q ? act_q(q, oq) : qin;
       op.kind = OpKind::global_avgpool;
       op.in_c = op.out_c = xs.at(0);
-      const double count = static_cast<double>(xs.at(1) * xs.at(2));
-      op.m = kn::quantize_multiplier(static_cast<double>(qin.scale) / (count * static_cast<double>(qo.scale)));
+      op.m = kn::global_average_multiplier(p_.profile, qin.scale, qo.scale, xs.at(1) * xs.at(2));
       op.range = {qo.qmin, qo.qmax};
       const int v = emit(std::move(op), lname(n), n.name, out_shape, qo);
       val_[{n.id, 0}] = v;
@@ -397,9 +405,9 @@ private:
     for (std::int64_t c = 0; c < op.out_c; ++c) {
       const double s_acc = static_cast<double>(qin.scale) * static_cast<double>(w.scale[c]);
       if (b.defined()) op.bias[c] = kn::quantize_bias(b.data<double>()[c], s_acc);
-      op.mult[c] = kn::quantize_multiplier(qin.scale, w.scale[c], os.q.scale);
+      op.mult[c] = kn::layer_multiplier(p_.profile, qin.scale, w.scale[c], os.q.scale);
     }
-    op.range = clamp_range(os.act, os.q);
+    op.range = clamp_range(p_.profile, os.act, os.q);
     op.act = act_name(os.act);
     const int v = emit(std::move(op), os.name, os.module, per_sample(n.output_shapes.at(0)), os.q);
     val_[{n.id, 0}] = v;
@@ -416,9 +424,10 @@ private:
     op.kind = OpKind::add;
     op.name = os.name;
     op.inputs = {a, b};
-    op.range = clamp_range(os.act, os.q);
+    op.range = clamp_range(p_.profile, os.act, os.q);
     op.act = act_name(os.act);
-    op.add = kn::make_add_params(qa.scale, qa.zero_point, qb.scale, qb.zero_point, os.q.scale, os.q.zero_point, op.range);
+    op.add = kn::profile_add_params(p_.profile, qa.scale, qa.zero_point, qb.scale, qb.zero_point, os.q.scale,
+                                    os.q.zero_point, op.range, kn::ActType::s8);
     const int v = emit(std::move(op), os.name, os.module, p_.values[a].shape, os.q);
     val_[{n.id, 0}] = v;
   }

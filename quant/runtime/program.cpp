@@ -106,6 +106,8 @@ json op_scalars(const Op& o) {
             {"add",
              {o.add.a_zero_point, o.add.b_zero_point, o.add.out_zero_point, o.add.a_multiplier, o.add.b_multiplier,
               o.add.shift, o.add.act_min, o.add.act_max}},
+            {"add_float", {o.add.method == kernels::AddMethod::float_fma, o.add.a_ratio, o.add.b_ratio, o.add.fixed,
+                           o.add.code_offset}},
             {"m", {o.m.multiplier, o.m.shift}},
             {"identity", o.identity},
             {"cell",
@@ -160,6 +162,19 @@ Op op_from_scalars(const JsonView& j) {
   auto ai = [&](std::size_t i, std::int32_t lo, std::int32_t hi) { return a[i].int32(lo, hi); };
   o.add = {ai(0, -128, 127), ai(1, -128, 127), ai(2, -128, 127), ai(3, 0, 32767),
            ai(4, 0, 32767),  ai(5, 0, 30),     ai(6, -128, 127),  ai(7, -128, 127)};
+  if (const auto af = j.find("add_float")) {  // absent in bundles of older versions (dsp)
+    const JsonView f = af->list(5);
+    o.add.method = f[std::size_t{0}].boolean() ? kernels::AddMethod::float_fma : kernels::AddMethod::fixed_point;
+    auto finite = [&](std::size_t i) {
+      const double v = f[i].number();
+      if (!std::isfinite(v) || std::fabs(v) > 3.0e38) f[i].fail(fmt::format("{} is not a finite float", v));
+      return static_cast<float>(v);
+    };
+    o.add.a_ratio = finite(1);
+    o.add.b_ratio = finite(2);
+    o.add.fixed = finite(3);
+    o.add.code_offset = f[std::size_t{4}].int32(0, 128);
+  }
   const auto m = read_mult(j["m"].list(2));
   o.m = {m.multiplier, m.shift};
   o.identity = j["identity"].boolean();
@@ -228,7 +243,8 @@ void save_bundle(const Program& p, const std::filesystem::path& dir) {
                    {"mult_hh_q", blob.put(mult_q(o.mult_hh))}, {"mult_hh_shift", blob.put(mult_s(o.mult_hh))}};
     os.push_back(std::move(j));
   }
-  const json desc = {{"format", "qforge-int8-bundle"}, {"version", 1}, {"model", p.model}, {"input", p.input},
+  const json desc = {{"format", "qforge-int8-bundle"}, {"version", 1}, {"model", p.model},
+                     {"profile", kernels::profile_name(p.profile)}, {"input", p.input},
                      {"output", p.output}, {"blob", "program.bin"}, {"blob_bytes", blob.bytes().size()},
                      {"values", vs}, {"ops", os}};
   write_file_atomic(dir / "program.bin", blob.bytes());
@@ -260,6 +276,11 @@ Program program_from_bundle(const json& desc_json, const std::function<std::stri
     desc["blob_bytes"].fail(fmt::format("program.bin has {} bytes, program.json expects {}", blob.size(), blob_bytes));
   Program p;
   p.model = desc["model"].str();
+  {
+    const std::string prof = desc.str_or("profile", "dsp");  // bundles of older versions: dsp
+    if (!kernels::parse_profile(prof, &p.profile))
+      desc["profile"].fail(fmt::format("unknown arithmetic profile '{}' (dsp or onnxruntime)", prof));
+  }
   const JsonView values = desc["values"];
   for (std::size_t i = 0; i < values.size(); ++i) {
     const JsonView v = values[i];
@@ -400,6 +421,18 @@ private:
     check_size(m, n, what);
     for (std::size_t c = 0; c < m.size(); ++c) check_mult(m[c], fmt::format("{}[{}]", what, c));
   }
+  // Requantization multipliers of conv/linear/global average: under onnxruntime a float32 scale's bits
+  // (requant.hpp Note [float requantization]): shift 0 and a finite, non-negative float.
+  void check_layer_mult(const kernels::QuantizedMultiplier& m, const std::string& what) const {
+    check_mult(m, what);
+    if (p_.profile == kernels::ArithProfile::onnxruntime)
+      require(m.shift == 0 && m.multiplier <= 0x7F7FFFFF,
+              fmt::format("{} (bits {:#x}, shift {}) is not a finite float32 scale", what, m.multiplier, m.shift));
+  }
+  void check_layer_mults(const std::vector<kernels::QuantizedMultiplier>& m, std::int64_t n, const char* what) const {
+    check_size(m, n, what);
+    for (std::size_t c = 0; c < m.size(); ++c) check_layer_mult(m[c], fmt::format("{}[{}]", what, c));
+  }
   // Extent of a pooled/convolved axis; fails when the window does not fit.
   std::int64_t extent(std::int64_t in, std::int64_t pad, std::int64_t dil, std::int64_t k, std::int64_t stride,
                       const char* axis) const {
@@ -432,7 +465,7 @@ private:
         require(oh * ow * (k + 4 * o.kh) <= (std::int64_t{1} << 30), "im2col workspace exceeds the size limit");
         check_size(o.weights, o.out_c * k, "weights");
         check_size(o.bias, o.out_c, "bias");
-        check_mults(o.mult, o.out_c, "multipliers");
+        check_layer_mults(o.mult, o.out_c, "multipliers");
         require(o.weights_hh.empty() && o.bias_hh.empty() && o.mult_hh.empty(), "has recurrent arrays");
         break;
       }
@@ -448,7 +481,7 @@ private:
         require(o.in_c * o.out_c <= kMaxNumel, "weights exceed the size limit");
         check_size(o.weights, o.out_c * o.in_c, "weights");
         check_size(o.bias, o.out_c, "bias");
-        check_mults(o.mult, o.out_c, "multipliers");
+        check_layer_mults(o.mult, o.out_c, "multipliers");
         require(o.weights_hh.empty() && o.bias_hh.empty() && o.mult_hh.empty(), "has recurrent arrays");
         break;
       }
@@ -457,7 +490,8 @@ private:
         check_inputs(1);
         check_rank(in(), 3, "input");
         check_rank(out(), 3, "output");
-        check_same_q();
+        // QLinearAveragePool (onnxruntime) requantizes to its output encoding; the others keep the input's.
+        if (o.kind != OpKind::avgpool2d || p_.profile != kernels::ArithProfile::onnxruntime) check_same_q();
         // PyTorch's rule: padding at most half the window, so every window holds a real pixel.
         require(2 * o.pad_h <= o.kh && 2 * o.pad_w <= o.kw,
                 fmt::format("padding ({}, {}) exceeds half the window ({}, {})", o.pad_h, o.pad_w, o.kh, o.kw));
@@ -474,7 +508,7 @@ private:
         check_range();
         // Σ(x − z) over H·W taps must fit the int32 accumulator: |x − z| ≤ 255.
         require(in().shape[1] * in().shape[2] <= (std::int64_t{1} << 23), "more than 2^23 pixels to average");
-        check_mult(o.m, "m");
+        check_layer_mult(o.m, "m");
         break;
       }
       case OpKind::add: {
@@ -566,7 +600,7 @@ private:
 void validate_program(const Program& p, const std::string& source) { Validator(p, source).run(); }
 
 bool same_program(const Program& a, const Program& b) {
-  if (a.input != b.input || a.output != b.output || a.values.size() != b.values.size() || a.ops.size() != b.ops.size())
+  if (a.profile != b.profile || a.input != b.input || a.output != b.output || a.values.size() != b.values.size() || a.ops.size() != b.ops.size())
     return false;
   for (std::size_t i = 0; i < a.values.size(); ++i)
     if (value_json(a.values[i]) != value_json(b.values[i])) return false;

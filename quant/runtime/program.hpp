@@ -30,6 +30,7 @@
 // keeping the canonical layout keeps bundles ISA-independent).
 #pragma once
 
+#include "engine/kernels/arith_profile.hpp"
 #include "engine/kernels/requant.hpp"
 
 #include <nlohmann/json.hpp>
@@ -93,7 +94,7 @@ struct Op {
   std::vector<kernels::QuantizedMultiplier> mult_hh;  // recurrent [G·H]
   kernels::ActivationRange range;       // output clamp, fused activation included
   std::string act = "none";             // "none" | "relu" | "relu6" (description only; the clamp is `range`)
-  // pooling
+  // pooling (avgpool2d under onnxruntime: output encoding may differ from the input's, QLinearAveragePool)
   bool count_include_pad = true;
   // add
   kernels::AddParams add;
@@ -107,6 +108,13 @@ struct Op {
 
 struct Program {
   std::string model;  // informative
+  // The arithmetic profile every op follows (engine/kernels/arith_profile.hpp): dsp = requant.hpp's
+  // fixed point; onnxruntime = ONNX Runtime's float requantization (multipliers hold float32 scales,
+  // Rounding::float_rne), QuantizeLinear at the input, QLinearAdd/QLinearAveragePool arithmetic, and
+  // standalone requantizations as DequantizeLinear → QuantizeLinear. Recurrent layers keep the 8x8_16
+  // fixed-point cell under both.
+  kernels::ArithProfile profile = kernels::ArithProfile::dsp;
+  kernels::Rounding rounding() const { return kernels::profile_rounding(profile); }
   std::vector<Value> values;
   std::vector<Op> ops;
   int input = 0, output = 0;

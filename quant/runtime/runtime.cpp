@@ -69,7 +69,8 @@ Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(progr
           s.dilation_w = static_cast<int>(op.dilation_w);
           s.groups = static_cast<int>(op.groups);
           p->conv = kn::PackedConv2d(s, op.weights.data(), op.bias.data(), kn::ActType::s8, in.q.zero_point,
-                                     op.mult.data(), true, kn::ActType::s8, out.q.zero_point, op.range);
+                                     op.mult.data(), true, kn::ActType::s8, out.q.zero_point, op.range,
+                                     program_.rounding());
           const std::size_t ws = p->conv.workspace_bytes();
           p->conv_ws_per_sample = ws > 64 ? ws - 64 : ws;
         }
@@ -88,6 +89,7 @@ Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(progr
         l.out_type = kn::ActType::s8;
         l.out_zero_point = out.q.zero_point;
         l.range = op.range;
+        l.rounding = program_.rounding();
         p->gemm = kn::PackedGemm(l);
         break;
       }
@@ -151,8 +153,12 @@ void Runtime::quantize_input(const Tensor& x_in) {
   if (is_image(iv)) x = x.permute({0, 2, 3, 1});
   x = x.contiguous();
   ensure_buffers(x.size(0));
-  kn::active_kernels().quantize(x.numel(), x.data<float>(), buf_[program_.input].data(), 1.0f / iv.q.scale,
-                                iv.q.zero_point, kn::ActType::s8);
+  if (program_.profile == kn::ArithProfile::onnxruntime)  // QuantizeLinear (arith_profile.hpp)
+    kn::active_kernels().quantize_linear(x.numel(), x.data<float>(), buf_[program_.input].data(), iv.q.scale,
+                                         iv.q.zero_point, kn::ActType::s8);
+  else
+    kn::active_kernels().quantize(x.numel(), x.data<float>(), buf_[program_.input].data(), 1.0f / iv.q.scale,
+                                  iv.q.zero_point, kn::ActType::s8);
   // quantize clamps to the int8 range; narrower grids (strict symmetric) clamp further.
   if (iv.q.qmin != -128 || iv.q.qmax != 127) {
     kn::RequantParams clamp;
@@ -211,6 +217,7 @@ void Runtime::execute() {
           d.out_zero_point = ov.q.zero_point;
           d.act_min = op.range.min;
           d.act_max = op.range.max;
+          d.rounding = program_.rounding();
           K.dwconv3x3(d, x, y, threads);
         } else {
           kn::Conv2dWeights w = p.conv.view();
@@ -239,6 +246,10 @@ void Runtime::execute() {
         pp.pad_left = pp.pad_right = static_cast<int>(op.pad_w);
         pp.zero_point = iv.q.zero_point;
         pp.count_include_pad = op.count_include_pad;
+        if (op.kind == OpKind::avgpool2d && program_.profile == kn::ArithProfile::onnxruntime) {
+          pp.float_average = true;  // QLinearAveragePool
+          pp.average = {iv.q.scale, ov.q.scale, iv.q.zero_point, ov.q.zero_point, ov.q.qmin, ov.q.qmax};
+        }
         (op.kind == OpKind::maxpool2d ? K.maxpool2d : K.avgpool2d)(pp, x, y, threads);
         break;
       }
@@ -252,6 +263,7 @@ void Runtime::execute() {
         g.act_min = op.range.min;
         g.act_max = op.range.max;
         g.multiplier = op.m;
+        g.rounding = program_.rounding();
         K.global_avgpool(g, x, y, threads);
         break;
       }
@@ -266,6 +278,11 @@ void Runtime::execute() {
         r.act_max = op.range.max;
         r.multiplier = op.m;
         r.identity = op.identity;
+        if (program_.profile == kn::ArithProfile::onnxruntime) {  // DequantizeLinear → QuantizeLinear
+          r.dequantize_quantize = true;
+          r.in_scale = iv.q.scale;
+          r.out_scale = ov.q.scale;
+        }
         K.requant(static_cast<std::int64_t>(N) * ov.numel(), x, y, r);
         break;
       }

@@ -35,6 +35,7 @@ void pool(const Pool2dParams& p, const void* x, void* y) noexcept {
       for (int ox = 0; ox < ow; ++ox)
         for (int c = 0; c < C; ++c) {
           std::int32_t best = -1000, sum = 0, valid = 0, in_padded = 0;
+          float fsum = 0.0f;
           for (int ky = 0; ky < p.kernel_h; ++ky)
             for (int kx = 0; kx < p.kernel_w; ++kx) {
               const int iy = oy * p.stride_h - p.pad_top + ky, ix = ox * p.stride_w - p.pad_left + kx;
@@ -43,11 +44,14 @@ void pool(const Pool2dParams& p, const void* x, void* y) noexcept {
               const std::int32_t v = load_act(x, ((static_cast<std::int64_t>(b) * p.in_h + iy) * p.in_w + ix) * xs + c, p.type);
               best = v > best ? v : best;
               sum += v - p.zero_point;
+              fsum = average_tap(fsum, v, p.average);
               ++valid;
             }
           const std::int64_t o = ((static_cast<std::int64_t>(b) * oh + oy) * ow + ox) * ys + c;
           if (kMax)
             store_act(y, o, best);
+          else if (p.float_average)
+            store_act(y, o, average_float_result(fsum, p.count_include_pad ? in_padded : valid, p.average, p.type));
           else
             store_act(y, o, average_value(sum, p.count_include_pad ? in_padded : valid) + p.zero_point);
         }
@@ -117,8 +121,10 @@ void requant(std::int64_t n, const void* x, void* y, const RequantParams& p) noe
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int32_t v = load_act(x, i, p.type);
     store_act(y, i,
-              p.identity ? (v < p.act_min ? p.act_min : (v > p.act_max ? p.act_max : v))
-                         : requantize_output(v - p.in_zero_point, p.multiplier, p.out_zero_point, p.act_min,
+              p.identity              ? (v < p.act_min ? p.act_min : (v > p.act_max ? p.act_max : v))
+              : p.dequantize_quantize ? dequantize_quantize_value(v, p.in_scale, p.in_zero_point, p.out_scale,
+                                                                  p.out_zero_point, p.act_min, p.act_max)
+                                      : requantize_output(v - p.in_zero_point, p.multiplier, p.out_zero_point, p.act_min,
                                              p.act_max, p.rounding));
   }
 }
@@ -135,6 +141,12 @@ void global_avgpool(const GlobalAvgPoolParams& p, const void* x, void* y, int) n
                 requantize_output(static_cast<std::int32_t>(acc), p.multiplier, p.out_zero_point, p.act_min,
                                   p.act_max, p.rounding));
     }
+}
+
+void quantize_linear(std::int64_t n, const float* x, void* y, float scale, std::int32_t zero_point,
+                     ActType type) noexcept {
+  const ActivationRange r = type_range(type);
+  for (std::int64_t i = 0; i < n; ++i) store_act(y, i, quantize_linear_value(x[i], scale, zero_point, r.min, r.max));
 }
 
 }  // namespace qforge::kernels::ref

@@ -51,7 +51,7 @@ std::string describe(const GemmCase& c, Isa isa) {
          " k=" + std::to_string(c.k) + " in=" + (c.in == ActType::s8 ? "s8" : "u8") +
          " out=" + (c.out == ActType::s8 ? "s8" : "u8") + (c.per_channel ? " per-channel" : " per-tensor") +
          (c.strict_grid ? " grid127" : " grid128") + (c.saturate ? " saturating" : "") +
-         (c.rounding == Rounding::single ? "" : " double-rounding") + " threads=" + std::to_string(c.threads) +
+         (c.rounding == Rounding::single ? "" : c.rounding == Rounding::float_rne ? " float-rne" : " double-rounding") + " threads=" + std::to_string(c.threads) +
          " lda+" + std::to_string(c.lda_extra) + " ldc+" + std::to_string(c.ldc_extra);
 }
 
@@ -73,8 +73,10 @@ GemmData make_gemm(const GemmCase& c, std::mt19937& rng) {
   d.bias.resize(c.n);
   for (auto& b : d.bias) b = rand_int(rng, -(1 << 20), 1 << 20);
   d.mult.resize(c.per_channel ? c.n : 1);
-  for (auto& m : d.mult)
-    m = quantize_multiplier(c.saturate ? rand_log_uniform(rng, 1e-3, 8.0) : rand_log_uniform(rng, 1.0 / 16384, 0.6));
+  for (auto& m : d.mult) {
+    const double v = c.saturate ? rand_log_uniform(rng, 1e-3, 8.0) : rand_log_uniform(rng, 1.0 / 16384, 0.6);
+    m = c.rounding == Rounding::float_rne ? float_multiplier(static_cast<float>(v)) : quantize_multiplier(v);
+  }
   d.lda = c.k + c.lda_extra;
   d.ldc = c.n + c.ldc_extra;
   d.a.resize(static_cast<std::size_t>(c.m) * d.lda);
@@ -138,7 +140,7 @@ int sweep_gemm(Isa isa, bool s32) {
         c.per_channel = i % 2 == 0;
         c.strict_grid = i % 5 == 3;
         c.saturate = i % 6 == 4;
-        c.rounding = i % 7 == 5 ? Rounding::double_gemmlowp : Rounding::single;
+        c.rounding = i % 7 == 5 ? Rounding::double_gemmlowp : (i % 7 == 2 ? Rounding::float_rne : Rounding::single);
         c.lda_extra = i % 3 == 0 ? 0 : rand_int(rng, 1, 13);
         c.ldc_extra = i % 4 == 0 ? 0 : rand_int(rng, 1, 9);
         c.threads = i % 5 == 0 ? 2 : 1;
@@ -184,10 +186,14 @@ int sweep_conv(Isa isa) {
     std::vector<std::int32_t> bias(cc.cout);
     for (auto& b : bias) b = rand_int(rng, -50000, 50000);
     std::vector<QuantizedMultiplier> mult(per_channel ? cc.cout : 1);
-    for (auto& m : mult) m = quantize_multiplier(rand_log_uniform(rng, 1e-4, sat ? 2.0 : 0.1));
+    const Rounding rounding = idx == 5 ? Rounding::double_gemmlowp : (idx % 4 == 2 ? Rounding::float_rne : Rounding::single);
+    for (auto& m : mult) {
+      const double v = rand_log_uniform(rng, 1e-4, sat ? 2.0 : 0.1);
+      m = rounding == Rounding::float_rne ? float_multiplier(static_cast<float>(v)) : quantize_multiplier(v);
+    }
     const std::int32_t zin = rand_zero_point(rng, in), zout = rand_zero_point(rng, out);
     PackedConv2d pc(s, w.data(), bias.data(), in, zin, mult.data(), per_channel, out, zout,
-                    random_range(rng, out, zout), idx == 5 ? Rounding::double_gemmlowp : Rounding::single);
+                    random_range(rng, out, zout), rounding);
     std::vector<std::uint8_t> x(static_cast<std::size_t>(cc.b) * cc.h * cc.w * s.xs());
     fill_acts(x, rng, sat);
     const std::size_t ny = static_cast<std::size_t>(cc.b) * s.out_h() * s.out_w() * s.ys();
@@ -227,7 +233,8 @@ int sweep_dwconv(Isa isa) {
     std::vector<std::int32_t> bias(C), mult(C), shift(C);
     for (int c = 0; c < C; ++c) {
       bias[c] = rand_int(rng, -30000, 30000);
-      const auto qm = quantize_multiplier(rand_log_uniform(rng, 1e-4, sat ? 2.0 : 0.05));
+      const double v = rand_log_uniform(rng, 1e-4, sat ? 2.0 : 0.05);
+      const auto qm = idx % 5 == 4 ? float_multiplier(static_cast<float>(v)) : quantize_multiplier(v);
       mult[c] = qm.multiplier;
       shift[c] = qm.shift;
     }
@@ -240,7 +247,7 @@ int sweep_dwconv(Isa isa) {
     const ActivationRange r = random_range(rng, p.type, p.out_zero_point);
     p.act_min = r.min;
     p.act_max = r.max;
-    p.rounding = idx == 6 ? Rounding::double_gemmlowp : Rounding::single;
+    p.rounding = idx == 6 ? Rounding::double_gemmlowp : (idx % 5 == 4 ? Rounding::float_rne : Rounding::single);
     const std::int64_t xs = p.x_pixel_stride ? p.x_pixel_stride : C, ys = p.y_pixel_stride ? p.y_pixel_stride : C;
     std::vector<std::uint8_t> x(static_cast<std::size_t>(p.batch) * p.in_h * p.in_w * xs);
     fill_acts(x, rng, sat);
@@ -274,6 +281,12 @@ int sweep_pool(Isa isa, bool is_max) {
     p.type = idx % 2 ? ActType::u8 : ActType::s8;
     p.zero_point = rand_zero_point(rng, p.type);
     p.count_include_pad = idx % 3 != 2;
+    if (!is_max && idx % 4 == 3) {  // onnxruntime's QLinearAveragePool, to another encoding
+      p.float_average = true;
+      const ActivationRange tr = type_range(p.type);
+      p.average = {rand_log_uniform(rng, 1e-3, 1.0), rand_log_uniform(rng, 1e-3, 1.0), rand_zero_point(rng, p.type),
+                   rand_zero_point(rng, p.type), tr.min, tr.max};
+    }
     if (idx >= 12) {  // unpadded windows (the maxpool fast path): non-overlapping, overlapping, ragged edges
       p.kernel_h = p.stride_h = 2 + idx % 2;
       p.kernel_w = 2 + (idx / 2) % 2;
@@ -311,9 +324,10 @@ int sweep_add(Isa isa) {
     const std::int64_t n = kSizes[idx % 12] + (idx >= 12 ? 1000 * idx : 0);
     const ActType t = idx % 2 ? ActType::u8 : ActType::s8;
     const std::int32_t zo = rand_zero_point(rng, t);
-    const AddParams p = make_add_params(rand_log_uniform(rng, 1e-3, 1.0), rand_zero_point(rng, t),
-                                        rand_log_uniform(rng, 1e-3, 1.0), rand_zero_point(rng, t),
-                                        rand_log_uniform(rng, 1e-3, 1.0), zo, random_range(rng, t, zo));
+    const ArithProfile prof = idx % 3 == 1 ? ArithProfile::onnxruntime : ArithProfile::dsp;
+    const AddParams p = profile_add_params(prof, rand_log_uniform(rng, 1e-3, 1.0), rand_zero_point(rng, t),
+                                           rand_log_uniform(rng, 1e-3, 1.0), rand_zero_point(rng, t),
+                                           rand_log_uniform(rng, 1e-3, 1.0), zo, random_range(rng, t, zo), t);
     std::vector<std::uint8_t> a(n), b(n), y_ref(n + 3, 0xA5), y(n + 3, 0xA5);
     fill_acts(a, rng, idx % 3 == 0);
     fill_acts(b, rng, idx % 3 == 0);
@@ -339,9 +353,13 @@ int sweep_requant(Isa isa) {
     const ActivationRange r = random_range(rng, p.type, p.out_zero_point);
     p.act_min = r.min;
     p.act_max = r.max;
-    p.multiplier = quantize_multiplier(rand_log_uniform(rng, 1e-3, idx % 4 == 1 ? 300.0 : 4.0));
-    p.rounding = idx % 5 == 3 ? Rounding::double_gemmlowp : Rounding::single;
+    const double mv = rand_log_uniform(rng, 1e-3, idx % 4 == 1 ? 300.0 : 4.0);
+    p.rounding = idx % 5 == 3 ? Rounding::double_gemmlowp : (idx % 5 == 4 ? Rounding::float_rne : Rounding::single);
+    p.multiplier = p.rounding == Rounding::float_rne ? float_multiplier(static_cast<float>(mv)) : quantize_multiplier(mv);
     p.identity = idx % 6 == 5;
+    p.dequantize_quantize = idx % 7 == 2 || idx % 7 == 5;  // onnxruntime: DequantizeLinear → QuantizeLinear
+    p.in_scale = rand_log_uniform(rng, 1e-3, 1.0);
+    p.out_scale = static_cast<float>(p.in_scale / mv);
     std::vector<std::uint8_t> x(n), y_ref(n + 3, 0xA5), y(n + 3, 0xA5);
     fill_acts(x, rng, idx % 3 == 0);
     kernel_table(Isa::ref).requant(n, x.data(), y_ref.data(), p);
@@ -375,8 +393,9 @@ int sweep_global_avgpool(Isa isa) {
     const ActivationRange r = random_range(rng, p.type, p.out_zero_point);
     p.act_min = r.min;
     p.act_max = r.max;
-    p.multiplier = quantize_multiplier(rand_log_uniform(rng, 0.1, 4.0) / p.pixels);
-    p.rounding = idx % 5 == 3 ? Rounding::double_gemmlowp : Rounding::single;
+    const double mv = rand_log_uniform(rng, 0.1, 4.0) / p.pixels;
+    p.rounding = idx % 5 == 3 ? Rounding::double_gemmlowp : (idx % 5 == 1 ? Rounding::float_rne : Rounding::single);
+    p.multiplier = p.rounding == Rounding::float_rne ? float_multiplier(static_cast<float>(mv)) : quantize_multiplier(mv);
     const std::int64_t xs = p.x_pixel_stride ? p.x_pixel_stride : p.channels;
     std::vector<std::uint8_t> x(static_cast<std::size_t>(p.batch) * p.pixels * xs);
     fill_acts(x, rng, idx % 4 == 0);
@@ -429,6 +448,33 @@ int sweep_quantize(Isa isa, bool quant) {
       CHECK(d == 0);
       diff += d;
     }
+  }
+  return diff;
+}
+
+int sweep_quantize_linear(Isa isa) {
+  std::mt19937 rng(19 + static_cast<int>(isa));
+  int diff = 0;
+  for (int idx = 0; idx < 14; ++idx) {
+    const std::int64_t n = kSizes[idx % 12] + (idx >= 12 ? 4097 : 0);
+    const ActType t = idx % 2 ? ActType::u8 : ActType::s8;
+    const float scale = rand_log_uniform(rng, 1e-3, 1.0);
+    const std::int32_t zp = rand_zero_point(rng, t);
+    std::vector<float> x(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const int r = rand_int(rng, 0, 9);
+      x[i] = r == 0 ? (rand_int(rng, -200, 200) + 0.5f) * scale
+             : r == 1 ? (rand_int(rng, 0, 1) ? 1e30f : -1e30f)
+             : r == 2 ? (rand_int(rng, 0, 1) ? NAN : INFINITY)
+                      : std::uniform_real_distribution<float>(-300, 300)(rng) * scale;
+    }
+    std::vector<std::uint8_t> y_ref(n + 3, 0xA5), y(n + 3, 0xA5);
+    kernel_table(Isa::ref).quantize_linear(n, x.data(), y_ref.data(), scale, zp, t);
+    kernel_table(isa).quantize_linear(n, x.data(), y.data(), scale, zp, t);
+    const int d = count_diff(y_ref, y);
+    INFO(isa_name(isa), " quantize_linear n=", n);
+    CHECK(d == 0);
+    diff += d;
   }
   return diff;
 }
@@ -518,6 +564,7 @@ int check_kind(KernelKind kind, Isa isa) {
     case KernelKind::gru_step: return sweep_rnn(isa, false);
     case KernelKind::requant: return sweep_requant(isa);
     case KernelKind::global_avgpool: return sweep_global_avgpool(isa);
+    case KernelKind::quantize_linear: return sweep_quantize_linear(isa);
   }
   return 0;
 }

@@ -52,6 +52,7 @@ TEST_CASE("kernel registry: each kernel is listed once per ISA with an ISA-suffi
     CHECK(static_cast<bool>(t.gru_step));
     CHECK(static_cast<bool>(t.requant));
     CHECK(static_cast<bool>(t.global_avgpool));
+    CHECK(static_cast<bool>(t.quantize_linear));
   }
 }
 
