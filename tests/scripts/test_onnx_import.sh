@@ -139,7 +139,7 @@ if [ -n "${imported[zoo_mnist_cnn_bn]:-}" ] && [ -e "$mnist/t10k-images-idx3-uby
     --out "$work/tr_twin"
   acc_twin=$(tail -n 1 "$work/out.txt" | sed -n 's/.*"accuracy":\([0-9.e+-]*\).*/\1/p')
   echo "  MNIST, 1 epoch: zoo mnist-cnn ${acc_zoo:-?} %, imported twin ${acc_twin:-?} %"
-  if [ -z "$acc_zoo" ] || [ -z "$acc_twin" ] || [ "$(echo "d = $acc_zoo - $acc_twin; d <= 0.3 && d >= -0.3" | bc)" != 1 ]; then
+  if [ -z "$acc_zoo" ] || [ -z "$acc_twin" ] || ! awk -v a="$acc_zoo" -v b="$acc_twin" 'BEGIN { d = a - b; exit !(d <= 0.3 && d >= -0.3) }'; then
     fail "imported mnist-cnn twin trains to ${acc_twin:-?} %, the zoo model to ${acc_zoo:-?} % (bound +-0.3)"
   fi
 else
@@ -191,7 +191,7 @@ if [ -n "$full" ] && [ -s "$full" ]; then
   t0=$(date +%s.%N)
   expect_rc 0 "import full resnet18" -- "$Q" import "$full" --out "$work/resnet18_full"
   t1=$(date +%s.%N)
-  echo "onnx import: full-size resnet18 ($(du -h "$full" | cut -f1)) imported in $(echo "$t1 - $t0" | bc) s"
+  echo "onnx import: full-size resnet18 ($(du -h "$full" | cut -f1)) imported in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
 else
   echo "onnx import: full-size resnet18 timing skipped (no python3-torch; set QFORGE_FULL_RESNET18=FILE.onnx)"
 fi
