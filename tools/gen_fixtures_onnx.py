@@ -8,8 +8,9 @@ fixed inputs and PyTorch's outputs for them:
   tests/fixtures/onnx/<case>.inputs.npz      the model's inputs, arrays named after the ONNX graph inputs
                                              (what `qforge run --inputs` takes)
   tests/fixtures/onnx/<case>.expected.npz    PyTorch's outputs, arrays named after the ONNX graph outputs
-  tests/fixtures/onnx/<case>.calib.npz       image models: `input` (+ `label`), 16 samples, for
-                                             `qforge quantize --data tensors:FILE`
+  tests/fixtures/onnx/<case>.calib.npz       image models: `input` and `label` (the float model's own
+                                             predictions, so accuracy on it = agreement with FP32), 16
+                                             samples, for `qforge quantize --data tensors:FILE`
   tests/fixtures/onnx/manifest.json          the index: every case, its files, input/output names,
                                              tolerance, and the expected failures (hostile files)
   tests/fixtures/onnx/cases.tsv, hostile.tsv the same, tab-separated, for the shell test (no JSON parser)
@@ -23,21 +24,22 @@ The zoo twins are the PyTorch models of tools/gen_fixtures_nn.py (make_zoo) with
 fixtures there (tests/fixtures/nn/zoo_<name>.weights.safetensors, PyTorch state_dict names, loadable
 strictly into qforge's zoo model of the same name), so an imported twin can be compared with the zoo model.
 
-The exporter's choices this set covers on purpose (see CASES below): constant folding on (BatchNorm folded
+The exporter's choices this set covers on purpose (see cases() below): constant folding on (BatchNorm folded
 into Conv, initializers named like onnx::Conv_123) and off with training=PRESERVE (BatchNormalization
 nodes kept), opsets 11, 13 and 17, a dynamic batch axis, external data, LSTM/GRU/RNN (one and two layers,
 bidirectional), HardSwish (opset 14+) and its opset-13 decomposition (HardSigmoid, Mul), and a model of
 miscellaneous ops (Pad, AveragePool, Concat, Split, Slice, Transpose, MatMul, Softmax, ReduceMean, ...).
 
 Hostile files (manifest "expect_failure"): truncated and corrupt protobuf, an op in a custom domain, a
-standard op qforge does not lower, an unsupported attribute value, a missing external-data file, a shape
-that cannot be resolved, and .npz files with a wrong dtype or ragged arrays.
+standard op qforge does not lower, unsupported attribute values (a dilated MaxPool, a reflect Pad, LSTM
+activations), a missing external-data file, a shape that cannot be resolved without --input-shape, and
+.npz files with a wrong dtype or ragged arrays (an object array; label count != input count).
 
 Run:  /usr/bin/python3 tools/gen_fixtures_onnx.py          (from anywhere; writes tests/fixtures/onnx/)
       /usr/bin/python3 tools/gen_fixtures_onnx.py --check-ort
                       (runs every case on ONNX Runtime through tests/ort/run_ort.js, after
                        tests/ort/install.sh, and compares with the expected outputs: an independent check
-                       of the exported files; measured 2026-12-03: all within 6e-7)
+                       of the exported files; measured 2026-12-03: all within 5.7e-7)
       /usr/bin/python3 tools/gen_fixtures_onnx.py --full-resnet18 OUT.onnx
                       (the full-size torchvision resnet18, ~45 MB, random weights, 1x3x224x224, not
                        committed: for measuring `qforge import` time)
@@ -242,7 +244,7 @@ def cases():
     add("zoo_mnist_cnn_bn", lambda: zoo_twin("mnist-cnn"), zoo_inputs("mnist-cnn"), zoo="mnist-cnn",
         preserve_bn=True, note="do_constant_folding=False, training=PRESERVE: BatchNormalization nodes kept")
     add("zoo_dw_cnn_opset11", lambda: zoo_twin("dw-cnn"), zoo_inputs("dw-cnn"), zoo="dw-cnn", opset=11,
-        note="opset 11 (Clip min/max as inputs, Squeeze/Unsqueeze axes as attributes)")
+        note="opset 11")
     add("zoo_resnet_tiny_dynbatch", lambda: zoo_twin("resnet-tiny"), lambda g: [image(g, 3, 1, 28, 28, "unit")],
         zoo="resnet-tiny", dynamic={"input": {0: "batch"}, "output": {0: "batch"}},
         note="dynamic batch axis (dim_param 'batch'); the inputs use batch 3")
