@@ -53,6 +53,14 @@ expect_message() {  # expect_message WHAT SUBSTRING: in $work/err.txt
   grep -qF -- "$2" "$work/err.txt" || { fail "$1: message does not mention '$2'"; head -n 3 "$work/err.txt"; }
 }
 
+# the comparison itself can fail: different outputs (1), a missing array (2), a shape mismatch (1)
+"$CMP" "$F/resnet18.expected.npz" "$F/mobilenet_v2.expected.npz" >/dev/null 2>&1
+[ $? -eq 1 ] || fail "compare_tensors does not report different outputs"
+"$CMP" "$F/resnet18.expected.npz" "$F/gru_text.expected.npz" >/dev/null 2>&1
+[ $? -eq 2 ] || fail "compare_tensors does not report a missing array"
+"$CMP" "$F/resnet18.expected.npz" "$F/zoo_mlp.expected.npz" >/dev/null 2>&1
+[ $? -eq 1 ] || fail "compare_tensors does not report a shape mismatch"
+
 # ---- every case: import, run fp32, compare with PyTorch ----------------------------------------------
 ran=0
 declare -A imported refs0

@@ -53,7 +53,7 @@ struct Result {
 Result compare(const std::string& name, const Tensor& e, const Tensor& a, double tol, bool exact) {
   char buf[512];
   if (e.shape() != a.shape()) {
-    std::snprintf(buf, sizeof buf, "%s: shape %s, expected %s", name.c_str(), shape_str(a.shape()).c_str(),
+    std::snprintf(buf, sizeof buf, "FAIL %s: shape %s, expected %s", name.c_str(), shape_str(a.shape()).c_str(),
                   shape_str(e.shape()).c_str());
     return {false, buf};
   }
