@@ -65,6 +65,7 @@ for t in tests/scripts/test_*.sh; do
   [ -f "$t" ] || continue
   echo "== $(basename "$t")"
   if bash "$t" >"$logdir/$(basename "$t").log" 2>&1; then
+    grep '^REPORT: ' "$logdir/$(basename "$t").log" | sed 's/^REPORT: /   /'  # figures a script test states
     echo "ok"
     passed=$((passed + 1))
   else

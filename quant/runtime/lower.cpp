@@ -63,10 +63,13 @@ QWeights quantize_weights(Quantizer* q, const Tensor& raw, const std::string& la
     throw Error(fmt::format("layer {}: {} has {} encodings for {} output channels", layer, what, encs.size(), rows));
   for (const auto& e : encs) {
     if (e.is_float) throw Error(fmt::format("layer {}: {} uses a float (fp16) quantizer", layer, what));
-    if (e.bitwidth != 8)
-      throw Error(fmt::format("layer {}: {} bitwidth {} is not supported (the int8 runtime needs 8-bit weights)", layer,
-                              what, e.bitwidth));
-    const bool sym = e.symmetric && (e.offset == -128.0 || (e.strict && e.offset == -127.0));
+    // Weights of 2..8 bits: their symmetric codes [−2^(bw−1), 2^(bw−1) − 1] are int8 values, which every
+    // kernel takes as they are (and 7 bits or fewer can never saturate ORT's vpmaddubsw, quant/export).
+    if (e.bitwidth > 8 || e.bitwidth < 2)
+      throw Error(fmt::format("layer {}: {} bitwidth {} is not supported (the int8 runtime needs 2- to 8-bit weights)",
+                              layer, what, e.bitwidth));
+    const double half = std::ldexp(1.0, e.bitwidth - 1);
+    const bool sym = e.symmetric && (e.offset == -half || (e.strict && e.offset == -half + 1));
     if (!sym)
       throw Error(fmt::format("layer {}: {} has an asymmetric encoding (offset {}); the int8 runtime needs symmetric "
                               "weights (zero point 0)",

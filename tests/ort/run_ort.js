@@ -3,7 +3,7 @@
 // tests/ort/install.sh; never used by qforge at run time) and exchanges tensors as .safetensors, so the
 // integers ORT computes can be compared with `qforge run`'s.
 //
-//   node run_ort.js run   MODEL.onnx INPUTS.safetensors OUT.safetensors [--threads N]
+//   node run_ort.js run   MODEL.onnx INPUTS.safetensors|.npz OUT.safetensors [--threads N]
 //       feeds every tensor of INPUTS whose name is a model input; writes every model output (float32, int8,
 //       uint8, int32 ... as ORT returns them, under the output's ONNX name).
 //   node run_ort.js bench MODEL.onnx INPUTS.safetensors [--threads N] [--iters K]
@@ -26,6 +26,8 @@ function load_ort() {
 }
 
 const { read_safetensors, write_safetensors } = require('./safetensors.js');
+const { read_npz } = require('./npz.js');
+const read_tensors = (file) => (file.endsWith('.npz') ? read_npz(file) : read_safetensors(file));
 
 function option(args, name, fallback) {
   const i = args.indexOf(name);
@@ -37,7 +39,7 @@ async function session_and_feeds(ort, model, inputs_file, threads) {
     intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential',
     graphOptimizationLevel: 'all',
   });
-  const inputs = read_safetensors(inputs_file);
+  const inputs = read_tensors(inputs_file);
   const feeds = {};
   for (const name of session.inputNames) {
     const t = inputs[name] || (session.inputNames.length === 1 && Object.keys(inputs).length === 1

@@ -87,11 +87,20 @@ TEST_CASE("lower: asymmetric weight encodings are refused naming the layer") {
   CHECK_THROWS_WITH_AS(lower(*f.sim), doctest::Contains("layer conv1: weight has an asymmetric encoding"), Error);
 }
 
-TEST_CASE("lower: bitwidths other than 8 are refused") {
+TEST_CASE("lower: weights of 2 to 8 bits are int8 codes in their own range; wider bitwidths are refused") {
+  QuantSimOptions o4;
+  o4.param_bw = 4;
+  auto w4 = make_sim("mlp", o4);
+  const Program p4 = lower(*w4.sim);
+  for (const auto& op : p4.ops)
+    for (std::int8_t w : op.weights) {
+      CHECK(w >= -8);
+      CHECK(w <= 7);
+    }
   QuantSimOptions opt;
-  opt.param_bw = 4;
+  opt.param_bw = 12;
   auto f = make_sim("mlp", opt);
-  CHECK_THROWS_WITH_AS(lower(*f.sim), doctest::Contains("layer fc1: weight bitwidth 4"), Error);
+  CHECK_THROWS_WITH_AS(lower(*f.sim), doctest::Contains("layer fc1: weight bitwidth 12"), Error);
   QuantSimOptions o16;
   o16.act_bw = 16;
   auto g = make_sim("mlp", o16);

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# ONNX Runtime parity (issue 14 §4): qforge's integer runtime and the real ONNX Runtime (CPU build from the
+# npm package onnxruntime-node, tests/ort/install.sh) compute the same output integers for the QDQ models
+# `qforge export --format onnx` writes.
+#   - zoo models mnist-cnn, dw-cnn, resnet-tiny: PTQ and QAT (finetune), and 7-bit weights;
+#   - imported torchvision fixtures resnet18 and mobilenet_v2 (tests/fixtures/onnx), PTQ on their
+#     calibration sets.
+# Inputs are real MNIST test images (or the fixtures' inputs); qforge run --mode int8 and ORT get the same
+# float file. Exactness is asserted where ORT itself is exact: 7-bit weights everywhere; 8-bit weights on
+# machines with VNNI (ORT's AVX2 u8s8 kernels may saturate in vpmaddubsw otherwise) or when the export
+# reports no layer at risk (Note [vpmaddubsw risk] in quant/export/export_qdq.cpp). With the arithmetic
+# profile `dsp` the differences are reported, not asserted; with `onnxruntime` they must be 0.
+# Run from the repository root after building (QFORGE_BIN overrides build/apps/qforge).
+set -u
+cd "$(dirname "$0")/../.."
+source tests/scripts/lib/cli_harness.sh
+passed=0
+
+ort_dir=$(bash tests/ort/install.sh) || { echo "FAIL: ONNX Runtime (onnxruntime-node) could not be installed"; exit 1; }
+export QFORGE_ORT_NODE_MODULES="$ort_dir"
+data_dir="${QFORGE_DATA:-}"
+[ -n "$data_dir" ] || for d in ../shared/data ../../shared/data; do [ -d "$d/mnist" ] && data_dir="$d" && break; done
+images="$data_dir/mnist/t10k-images-idx3-ubyte.gz"
+[ -f "$images" ] || { echo "FAIL: MNIST test images not found (QFORGE_DATA)"; exit 1; }
+
+vnni=no
+grep -qwE 'avx512_vnni|avx_vnni' /proc/cpuinfo && vnni=yes
+model_name=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+echo "REPORT: machine: $model_name; VNNI: $vnni; $(node tests/ort/run_ort.js info)"
+targets=dsp
+"$Q" quantize --help 2>/dev/null | grep -q -- '--target' && targets="dsp onnxruntime"
+
+node tests/ort/mnist_inputs.js "$images" 500 0 "$work/mnist500.safetensors"
+
+# parity NAME QDIR INPUTS MUST_BE_EXACT(yes|no|auto)
+parity() {
+  local name=$1 qdir=$2 inputs=$3 exact=$4
+  local onnx="$work/$name.onnx"
+  if ! "$Q" export --model-dir "$qdir" --format onnx --out "$onnx" --json >"$work/export.txt" 2>&1; then
+    fail "$name: export --format onnx"; tail -n 3 "$work/export.txt"; return
+  fi
+  local risk out
+  risk=$(tail -n 1 "$work/export.txt" | grep -o '"vpmaddubsw_risk_layers":\[[^]]*\]' | sed 's/.*\[//' | grep -o '"[^"]*"' | wc -l)
+  out=$(tail -n 1 "$work/export.txt" | grep -o '"outputs":\["[^"]*"' | sed 's/.*\["//; s/"$//')
+  "$Q" run --model-dir "$qdir" --inputs "$inputs" --out "$work/$name.qf.safetensors" --mode int8 >/dev/null 2>"$work/err.txt" \
+    || { fail "$name: qforge run --mode int8"; tail -n 3 "$work/err.txt"; return; }
+  node tests/ort/run_ort.js run "$onnx" "$inputs" "$work/$name.ort.safetensors" 2>"$work/err.txt" \
+    || { fail "$name: ONNX Runtime could not run the export"; tail -n 3 "$work/err.txt"; return; }
+  local report
+  report=$(node tests/ort/compare_codes.js "$work/$name.qf.safetensors" "$out.int8" "$work/$name.ort.safetensors" "${out}_q" --label "$name")
+  echo "REPORT: $report (layers at vpmaddubsw risk: $risk; asserted exact: $exact)"
+  if [ "$exact" = auto ]; then
+    exact=no
+    { [ "$vnni" = yes ] || [ "$risk" = 0 ]; } && exact=yes
+  fi
+  if [ "$exact" = yes ] && ! echo "$report" | grep -q '"differing":0,'; then
+    fail "$name: output integers differ from ONNX Runtime's"
+  else
+    passed=$((passed + 1))
+  fi
+}
+
+for model in mnist-cnn dw-cnn resnet-tiny; do
+  m="$work/$model"
+  expect_rc 0 "train $model" -- "$Q" train --model "$model" --data synthetic:3000 --epochs 1 --threads 2 --out "$m"
+  for target in $targets; do
+    topt=(); [ "$target" = dsp ] || topt=(--target "$target")
+    want=no; [ "$target" = onnxruntime ] && want=auto
+    expect_rc 0 "quantize $model ($target)" -- "$Q" quantize --model-dir "$m" --data synthetic:3000 --out "$m.$target" "${topt[@]}" --threads 2
+    parity "$model.ptq.$target" "$m.$target" "$work/mnist500.safetensors" "$want"
+    expect_rc 0 "finetune $model ($target)" -- "$Q" finetune --model-dir "$m.$target" --data synthetic:3000 --epochs 1 --threads 2 --out "$m.$target.qat"
+    parity "$model.qat.$target" "$m.$target.qat" "$work/mnist500.safetensors" "$want"
+    # 7-bit weights: no pair of products can saturate, so ORT is exact on every x86 machine.
+    want7=no; [ "$target" = onnxruntime ] && want7=yes
+    expect_rc 0 "quantize $model 7-bit ($target)" -- "$Q" quantize --model-dir "$m" --data synthetic:3000 --param-bw 7 --out "$m.$target.w7" "${topt[@]}" --threads 2
+    parity "$model.w7.$target" "$m.$target.w7" "$work/mnist500.safetensors" "$want7"
+  done
+done
+
+fx=tests/fixtures/onnx
+for case in resnet18 mobilenet_v2; do
+  d="$work/$case"
+  expect_rc 0 "import $case" -- "$Q" import "$fx/$case.onnx" --out "$d"
+  for target in $targets; do
+    topt=(); [ "$target" = dsp ] || topt=(--target "$target")
+    want=no; [ "$target" = onnxruntime ] && want=auto
+    expect_rc 0 "quantize $case ($target)" -- "$Q" quantize --model-dir "$d" --data "tensors:$fx/$case.calib.npz" --out "$d.$target" "${topt[@]}" --threads 2
+    parity "$case.ptq.$target" "$d.$target" "$fx/$case.inputs.npz" "$want"
+    parity "$case.ptq.$target.calib" "$d.$target" "$fx/$case.calib.npz" "$want"
+  done
+done
+
+echo "test_ort_parity: $passed comparisons passed, $fails failure(s)"
+[ "$fails" -eq 0 ]
