@@ -16,6 +16,12 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# Node.js and npm run the ONNX Runtime parity tests (tests/ort: ORT's CPU build comes from the npm registry);
+# any node on PATH will do, else Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
