@@ -25,8 +25,12 @@
 //     too): r_a = s_a/s_c, r_b = s_b/s_c (float32), fixed = z_c − (r_a·z_a + r_b·z_b), then per element
 //     y = saturate(rne(fma(a, r_a, fma(b, r_b, fixed)))) on the raw 8-bit values. This is not invariant
 //     under the int8 ↔ uint8 shift, so it is evaluated on the uint8 values ORT sees (Note [uint8 view]).
-//     Whether the compiler contracted r_a·z_a + r_b·z_b into an fma in ORT's build is not visible in the
-//     source; add_params_onnxruntime assumes the unfused form (one place to change).
+//     Note [QLinearAdd constant]: the source writes r_a·z_a + r_b·z_b; ORT's x64 build contracts it to
+//     fma(r_a, z_a, r_b·z_b). Measured against onnxruntime-node 1.30.0 on this machine (a com.microsoft
+//     QLinearAdd node, all 65536 uint8 pairs × 40 random scale/zero-point sets): that form differs in 0
+//     outputs, the unfused sum in 4, fma(r_b, z_b, r_a·z_a) in 9. Measured the same way: QuantizeLinear
+//     (80000 values over 20 random scale/uint8 zero-point sets, exact ties included; qforge's dsp rule
+//     would differ in 350) and com.microsoft QLinearGlobalAveragePool (564 outputs, 12 shapes): 0 differ.
 //   - QLinearAveragePool (contrib_ops/cpu/qlinear_pool.cc): each tap dequantized to float s_in·(x − z_in),
 //     summed in float in window order (rows, then columns; padded taps skipped), divided by the count,
 //     then nearbyintf(y / s_out + z_out) on the uint8 zero point, saturated.
@@ -122,8 +126,7 @@ inline AddParams add_params_onnxruntime(float s_a, std::int32_t z_a, float s_b, 
   p.a_ratio = s_a / s_out;
   p.b_ratio = s_b / s_out;
   const float za = static_cast<float>(z_a + u), zb = static_cast<float>(z_b + u);
-  const float ta = p.a_ratio * za, tb = p.b_ratio * zb;
-  p.fixed = static_cast<float>(z_out + u) - (ta + tb);
+  p.fixed = static_cast<float>(z_out + u) - std::fma(p.a_ratio, za, p.b_ratio * zb);  // Note [QLinearAdd constant]
   return p;
 }
 inline AddParams profile_add_params(ArithProfile prof, float s_a, std::int32_t z_a, float s_b, std::int32_t z_b,

@@ -133,3 +133,51 @@ TEST_CASE("ReLU6 under onnxruntime: the top code is QuantizeLinear of 6 (ties to
   CHECK(profile_activation_range(ArithProfile::onnxruntime, FusedAct::relu6, 12.0f, 0, ActType::s8).max == 0);
   CHECK(profile_activation_range(ArithProfile::onnxruntime, FusedAct::relu, 12.0f, -5, ActType::s8).min == -5);
 }
+
+TEST_CASE("QLinearAdd (onnxruntime): golden outputs measured with onnxruntime-node 1.30.0 (Note [QLinearAdd constant])") {
+  // uint8 a, b through a com.microsoft QLinearAdd node on x86-64 (AVX2 kernel); these are the pairs where
+  // the unfused constant z_c − (r_a·z_a + r_b·z_b) would give one less (all 65536 pairs of 40 random
+  // scale/zero-point sets were compared: 0 differences with the fused constant).
+  struct Case {
+    float sa;
+    int za;
+    float sb;
+    int zb;
+    float sc;
+    int zc, a, b, y;
+  };
+  const Case cases[] = {
+      {0.714510202f, 201, 0.00796630047f, 83, 0.0320457518f, 174, 194, 29, 5},
+      {0.714510202f, 201, 0.00796630047f, 83, 0.0320457518f, 174, 200, 50, 144},
+      {0.714510202f, 201, 0.00796630047f, 83, 0.0320457518f, 174, 196, 95, 66},
+      {0.714510202f, 201, 0.00796630047f, 83, 0.0320457518f, 174, 202, 116, 205},
+  };
+  for (const Case& c : cases) {
+    const AddParams u8 = add_params_onnxruntime(c.sa, c.za, c.sb, c.zb, c.sc, c.zc, {0, 255}, ActType::u8);
+    CHECK(add_value(c.a, c.b, u8) == c.y);
+    // The same through int8 codes (q = u − 128, Note [uint8 view]).
+    const AddParams s8 =
+        add_params_onnxruntime(c.sa, c.za - 128, c.sb, c.zb - 128, c.sc, c.zc - 128, {-128, 127}, ActType::s8);
+    CHECK(add_value(c.a - 128, c.b - 128, s8) == c.y - 128);
+  }
+}
+
+TEST_CASE("bias quantization and the BatchNorm fold (quantize.hpp)") {
+  CHECK(quantize_bias(2.5, 1.0) == 3);
+  CHECK(quantize_bias(-2.5, 1.0) == -2);
+  CHECK(quantize_bias(1e30, 1e-3) == INT32_MAX);
+  CHECK(quantize_bias(-1e30, 1e-3) == INT32_MIN);
+  CHECK(quantize_bias(std::nan(""), 1.0) == 0);
+  float w[4] = {1.0f, 2.0f, 3.0f, 4.0f}, b[2] = {0.5f, -1.0f};
+  const double gamma[2] = {2.0, 1.0}, beta[2] = {0.25, 0.0}, mean[2] = {0.5, 1.0}, var[2] = {3.0, 0.0};
+  fold_bn_into_layer(w, 2, 2, b, gamma, beta, mean, var, 1.0);  // s = 2/sqrt(4) = 1, 1/sqrt(1) = 1
+  CHECK(w[0] == 1.0f);
+  CHECK(w[3] == 4.0f);
+  CHECK(b[0] == 0.25f);   // 0.25 + (0.5 − 0.5)·1
+  CHECK(b[1] == -2.0f);   // 0 + (−1 − 1)·1
+  const double g2[1] = {3.0}, z[1] = {0.0}, v2[1] = {0.0};
+  float w2[1] = {0.5f}, b2[1] = {1.0f};
+  fold_bn_into_layer(w2, 1, 1, b2, g2, z, z, v2, 0.25);  // s = 3/0.5 = 6
+  CHECK(w2[0] == 3.0f);
+  CHECK(b2[0] == 6.0f);
+}
