@@ -30,7 +30,9 @@
 //     QLinearAdd node, all 65536 uint8 pairs × 40 random scale/zero-point sets): that form differs in 0
 //     outputs, the unfused sum in 4, fma(r_b, z_b, r_a·z_a) in 9. Measured the same way: QuantizeLinear
 //     (80000 values over 20 random scale/uint8 zero-point sets, exact ties included; qforge's dsp rule
-//     would differ in 350) and com.microsoft QLinearGlobalAveragePool (564 outputs, 12 shapes): 0 differ.
+//     would differ in 350), com.microsoft QLinearGlobalAveragePool (564 outputs, 12 shapes) and QLinearConv
+//     (59282 outputs, per-channel, half the layers with power-of-two scales so exact ties occur; the dsp
+//     profile differs in 40): 0 differ. Re-run with tests/engine/kernels/ort_arith/run.sh.
 //   - QLinearAveragePool (contrib_ops/cpu/qlinear_pool.cc): each tap dequantized to float s_in·(x − z_in),
 //     summed in float in window order (rows, then columns; padded taps skipped), divided by the count,
 //     then nearbyintf(y / s_out + z_out) on the uint8 zero point, saturated.
