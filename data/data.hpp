@@ -1,4 +1,4 @@
-// data/: datasets and the batching loader (depends on engine, and on nn for its safetensors reader).
+// data/: datasets and the batching loader (depends on engine only).
 //
 //   dataset.hpp    Dataset interface, ImageDataset (u8 pixels -> normalised f32 batches, augmentation)
 //   idx.hpp        IDX reader (MNIST / Fashion-MNIST / KMNIST), the t10k-only split convention

@@ -7,7 +7,7 @@
 // with spaces and a newline — then the raw elements. Read here: the descriptors b1, i1, u1, i2, u2, i4,
 // u4, i8, u8, f2, f4, f8 in either byte order ('<', '>', '|', '='), any number of dimensions (0-d
 // included), C order or Fortran order (fortran_order=True is transposed into row-major on read). Engine
-// dtypes (engine/dtype.hpp) have no 64-bit integers, so — like nn/safetensors.hpp — i8/u4/u8 become i32
+// dtypes (engine/dtype.hpp) have no 64-bit integers, so — like engine/safetensors.hpp — i8/u4/u8 become i32
 // (a value outside the i32 range is an error), u2 becomes i32, f2 becomes f32; the stored descriptor is
 // kept in NpyArray::descr. Structured, string, object and complex arrays are refused.
 //

@@ -2,7 +2,7 @@
 
 #include "data/io_util.hpp"
 #include "engine/error.hpp"
-#include "nn/safetensors.hpp"
+#include "engine/safetensors.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -22,7 +22,7 @@ NamedArrays read_named_arrays(const fs::path& path) {
   } else if (ext == ".safetensors") {
     // The safetensors reader takes a path; refuse what is not a regular file first (a FIFO would block).
     std::vector<uint8_t> bytes = read_regular_file(path, kMaxDataFileBytes);
-    nn::SafetensorsContents c = nn::parse_safetensors(bytes.data(), bytes.size(), path.string());
+    SafetensorsContents c = parse_safetensors(bytes.data(), bytes.size(), path.string());
     for (auto& [name, t] : c.tensors) out[name] = {std::move(t), c.file_dtypes[name]};
   } else {
     throw InputError(fmt::format("{}: unknown tensor file type '{}' (expected .safetensors, .npz or .npy)",

@@ -1,6 +1,6 @@
 // The user's own tensors: named arrays read from a file, and a dataset made of them (`--data tensors:FILE`).
 //
-// read_named_arrays reads `.safetensors` (nn/safetensors.hpp), `.npz` and `.npy` (npy.hpp) by extension;
+// read_named_arrays reads `.safetensors` (engine/safetensors.hpp), `.npz` and `.npy` (npy.hpp) by extension;
 // a .npy file is one array named after the file's stem. Integers arrive as i32 (int64 range-checked),
 // floats as f32/f64, uint8 as u8, bool as bool; the stored dtype ("<f4", "I64", ...) is kept.
 //

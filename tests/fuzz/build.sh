@@ -24,7 +24,7 @@ fi
 if [ -n "${FUZZ_QUICK_FROM:-}" ]; then
   G=$FUZZ_QUICK_FROM
   declare -A SRC=(
-    [safetensors]="nn/safetensors.cpp" [spec]="nn/spec.cpp nn/recurrent.cpp" [aimet_config]="quant/config.cpp"
+    [safetensors]="engine/safetensors.cpp" [spec]="nn/spec.cpp nn/recurrent.cpp" [aimet_config]="quant/config.cpp"
     [encodings]="quant/encodings_io.cpp quant/encoding.cpp" [quantsim_json]="quant/quant_dir.cpp"
     [checkpoint_state]="train/checkpoint.cpp" [bundle]="quant/runtime/program.cpp"
     [idx]="data/idx.cpp data/io_util.cpp" [cifar]="data/cifar.cpp data/io_util.cpp" [text]="data/text.cpp data/io_util.cpp" [npy]="data/npy.cpp data/npz.cpp data/tensors.cpp")

@@ -1,5 +1,5 @@
 // safetensors reading/writing. See safetensors.hpp for the format and the validation rules.
-#include "nn/safetensors.hpp"
+#include "engine/safetensors.hpp"
 
 #include "engine/file_io.hpp"
 #include "engine/json_util.hpp"
@@ -16,7 +16,7 @@
 #include <system_error>
 #include <unistd.h>
 
-namespace qforge::nn {
+namespace qforge {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -304,4 +304,4 @@ void save_safetensors(const fs::path& path, const TensorMap& tensors, const Meta
   write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
 }
 
-}  // namespace qforge::nn
+}  // namespace qforge
