@@ -106,6 +106,7 @@ std::vector<int64_t> broadcast_src(const Shape& in, const Shape& out) {
 }
 
 void check_size(Lowerer& L, const Node& n, const Shape& dims) {
+  if (dims.size() > size_t(kMaxTensorRank)) L.fail(n, fmt::format("folded result of rank {} (at most {})", dims.size(), kMaxTensorRank));
   std::optional<uint64_t> total = 1;
   for (int64_t d : dims) {
     if (d < 0) L.fail(n, fmt::format("folded shape {} has a negative dimension", shape_str(dims)));
@@ -212,6 +213,7 @@ bool try_fold(Lowerer& L, const Node& n) {
   if (op == "Unsqueeze" || op == "Squeeze") {
     const ConstTensor& x = in(0);
     std::vector<int64_t> axes = axes_input(L, n, 1, "axes");
+    if (x.dims.size() + axes.size() > size_t(kMaxTensorRank)) L.fail(n, fmt::format("rank above {}", kMaxTensorRank));
     Shape dims;
     if (op == "Unsqueeze") {
       const int64_t out_rank = int64_t(x.dims.size() + axes.size());
@@ -250,6 +252,7 @@ bool try_fold(Lowerer& L, const Node& n) {
       }
     }
     if (infer >= 0) target[size_t(infer)] = known ? x.numel() / known : 0;
+    check_size(L, n, target);
     if (shape_numel(target) != x.numel()) L.fail(n, fmt::format("cannot reshape {} to {}", shape_str(x.dims), shape_str(target)));
     L.set_output_const(n, 0, reshaped(x, target));
     return true;

@@ -97,7 +97,7 @@ const Node* bias_add(Lowerer& L, const Node& n, int64_t k) {
 }
 
 void linear(Lowerer& L, const Node& n, Tensor weight /* [out, in] */, int64_t in, int64_t out, Tensor bias,
-            const std::string& w_name, const std::string& b_name, int bias_input) {
+            const std::string& w_name, const std::string& b_name) {
   const Node* add = bias.defined() ? nullptr : bias_add(L, n, out);
   std::string bias_name = b_name;
   if (add) {
@@ -119,7 +119,6 @@ void linear(Lowerer& L, const Node& n, Tensor weight /* [out, in] */, int64_t in
     L.count(*add, "fused into Linear");
     L.skip(*add);
   }
-  (void)bias_input;
 }
 
 void gemm(Lowerer& L, const Node& n) {
@@ -137,7 +136,7 @@ void gemm(Lowerer& L, const Node& n) {
     bias = vector_of(L, n, 2, out, "C (the bias)");
     if (beta != 1.f) bias = ops::mul(bias, double(beta)).contiguous();
   }
-  linear(L, n, w, in, out, bias, n.input(1), L.has_input(n, 2) ? n.input(2) : "", 2);
+  linear(L, n, w, in, out, bias, n.input(1), L.has_input(n, 2) ? n.input(2) : "");
 }
 
 void matmul(Lowerer& L, const Node& n) {
@@ -146,7 +145,7 @@ void matmul(Lowerer& L, const Node& n) {
   const ConstTensor& b = L.const_input(n, 1, "the weight");
   if (!b.is_float() || b.dims.size() != 2) L.fail(n, fmt::format("the weight must be a 2-D float tensor, got {}", shape_str(b.dims)));
   if (L.rank_of(n, 0) < 2) L.fail(n, "the input must have rank 2 or more");
-  linear(L, n, b.f.transpose(0, 1).contiguous(), b.dims[0], b.dims[1], Tensor(), n.input(1), "", -1);
+  linear(L, n, b.f.transpose(0, 1).contiguous(), b.dims[0], b.dims[1], Tensor(), n.input(1), "");
 }
 
 void batchnorm(Lowerer& L, const Node& n) {

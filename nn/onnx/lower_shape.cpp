@@ -159,6 +159,7 @@ void unsqueeze(Lowerer& L, const Node& n) {
   const int64_t rank = L.rank_of(n, 0);
   std::vector<int64_t> axes = axes_of(L, n);
   if (axes.empty()) L.fail(n, "no axes");
+  if (rank + int64_t(axes.size()) > kMaxTensorRank) L.fail(n, fmt::format("rank above {}", kMaxTensorRank));
   const int64_t out_rank = rank + int64_t(axes.size());
   for (auto& a : axes) a = normalize_axis(L, n, a, out_rank);
   int ba = batch_of(L, n), out_ba = -1;
