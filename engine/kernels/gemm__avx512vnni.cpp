@@ -267,6 +267,26 @@ void tile(const TileArgs& t) noexcept {
         }
       }
     }
+  } else if (w.rounding == Rounding::float_rne) {
+    // Note [float requantization] (requant.hpp) in registers: vcvtdq2ps, vmulps by the float32 scale held
+    // in the multiplier's bits, clamp in float to [act_min − z, act_max − z] (integers, so clamping before
+    // the rounding equals clamping after it), vcvtps2dq (ties to even under the default MXCSR), + z.
+    const __m512i zp = _mm512_set1_epi32(w.out_zero_point);
+    const __m512 lo = _mm512_set1_ps(static_cast<float>(w.act_min - w.out_zero_point));
+    const __m512 hi = _mm512_set1_ps(static_cast<float>(w.act_max - w.out_zero_point));
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) {
+      const int col = t.col0 + 16 * j;
+      const __mmask16 mask = col_mask(w.n, col);
+      const __m512 scale = _mm512_castsi512_ps(_mm512_loadu_si512(w.multiplier + col));
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][j]), scale);
+        f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
+        const __m512i y = _mm512_add_epi32(_mm512_cvtps_epi32(f), zp);
+        _mm_mask_storeu_epi8(static_cast<std::uint8_t*>(t.c) + r * t.ldc + col, mask, _mm512_cvtepi32_epi8(y));
+      }
+    }
   } else {
     // Double rounding (gemmlowp): the scalar requant.hpp path per element.
     alignas(64) std::int32_t res[MR][NB * 16];
