@@ -4,7 +4,9 @@
 # `qforge export --format onnx` writes.
 #   - zoo models mnist-cnn, dw-cnn, resnet-tiny: PTQ and QAT (finetune), and 7-bit weights;
 #   - imported torchvision fixtures resnet18 and mobilenet_v2 (tests/fixtures/onnx), PTQ on their
-#     calibration sets.
+#     calibration sets;
+#   - the float export (--format onnx-fp32) of each zoo model: ORT within 1e-5 of qforge run --mode fp32, and
+#     importing it back gives the same model.
 # Inputs are real MNIST test images (or the fixtures' inputs); qforge run --mode int8 and ORT get the same
 # float file. Exactness is asserted where ORT itself is exact: 7-bit weights everywhere; 8-bit weights on
 # machines with VNNI (ORT's AVX2 u8s8 kernels may saturate in vpmaddubsw otherwise) or when the export
@@ -60,9 +62,34 @@ parity() {
   fi
 }
 
+ct="${COMPARE_TENSORS:-$(dirname "$Q")/../tests/compare_tensors}"
+
+# fp32 NAME DIR INPUTS: export --format onnx-fp32 runs in ORT like qforge run --mode fp32 (float tolerance), and
+# imports back into qforge as the same model.
+fp32() {
+  local name=$1 dir=$2 inputs=$3
+  if ! "$Q" export --model-dir "$dir" --format onnx-fp32 --out "$work/$name.fp32.onnx" >"$work/err.txt" 2>&1; then
+    fail "$name: export --format onnx-fp32"; tail -n 3 "$work/err.txt"; return
+  fi
+  "$Q" run --model-dir "$dir" --inputs "$inputs" --out "$work/$name.fp32.qf.safetensors" --mode fp32 >/dev/null 2>&1 \
+    || { fail "$name: qforge run --mode fp32"; return; }
+  node tests/ort/run_ort.js run "$work/$name.fp32.onnx" "$inputs" "$work/$name.fp32.ort.safetensors" 2>"$work/err.txt" \
+    || { fail "$name: ORT could not run the fp32 export"; tail -n 3 "$work/err.txt"; return; }
+  if "$ct" "$work/$name.fp32.qf.safetensors" "$work/$name.fp32.ort.safetensors" --tol 1e-5 fc >"$work/cmp.txt" 2>&1; then
+    passed=$((passed + 1)); echo "REPORT: $name fp32 export vs ORT: $(head -n 1 "$work/cmp.txt")"
+  else
+    fail "$name: fp32 export differs from qforge in ORT"; cat "$work/cmp.txt"
+  fi
+  expect_rc 0 "$name: import the fp32 export" -- "$Q" import "$work/$name.fp32.onnx" --out "$work/$name.reimported"
+  "$Q" run --model-dir "$work/$name.reimported" --inputs "$inputs" --out "$work/$name.re.safetensors" --mode fp32 >/dev/null 2>&1 \
+    && "$ct" "$work/$name.fp32.qf.safetensors" "$work/$name.re.safetensors" --tol 1e-6 fc >/dev/null 2>&1 \
+    && passed=$((passed + 1)) || fail "$name: the re-imported fp32 export does not compute the same outputs"
+}
+
 for model in mnist-cnn dw-cnn resnet-tiny; do
   m="$work/$model"
   expect_rc 0 "train $model" -- "$Q" train --model "$model" --data synthetic:3000 --epochs 1 --threads 2 --out "$m"
+  fp32 "$model" "$m" "$work/mnist500.safetensors"
   for target in $targets; do
     topt=(); [ "$target" = dsp ] || topt=(--target "$target")
     want=no; [ "$target" = onnxruntime ] && want=auto
