@@ -4,6 +4,7 @@
 
 #include "data/io_util.hpp"
 #include "engine/error.hpp"
+#include "engine/half.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -203,15 +204,6 @@ uint64_t load_bits(const uint8_t* p, int size, bool big_endian) {
     for (int k = size - 1; k >= 0; --k) v = (v << 8) | p[k];
   }
   return v;
-}
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = (h >> 15) & 1u, exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
-  float v;
-  if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);
-  else if (exp == 31) v = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
-  else v = std::ldexp(static_cast<float>(mant | 0x400u), static_cast<int>(exp) - 25);
-  return sign ? -v : v;
 }
 
 // Converts n elements of descriptor `d` at `src` into `t` (contiguous, dtype d.dtype).

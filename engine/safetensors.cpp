@@ -2,6 +2,7 @@
 #include "engine/safetensors.hpp"
 
 #include "engine/file_io.hpp"
+#include "engine/half.hpp"
 #include "engine/json_util.hpp"
 
 #include <nlohmann/json.hpp>
@@ -50,32 +51,6 @@ const FileDType* find_file_dtype(const std::string& name) {
     if (name == d.name) return &d;
   return nullptr;
 }
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: normalise
-      int e = -1;
-      do {
-        ++e;
-        mant <<= 1;
-      } while ((mant & 0x400u) == 0);
-      bits = sign | (uint32_t(127 - 15 - e) << 23) | ((mant & 0x3ffu) << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (mant << 13);  // inf / nan
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  }
-  return std::bit_cast<float>(bits);
-}
-
-float bf16_to_float(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
 
 // Converts `n` elements of file dtype `fd` at `src` into `dst` (engine dtype fd.engine).
 void convert_in(const FileDType& fd, const char* src, int64_t n, void* dst, const std::string& source,

@@ -1,6 +1,7 @@
 // Reading and checking ONNX files; decoding their tensors (Note [Hostile ONNX files] in onnx_model.hpp).
 #include "nn/onnx/onnx_model.hpp"
 
+#include "engine/half.hpp"
 #include "engine/json_util.hpp"
 
 #include <onnx/checker.h>
@@ -48,28 +49,6 @@ size_t element_bytes(int32_t t) {
     case TP::FLOAT16: case TP::INT16: case TP::UINT16: return 2;
     default: return 1;
   }
-}
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: normalise
-      int e = -1;
-      uint32_t m = mant;
-      do { ++e; m <<= 1; } while ((m & 0x400) == 0);
-      bits = sign | uint32_t(127 - 15 - e) << 23 | (m & 0x3ff) << 13;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | mant << 13;
-  } else {
-    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
 }
 
 // Little-endian bytes of `n` elements of type `t` -> the ConstTensor's storage.

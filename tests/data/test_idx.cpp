@@ -8,6 +8,7 @@
 #include <fstream>
 
 using namespace qforge;
+using testing::error_of;
 using namespace qforge::data;
 namespace fs = std::filesystem;
 
@@ -45,15 +46,6 @@ void write_set(const fs::path& dir, const std::string& prefix, int n, bool gz) {
   auto w = gz ? write_gz : write_raw;
   w(dir / (prefix + "-images-idx3-ubyte" + ext), idx_bytes({uint32_t(n), 2, 3}, img));
   w(dir / (prefix + "-labels-idx1-ubyte" + ext), idx_bytes({uint32_t(n)}, lab));
-}
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <fstream>
 
 using namespace qforge;
+using testing::error_of;
 using namespace qforge::data;
 namespace fs = std::filesystem;
 
@@ -22,15 +23,6 @@ std::vector<uint8_t> bytes_of(const std::string& name) {
   std::ifstream in(fixture(name), std::ios::binary);
   REQUIRE(in);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // The array equals numpy's view of it in the manifest: shape, stored descriptor and every value.

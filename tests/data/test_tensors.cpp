@@ -9,21 +9,13 @@
 #include <filesystem>
 
 using namespace qforge;
+using testing::error_of;
 using namespace qforge::data;
 namespace fs = std::filesystem;
 
 namespace {
 
 std::string fixture(const std::string& name) { return testing::fixture_path("npy/" + name).string(); }
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 Batch all_of(const Dataset& ds) {
   std::vector<int64_t> idx(static_cast<size_t>(ds.size()));

@@ -8,24 +8,17 @@
 #include "quant/config.hpp"
 #include "quant/encodings_io.hpp"
 #include "quant/quant_dir.hpp"
+#include "tests/support/fixtures.hpp"
 
 #include <filesystem>
 
 using namespace qforge;
+using testing::error_of;
 using namespace qforge::quant;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::string enc_error(const std::string& text) {
   return error_of([&] { encodings_from_json(parse_json(text, "enc.json"), "enc.json"); });

@@ -2,6 +2,7 @@
 // Tensors are stored in JSON as {"shape": [...], "dtype": "f32"|"f64"|"i64", "data": [...]}.
 #pragma once
 
+#include "engine/error.hpp"
 #include "engine/tensor.hpp"
 
 #include <nlohmann/json.hpp>
@@ -19,5 +20,16 @@ Tensor tensor_from_json(const nlohmann::json& j, DType as = DType::f64);
 std::filesystem::path data_dir();
 // An empty directory <system temp>/qforge-test-<name>-<pid>, removed first if it exists (one per test).
 std::filesystem::path temp_dir(const std::string& name);
+
+// The message of the InputError f() throws, or "" when it throws none (other errors propagate): for tests
+// that check what a reader says about a bad file.
+template <class F> std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace qforge::testing
