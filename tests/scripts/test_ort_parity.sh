@@ -32,6 +32,16 @@ echo "REPORT: machine: $model_name; VNNI: $vnni; $(node tests/ort/run_ort.js inf
 targets=dsp
 "$Q" quantize --help 2>/dev/null | grep -q -- '--target' && targets="dsp onnxruntime"
 
+# Operator level: the onnxruntime profile's arithmetic against single ORT nodes (QLinearAdd over all uint8
+# pairs, QuantizeLinear, QLinearGlobalAveragePool, QLinearConv): 0 differing outputs.
+if bash tests/engine/kernels/ort_arith/run.sh "$(dirname "$ort_dir")" >"$work/arith.txt" 2>&1; then
+  sed 's/^/REPORT: /' "$work/arith.txt"
+  n=$(grep -oE 'onnxruntime profile differs in 0 |values, 0 differ|outputs, 0 differ' "$work/arith.txt" | wc -l)
+  [ "$n" -eq 4 ] && passed=$((passed + 1)) || fail "operator-level arithmetic differs from ORT: $(cat "$work/arith.txt")"
+else
+  fail "tests/engine/kernels/ort_arith/run.sh failed"; tail -n 5 "$work/arith.txt"
+fi
+
 node tests/ort/mnist_inputs.js "$images" 500 0 "$work/mnist500.safetensors"
 
 # parity NAME QDIR INPUTS MUST_BE_EXACT(yes|no|auto)
