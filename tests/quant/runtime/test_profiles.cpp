@@ -17,28 +17,11 @@ using namespace qforge;
 using namespace qforge::quant;
 using namespace qforge::quant::runtime;
 using qforge::testing::images;
+using qforge::testing::count_differences;
 using qforge::testing::make_sim;
 namespace kn = qforge::kernels;
 
 namespace {
-
-std::int64_t runtime_vs_exact(const Program& p, const Tensor& x, int threads = 1) {
-  Runtime rt(p, {threads});
-  const auto a = rt.run_all(x);
-  const auto b = execute_exact_all(p, x);
-  REQUIRE(a.size() == b.size());
-  std::int64_t diff = 0;
-  for (std::size_t v = 0; v < a.size(); ++v) {
-    const auto va = a[v].to_vector<std::int32_t>(), vb = b[v].to_vector<std::int32_t>();
-    REQUIRE(va.size() == vb.size());
-    for (std::size_t k = 0; k < va.size(); ++k) {
-      if (va[k] != vb[k] && diff < 5)
-        MESSAGE("value " << p.values[v].name << " element " << k << ": runtime " << va[k] << " exact " << vb[k]);
-      diff += va[k] != vb[k];
-    }
-  }
-  return diff;
-}
 
 QuantSimOptions with_target(kn::ArithProfile t, bool per_channel = false) {
   QuantSimOptions o;
@@ -66,7 +49,7 @@ TEST_CASE("profiles: runtime equals exact mode bit for bit under dsp and onnxrun
           const std::string isa_str = kn::isa_name(isa);
           CAPTURE(isa_str);
           REQUIRE(kn::force_isa(isa));
-          CHECK(runtime_vs_exact(p, x, i % 2 ? 2 : 1) == 0);
+          CHECK(count_differences(p, x, i % 2 ? 2 : 1) == 0);
         }
         kn::force_isa(was);
       }

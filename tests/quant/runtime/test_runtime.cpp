@@ -14,28 +14,10 @@ using namespace qforge;
 using namespace qforge::quant;
 using namespace qforge::quant::runtime;
 using qforge::testing::images;
+using qforge::testing::count_differences;
 using qforge::testing::make_sim;
 
 namespace {
-
-// Number of differing codes over every value of the program (runtime vs exact simulation).
-std::int64_t count_differences(const Program& p, const Tensor& x, int threads = 1) {
-  Runtime rt(p, {threads});
-  const auto a = rt.run_all(x);
-  const auto b = execute_exact_all(p, x);
-  REQUIRE(a.size() == b.size());
-  std::int64_t diff = 0;
-  for (std::size_t v = 0; v < a.size(); ++v) {
-    REQUIRE(a[v].shape() == b[v].shape());
-    const auto va = a[v].to_vector<std::int32_t>(), vb = b[v].to_vector<std::int32_t>();
-    for (std::size_t k = 0; k < va.size(); ++k) {
-      if (va[k] != vb[k] && diff < 5)
-        MESSAGE("value " << p.values[v].name << " element " << k << ": runtime " << va[k] << " exact " << vb[k]);
-      diff += va[k] != vb[k];
-    }
-  }
-  return diff;
-}
 
 bool codes_vary(const Tensor& codes) {
   const auto v = codes.to_vector<std::int32_t>();
