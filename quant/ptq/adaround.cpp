@@ -244,6 +244,7 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
   QuantSimOptions so = opt.sim;
   so.fold_bn = true;
   QuantSim sim(model, sample_inputs, so);
+  if (opt.weight_encodings) set_frozen_param_encodings(sim, *opt.weight_encodings, "AdaRound");
   calibrate_weights_only(sim, sample_inputs);
 
   const auto& g = sim.graph();

@@ -46,6 +46,8 @@ struct AdaroundOptions {
   double zeta = 1.1, gamma = -0.1;
   uint64_t seed = 0;
   std::vector<std::string> ignore;  // layer names left at nearest rounding
+  // Weight encodings chosen by an earlier pass (SeqMSE): set and frozen instead of the scheme's; may be null.
+  const std::map<std::string, std::vector<Encoding>>* weight_encodings = nullptr;
   // The weights-only sim: param_bw (AIMET default 4), scheme (AIMET default tf_enhanced), config
   // ("default": per-tensor, "per_channel": per-channel weights).
   QuantSimOptions sim = default_sim();

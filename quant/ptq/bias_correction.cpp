@@ -123,6 +123,7 @@ BiasCorrectionResult correct_bias(std::shared_ptr<nn::Module> model, const std::
   QuantSimOptions so = opt.sim;
   so.fold_bn = true;
   QuantSim sim(model, sample_inputs, so);
+  if (opt.weight_encodings) set_frozen_param_encodings(sim, *opt.weight_encodings, "bias correction");
   calibrate_weights_only(sim, sample_inputs);
 
   const auto& g = sim.graph();

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,8 @@ struct BiasCorrectionOptions {
   QuantSimOptions sim;          // the weight quantization being corrected for (param_bw, scheme, config)
   int64_t num_samples = 512;    // samples of the batches used (empirical)
   std::vector<std::string> ignore;
+  // Weight encodings chosen by an earlier pass (SeqMSE): set and frozen instead of the scheme's; may be null.
+  const std::map<std::string, std::vector<Encoding>>* weight_encodings = nullptr;
   const BnFoldResult* bn_folds = nullptr;  // BN statistics captured before folding (analytical)
 };
 

@@ -14,6 +14,22 @@ void calibrate_weights_only(QuantSim& sim, const std::vector<Tensor>& sample_inp
   sim.compute_encodings([&](nn::Module& m) { m(std::vector<Tensor>{sample_inputs}); });
 }
 
+void set_frozen_param_encodings(QuantSim& sim, const std::map<std::string, std::vector<Encoding>>& encs, const char* who) {
+  for (const auto& [key, enc] : encs) {
+    Quantizer* q = nullptr;
+    for (const auto& info : sim.quantizers())
+      if (info.kind == "param" && info.export_key == key) q = info.quantizer;
+    if (!q) throw InputError(fmt::format("{} encodings: the QuantSim has no parameter quantizer for '{}'", who, key));
+    if (enc.empty() || q->settings().per_channel != (enc.size() > 1) || q->settings().grid.bitwidth != enc[0].bitwidth)
+      throw InputError(fmt::format("{} encodings for '{}' ({} entries, {} bits) do not fit the QuantSim's quantizer "
+                                   "({}, {} bits): build the sim with the options the pass used", who, key, enc.size(),
+                                   enc.empty() ? 0 : enc[0].bitwidth, q->settings().per_channel ? "per-channel" : "per-tensor",
+                                   q->settings().grid.bitwidth));
+    q->set_encodings(enc);
+    q->freeze();
+  }
+}
+
 bool is_conv(const nn::TraceNode& n) { return n.type == "Conv2d"; }
 bool is_linear(const nn::TraceNode& n) { return n.type == "Linear"; }
 bool is_bn(const nn::TraceNode& n) { return n.type == "BatchNorm1d" || n.type == "BatchNorm2d"; }

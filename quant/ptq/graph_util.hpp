@@ -10,6 +10,7 @@
 #include "quant/quantsim.hpp"
 #include "nn/trace.hpp"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,11 @@ namespace qforge::quant::ptq {
 // Leaves only the parameter quantizers of `sim` enabled and computes their encodings from one pass over
 // sample_inputs: the weight-only quantization that AdaRound and bias correction compare with FP32.
 void calibrate_weights_only(QuantSim& sim, const std::vector<Tensor>& sample_inputs);
+
+// Sets and freezes parameter encodings chosen by a pass ("<module>.weight" -> encodings, e.g. SeqMSE's),
+// so later calibration keeps them. InputError (naming `who`) when a key has no parameter quantizer or
+// the encodings do not fit it (per-channel vs per-tensor, bitwidth).
+void set_frozen_param_encodings(QuantSim& sim, const std::map<std::string, std::vector<Encoding>>& enc, const char* who);
 
 bool is_conv(const nn::TraceNode& n);
 bool is_linear(const nn::TraceNode& n);
