@@ -3,6 +3,9 @@
 // scale must have the same bits and the zero point must be equal; fused fake-quant outputs exactly equal.
 #include <doctest/doctest.h>
 
+#include "engine/ops/ops.hpp"
+#include "engine/random.hpp"
+#include "quant/quantizer.hpp"
 #include "quant/torch_observers.hpp"
 #include "tests/support/fixtures.hpp"
 
@@ -237,4 +240,51 @@ TEST_CASE("torch observers: torch qparams map to an Encoding with the same grid"
   CHECK(qforge::testing::error_of([&] {
           encoding_from_torch_qparams(std::numeric_limits<float>::infinity(), 0, 0, 255, g);
         }).find("scale") != std::string::npos);
+}
+
+TEST_CASE("torch schemes: a quantizer calibrated with torch_* gets torch's scale and zero point") {
+  CHECK(parse_scheme("torch_minmax") == QuantScheme::torch_minmax);
+  CHECK(parse_scheme("torch_moving_average") == QuantScheme::torch_moving_average);
+  CHECK(parse_scheme("torch_histogram") == QuantScheme::torch_histogram);
+  Generator gen(7);
+  std::vector<Tensor> batches;
+  for (int k = 0; k < 3; ++k) batches.push_back(Tensor::randn({4, 50}, gen) * (1.0 + k) + 0.3 * k);
+  for (QuantScheme scheme : {QuantScheme::torch_minmax, QuantScheme::torch_moving_average, QuantScheme::torch_histogram})
+    for (bool sym : {false, true})
+      for (bool strict : {false, true}) {
+        if (strict && !sym) continue;
+        QuantizerSettings s;
+        s.grid.symmetric = sym;
+        s.grid.strict_symmetric = strict;
+        s.scheme = scheme;
+        Quantizer q(s, "act");
+        q.start_calibration();
+        for (const Tensor& b : batches) q.observe(b);
+        REQUIRE(q.compute_encoding());
+        const Encoding e = q.encodings().at(0);
+        // The same batches through the observer itself.
+        const TorchObserverOptions o = torch_options_for_grid(s.grid);
+        TorchQParams want;
+        int64_t qmin = 0;
+        if (scheme == QuantScheme::torch_minmax) {
+          MinMaxObserver ob(o);
+          for (const Tensor& b : batches) ob.forward(b);
+          want = ob.calculate_qparams();
+          qmin = ob.quant_min();
+        } else if (scheme == QuantScheme::torch_moving_average) {
+          MovingAverageMinMaxObserver ob(o);
+          for (const Tensor& b : batches) ob.forward(b);
+          want = ob.calculate_qparams();
+          qmin = ob.quant_min();
+        } else {
+          HistogramObserver ob(o);
+          for (const Tensor& b : batches) ob.forward(b);
+          want = ob.calculate_qparams();
+          qmin = ob.quant_min();
+        }
+        INFO(scheme_name(scheme) << (sym ? (strict ? " strict-symmetric" : " symmetric") : " asymmetric"));
+        CHECK(std::bit_cast<uint32_t>(affine_params(e).scale) == std::bit_cast<uint32_t>(want.scale[0]));
+        CHECK(e.offset == static_cast<double>(qmin - want.zero_point[0]));
+        if (sym) CHECK(want.zero_point[0] == 0);
+      }
 }
