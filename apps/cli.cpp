@@ -1,6 +1,7 @@
 #include "apps/cli.hpp"
 
 #include "quant/quant_dir.hpp"
+#include "train/communicator.hpp"
 
 #include <cstdio>
 #include <iostream>
@@ -47,6 +48,7 @@ void require_quantized_dir(const std::string& option, const std::filesystem::pat
 }
 
 void say(const std::string& s) {
+  if (train::world_communicator()->rank() != 0) return;  // Note [Ranks in the CLI]: rank 0 speaks
   std::cerr << s << std::endl;
 }
 

@@ -6,9 +6,11 @@
 #include "apps/model_setup.hpp"
 #include "apps/quant_setup.hpp"
 #include "train/checkpoint.hpp"
+#include "train/communicator.hpp"
 #include "train/output.hpp"
 #include "train/progress.hpp"
 #include <iostream>
+#include <optional>
 
 namespace qforge::apps {
 
@@ -65,7 +67,8 @@ int cmd_finetune(int argc, char** argv) {
   if (resume) {
     // Continue with the configuration stored in the checkpoint; options given again must agree.
     const nlohmann::json ts = train::read_checkpoint_trainer_state(out / "checkpoint");
-    const nlohmann::json stored = ts.value("config", nlohmann::json::object());
+    const nlohmann::json stored =
+        per_rank_config(ts.value("config", nlohmann::json::object()), train::world_communicator()->size(), out);
     const nlohmann::json so = stored.value("optimizer", nlohmann::json::object());
     const nlohmann::json app = stored.value("app", nlohmann::json::object());
     cfg.epochs = resume_value<int64_t>(r, "epochs", stored, "epochs", cfg.epochs, out);
@@ -93,6 +96,8 @@ int cmd_finetune(int argc, char** argv) {
   if (cfg.log_every <= 0) throw UsageError(fmt::format("--log-every {}: must be positive", cfg.log_every));
   if (cfg.max_steps < 0) throw UsageError(fmt::format("--max-steps {}: must be >= 0", cfg.max_steps));
   cfg.augment = false;
+  cfg.comm = train::world_communicator();  // Note [Ranks in the CLI]: data parallel under mpirun
+  const bool writer = cfg.comm->rank() == 0;
   cfg.app_config = {{"source", fs::absolute(src).lexically_normal().string()}, {"range_learning", range_learning}};
   train::validate(cfg);
   const quant::RangeLearning rl = quant::parse_range_learning(range_learning);
@@ -104,7 +109,8 @@ int cmd_finetune(int argc, char** argv) {
   const auto ranges = sim.range_parameters();
   for (size_t i = 0; i < ranges.size(); ++i) cfg.extra_parameters.push_back({fmt::format("range.{}", i), ranges[i]});
 
-  const train::EvalResult before = evaluate_on(sim.model(), data.test);
+  // Rank 0 alone evaluates and writes (the others hold the same model).
+  const train::EvalResult before = writer ? evaluate_on(sim.model(), data.test) : train::EvalResult{};
   say(fmt::format("fine-tuning {} ({} quantizers, range learning {}, {} range parameters): before {:.2f}%",
                   src.string(), sim.num_enabled(), quant::range_learning_name(rl), ranges.size(),
                   before.metrics.accuracy()));
@@ -112,26 +118,29 @@ int cmd_finetune(int argc, char** argv) {
   // Note [Publishing outputs] (train/output.hpp): like train, a fine-tuning run directory is published at
   // its start and updated in place under the lock (checkpoints resumable after any stop); the final
   // quantized files are written last, each atomically.
-  if (resume && train::output_kind(out).empty()) {  // a run of an older version: see cmd_train
+  if (writer && resume && train::output_kind(out).empty()) {  // a run of an older version: see cmd_train
     (void)train::read_checkpoint_trainer_state(out / "checkpoint");
     say(fmt::format("note: marking {} as a qforge fine-tuning run (written by an older version)", out.string()));
     train::write_output_marker(out, "quantized");
   }
-  train::OutputDir od(out, "quantized", {r.count("force") > 0, {src}, resume});
-  if (resume && !od.existing())
-    throw InputError(fmt::format("--resume: {} is not a qforge fine-tuning run", out.string()));
-  od.publish();
+  std::optional<train::OutputDir> od;
+  if (writer) {
+    od.emplace(out, "quantized", train::OutputOptions{r.count("force") > 0, {src}, resume});
+    if (resume && !od->existing())
+      throw InputError(fmt::format("--resume: {} is not a qforge fine-tuning run", out.string()));
+    od->publish();
+  }
   train::TrainResult result;
   {
     train::Trainer::StopOnSignal on_signal(trainer);  // SIGINT and SIGTERM: checkpoint, then exit normally
     try {
       result = trainer.fit();
-    } catch (const train::DivergedError& e) {
-      throw Error(e.what());  // exit 1; names the step and the kept checkpoint
+    } catch (const train::DivergedError&) {
+      throw;  // exit 1 (main); names the step and the kept checkpoint; raised by every rank together
     }
   }
 
-  const train::EvalResult after = evaluate_on(sim.model(), data.test);
+  const train::EvalResult after = writer ? evaluate_on(sim.model(), data.test) : train::EvalResult{};
   nlohmann::json report = qm.dir.report;
   report["command"] = "finetune";
   report["source"] = fs::absolute(src).string();
@@ -139,6 +148,7 @@ int cmd_finetune(int argc, char** argv) {
                         {"range_learning", quant::range_learning_name(rl)}, {"result", result.to_json()}};
   report["before"] = before.to_json();
   report["sim"] = after.to_json();
+  if (!writer) return 0;
   if (result.finished) {
     // Learned ranges become the exported encodings; training state stays in checkpoint/.
     quant::save_quantized_dir(out, sim, report);

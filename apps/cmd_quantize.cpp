@@ -8,9 +8,11 @@
 #include "apps/ptq_passes.hpp"
 #include "apps/quant_setup.hpp"
 #include "quant/config.hpp"
+#include "train/communicator.hpp"
 #include "train/output.hpp"
 
 #include <iostream>
+#include <optional>
 
 namespace qforge::apps {
 
@@ -79,7 +81,11 @@ int cmd_quantize(int argc, char** argv) {
   const PtqRequest ptq = ptq_request_from(r, param_bw, output_bw);
   // Note [Publishing outputs] (train/output.hpp): the quantized directory is built in a temporary sibling
   // and published with one rename; an existing --out is replaced only with --force and only if qforge wrote it.
-  train::OutputDir od(out, "quantized", {r.count("force") > 0, {src}});
+  // Under mpirun (Note [Ranks in the CLI]) every rank calibrates on its shard of the calibration batches
+  // and merges the statistics (train/calibration.hpp); rank 0 alone writes.
+  const bool writer = train::world_communicator()->rank() == 0;
+  std::optional<train::OutputDir> od;
+  if (writer) od.emplace(out, "quantized", train::OutputOptions{r.count("force") > 0, {src}});
 
   nn::ModelDir md = nn::load_model_dir(src);
   data::DataSplits data = data_for_dir(src, r.count("data") ? r["data"].as<std::string>() : "");
@@ -117,8 +123,10 @@ int cmd_quantize(int argc, char** argv) {
       {"ptq", q.stages},
   };
   if (prior.contains("vocab")) report["vocab"] = prior["vocab"];  // text models carry their vocabulary
-  quant::save_quantized_dir(od.staging(), sim, report, enc_version);
-  od.publish();
+  if (writer) {
+    quant::save_quantized_dir(od->staging(), sim, report, enc_version);
+    od->publish();
+  }
   nlohmann::json summary = {{"out", out.string()},
                             {"fp32_accuracy", fp32.metrics.accuracy()},
                             {"accuracy", simres.metrics.accuracy()},

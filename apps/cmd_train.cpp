@@ -5,12 +5,14 @@
 #include "nn/spec.hpp"
 #include "nn/zoo.hpp"
 #include "train/checkpoint.hpp"
+#include "train/communicator.hpp"
 #include "train/output.hpp"
 #include "train/progress.hpp"
 #include "train/trainer.hpp"
 
 #include <cmath>
 #include <iostream>
+#include <optional>
 
 namespace qforge::apps {
 
@@ -70,6 +72,8 @@ int cmd_train(int argc, char** argv) {
       ("seq-len", "text: characters per training window", cxxopts::value<int64_t>()->default_value("100"))
       ("progress", "auto | bar | lines | none", cxxopts::value<std::string>()->default_value("auto"))
       ("log-every", "plain progress line and metrics.jsonl line every N steps", cxxopts::value<int64_t>()->default_value("50"))
+      ("checkpoint-every", "also checkpoint every N steps (0: at the end of each epoch only)",
+       cxxopts::value<int64_t>()->default_value("0"))
       ("force", "replace --out when it holds a previous qforge training run (anything else is never replaced)")
       ("json", "print one JSON result object as the last line of stdout");
   cxxopts::ParseResult r;
@@ -94,7 +98,7 @@ int cmd_train(int argc, char** argv) {
   if (resume) {
     const nlohmann::json ts = train::read_checkpoint_trainer_state(out / "checkpoint");
     if (ts.contains("config") && ts["config"].is_object()) {
-      stored = ts["config"];
+      stored = per_rank_config(ts["config"], train::world_communicator()->size(), out);
       app = stored.value("app", nlohmann::json::object());
     } else {
       say(fmt::format("note: the checkpoint in {} does not record its configuration; using the options given",
@@ -147,9 +151,14 @@ int cmd_train(int argc, char** argv) {
   }
   if (resume && app.is_object()) seq_len = resume_value<int64_t>(r, "seq-len", app, "seq_len", seq_len, out);
   cfg.threads = r["threads"].as<int>();
+  cfg.comm = train::world_communicator();  // Note [Ranks in the CLI]: data parallel under mpirun
+  const bool writer = cfg.comm->rank() == 0;
   cfg.out_dir = out;
   cfg.resume = resume;
   cfg.max_steps = r["max-steps"].as<int64_t>();
+  cfg.checkpoint_every = r["checkpoint-every"].as<int64_t>();
+  if (cfg.checkpoint_every < 0)
+    throw UsageError(fmt::format("--checkpoint-every {}: must be >= 0", cfg.checkpoint_every));
   cfg.progress = train::parse_progress_mode(r["progress"].as<std::string>());
   cfg.log_every = r["log-every"].as<int64_t>();
   if (cfg.log_every <= 0) throw UsageError(fmt::format("--log-every {}: must be positive", cfg.log_every));
@@ -190,18 +199,21 @@ int cmd_train(int argc, char** argv) {
   oo.allow_existing_same_kind = resume;
   if (!data_path(data_arg).empty()) oo.inputs.push_back(data_path(data_arg));
   if (!resume && !nn::is_zoo_model(model_arg)) oo.inputs.push_back(model_arg);
-  if (resume && train::output_kind(out).empty()) {
+  if (writer && resume && train::output_kind(out).empty()) {
     // A run written before outputs were marked: its valid checkpoint identifies it; resuming writes only
     // the run's own file names, so it is adopted (marked) rather than refused.
     (void)train::read_checkpoint_trainer_state(out / "checkpoint");
     say(fmt::format("note: marking {} as a qforge training run (written by an older version)", out.string()));
     train::write_output_marker(out, "model");
   }
-  train::OutputDir od(out, "model", oo);
-  if (resume && !od.existing())
-    throw InputError(fmt::format("--resume {}: not a qforge training run", out.string()));
-  nn::write_json_file(od.staging() / "model.json", nn::write_spec(*model));
-  od.publish();  // a new run: the directory appears now, with its model.json (a resumed one already exists)
+  std::optional<train::OutputDir> od;
+  if (writer) {  // rank 0 alone writes
+    od.emplace(out, "model", oo);
+    if (resume && !od->existing())
+      throw InputError(fmt::format("--resume {}: not a qforge training run", out.string()));
+    nn::write_json_file(od->staging() / "model.json", nn::write_spec(*model));
+    od->publish();  // a new run: the directory appears now, with its model.json (a resumed one already exists)
+  }
 
   say(fmt::format("training {} ({} parameters) on {}: {} train / {} test examples, {} epochs, batch {}, {} lr {}",
                   choice.name, model->num_parameters(), data.spec, data.train->size(), data.test->size(), cfg.epochs,
@@ -212,8 +224,8 @@ int cmd_train(int argc, char** argv) {
     train::Trainer::StopOnSignal on_signal(trainer);  // SIGINT and SIGTERM: checkpoint, then exit normally
     try {
       result = trainer.fit();
-    } catch (const train::DivergedError& e) {
-      throw Error(e.what());  // exit 1; names the step and the kept checkpoint
+    } catch (const train::DivergedError&) {
+      throw;  // exit 1 (main); names the step and the kept checkpoint; raised by every rank together
     }
   }
 
@@ -249,6 +261,7 @@ int cmd_train(int argc, char** argv) {
     summary["seconds_per_epoch"] = secs / static_cast<double>(result.history.size());
   }
   report["summary"] = summary;
+  if (!writer) return 0;
   nn::write_json_file(out / "report.json", report);
   if (!result.finished)
     say(fmt::format("stopped ({}) after {} steps; continue with: qforge train --resume {}", result.stop_reason,

@@ -1,8 +1,12 @@
 // qforge: train, quantize, fine-tune, evaluate, export and benchmark from the command line.
 #include "apps/cli.hpp"
+#include "train/communicator.hpp"
+#include "train/trainer.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 #include <iostream>
 #include <map>
 
@@ -38,9 +42,80 @@ void usage(std::FILE* f) {
   for (const auto& [name, c] : commands()) std::fprintf(f, "  %-10s %s\n", name.c_str(), c.summary);
 }
 
+// Commands that run data-parallel under mpirun (docs/distributed.md); the others refuse N > 1.
+bool distributed_command(const std::string& name) { return name == "train" || name == "finetune" || name == "quantize"; }
+
+int run(int argc, char** argv);
+
 }  // namespace
 
+// Note [Ranks in the CLI]
+// Under mpirun every rank runs the same command line. main() starts the world communicator (MPI only when
+// built with it and started by a launcher: a plain run never initialises MPI), silences stdout on ranks
+// other than 0 (progress, --json, summaries come from rank 0 only), and ends with one message per failure:
+// an error every rank raises together at the same step (DivergedError, from the shared step status) is
+// printed by rank 0 and every rank exits with its code; any other error on a rank ends the whole job
+// through Communicator::abort (MPI_Abort) with that rank's message (Note [Failure on one rank]). A rank
+// other than 0 waits a moment before aborting, so that an error every rank hits (a bad option) is
+// reported once, by rank 0, whose abort ends the others first.
 int main(int argc, char** argv) {
+  qforge::train::CommunicatorPtr comm;
+  try {
+    comm = qforge::train::start_world(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qforge: error: %s\n", e.what());
+    return 2;
+  }
+  if (comm->size() > 1 && (argc < 2 || !distributed_command(argv[1]))) {
+    if (comm->rank() == 0)
+      std::fprintf(stderr, "qforge %s: error: only train, finetune and quantize run as several processes (started as %d)\n",
+                   argc < 2 ? "" : argv[1], comm->size());
+    qforge::train::stop_world();
+    return 2;
+  }
+  if (comm->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) std::fclose(stdout);
+  int code = 0;
+  std::string message;
+  bool collective = false;
+  try {
+    code = run(argc, argv);
+  } catch (const qforge::train::DivergedError& e) {
+    code = 1;
+    message = e.what();
+    collective = true;  // every rank stops at the same step with the same message
+  } catch (const qforge::InputError& e) {
+    code = 2;
+    message = e.what();
+  } catch (const cxxopts::exceptions::exception& e) {  // a value of the wrong type (read lazily)
+    code = 2;
+    message = std::string(e.what()) + " (see --help)";
+  } catch (const nlohmann::json::exception& e) {  // a JSON input file with unexpected content
+    code = 2;
+    message = std::string("malformed input: ") + e.what();
+  } catch (const std::filesystem::filesystem_error& e) {  // a path that cannot be read or created
+    code = 2;
+    message = e.what();
+  } catch (const std::exception& e) {
+    code = 1;
+    message = e.what();
+  }
+  if (!message.empty()) {
+    const std::string line = fmt::format("qforge {}: error: {}", argc < 2 ? "" : argv[1], message);
+    if (comm->size() == 1 || collective) {
+      if (comm->rank() == 0) std::fprintf(stderr, "%s\n", line.c_str());
+    } else {
+      if (comm->rank() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      comm->abort(line, code);
+    }
+  }
+  std::fflush(stdout);
+  qforge::train::stop_world();
+  return code;
+}
+
+namespace {
+
+int run(int argc, char** argv) {
   if (argc < 2) {
     usage(stderr);
     return 2;
@@ -60,22 +135,7 @@ int main(int argc, char** argv) {
   std::string prog = "qforge " + name;
   std::vector<char*> args(argv + 1, argv + argc);
   args[0] = prog.data();
-  try {
-    return it->second.run(static_cast<int>(args.size()), args.data());
-  } catch (const qforge::InputError& e) {
-    std::fprintf(stderr, "qforge %s: error: %s\n", name.c_str(), e.what());
-    return 2;
-  } catch (const cxxopts::exceptions::exception& e) {  // a value of the wrong type (read lazily)
-    std::fprintf(stderr, "qforge %s: error: %s (see --help)\n", name.c_str(), e.what());
-    return 2;
-  } catch (const nlohmann::json::exception& e) {  // a JSON input file with unexpected content
-    std::fprintf(stderr, "qforge %s: error: malformed input: %s\n", name.c_str(), e.what());
-    return 2;
-  } catch (const std::filesystem::filesystem_error& e) {  // a path that cannot be read or created
-    std::fprintf(stderr, "qforge %s: error: %s\n", name.c_str(), e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "qforge %s: error: %s\n", name.c_str(), e.what());
-    return 1;
-  }
+  return it->second.run(static_cast<int>(args.size()), args.data());  // errors: main()
 }
+
+}  // namespace

@@ -124,4 +124,15 @@ void apply_threads(int threads) {
   if (threads > 0) train::set_num_threads(threads);
 }
 
+nlohmann::json per_rank_config(const nlohmann::json& stored, int ranks, const std::filesystem::path& out) {
+  nlohmann::json c = stored;
+  if (ranks <= 1 || !c.is_object() || !c.contains("batch_size") || !c["batch_size"].is_number_integer()) return c;
+  const int64_t global = c["batch_size"].get<int64_t>();
+  if (global % ranks != 0)
+    throw InputError(fmt::format("--resume {}: its global batch size {} cannot be shared equally by {} ranks", out.string(),
+                                 global, ranks));
+  c["batch_size"] = global / ranks;
+  return c;
+}
+
 }  // namespace qforge::apps

@@ -43,6 +43,10 @@ void apply_model_vocabulary(data::DataSplits& data, const nlohmann::json& report
 // Resuming (train --resume DIR, finetune --resume) continues the run with the configuration stored in its
 // checkpoint: returns stored[key] when present (else `given`); an option given explicitly on the command
 // line that differs from the stored value is a UsageError naming both.
+// A stored configuration's global batch size as this run's per-rank batch (data parallel, Note
+// [Data-parallel resume]): the copy of `stored` has batch_size / ranks; InputError when it does not divide.
+nlohmann::json per_rank_config(const nlohmann::json& stored, int ranks, const std::filesystem::path& out);
+
 template <class T>
 T resume_value(const cxxopts::ParseResult& r, const char* option, const nlohmann::json& stored, const char* key,
                const T& given, const std::filesystem::path& dir) {

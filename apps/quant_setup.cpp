@@ -1,6 +1,7 @@
 #include "apps/quant_setup.hpp"
 
 #include "data/loader.hpp"
+#include "train/calibration.hpp"
 
 namespace qforge::apps {
 
@@ -33,7 +34,17 @@ std::vector<Tensor> calibration_batches(const std::shared_ptr<const data::Datase
 std::function<void(nn::Module&)> calibration_pass(const std::shared_ptr<const data::Dataset>& ds, int64_t batches,
                                                   int64_t batch_size, uint64_t seed) {
   return [ds, batches, batch_size, seed](nn::Module& m) {
-    for (const Tensor& x : calibration_batches(ds, batches, batch_size, seed)) m(std::vector<Tensor>{x});
+    const std::vector<Tensor> all = calibration_batches(ds, batches, batch_size, seed);
+    const train::CommunicatorPtr comm = train::world_communicator();
+    if (comm->size() == 1) {
+      for (const Tensor& x : all) m(std::vector<Tensor>{x});
+      return;
+    }
+    // Under mpirun: this rank's shard of the batches, then every rank's statistics merged in rank order
+    // (train/calibration.hpp), so every rank computes the encodings of one pass over all the batches.
+    quant::StatsRecorder recorder;
+    for (int64_t i : train::calibration_shard(static_cast<int64_t>(all.size()), *comm)) m(std::vector<Tensor>{all[i]});
+    train::merge_calibration_stats(*comm, recorder);
   };
 }
 

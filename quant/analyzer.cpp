@@ -2,6 +2,8 @@
 #include "quant/analyzer.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <cmath>
 #include <limits>
 
@@ -51,8 +53,94 @@ void TensorStats::reset() {
   hist_batches_ = 0;
 }
 
-void TensorStats::update(const float* x, int64_t n) { update_impl(x, n); }
-void TensorStats::update(const double* x, int64_t n) { update_impl(x, n); }
+namespace {
+std::mutex g_recorder_mu;
+std::atomic<StatsRecorder*> g_recorder{nullptr};
+void note_update(TensorStats* s) {
+  if (g_recorder.load(std::memory_order_relaxed) == nullptr) return;
+  std::lock_guard<std::mutex> lock(g_recorder_mu);
+  if (StatsRecorder* r = g_recorder.load()) r->note(s);
+}
+}  // namespace
+
+StatsRecorder::StatsRecorder() {
+  StatsRecorder* expected = nullptr;
+  QFORGE_CHECK(g_recorder.compare_exchange_strong(expected, this), "StatsRecorder: another recorder is active");
+}
+StatsRecorder::~StatsRecorder() {
+  std::lock_guard<std::mutex> lock(g_recorder_mu);
+  g_recorder.store(nullptr);
+}
+void StatsRecorder::note(TensorStats* s) {
+  auto it = std::lower_bound(sorted_.begin(), sorted_.end(), static_cast<const TensorStats*>(s));
+  if (it != sorted_.end() && *it == s) return;
+  sorted_.insert(it, s);
+  stats_.push_back(s);
+}
+
+void TensorStats::update(const float* x, int64_t n) {
+  note_update(this);
+  update_impl(x, n);
+}
+void TensorStats::update(const double* x, int64_t n) {
+  note_update(this);
+  update_impl(x, n);
+}
+
+// Note [Merging stats]
+// Flat layout: [batches, min, max, hist_batches, hist_lo, hist_width, bins, pdf...]. min/max merge
+// exactly (so the tf scheme gives the same encodings as one pass over all the batches). Histograms are
+// defined by their batch sequence (first-batch range, growth), which a merge cannot replay: the other
+// pdf is re-binned (overlap-proportionally, like a growth) onto this one's range widened to the union,
+// and the two are averaged weighted by their histogram batch counts -- the equal-weight batch average
+// one pass computes, up to the re-binning.
+std::vector<double> TensorStats::to_flat() const {
+  std::vector<double> f = {static_cast<double>(batches_), min_, max_, static_cast<double>(hist_batches_), lo_, width_,
+                           static_cast<double>(pdf_.size())};
+  f.insert(f.end(), pdf_.begin(), pdf_.end());
+  return f;
+}
+
+void TensorStats::merge_flat(const std::vector<double>& f) {
+  QFORGE_CHECK(f.size() >= 7 && f.size() == 7 + static_cast<size_t>(f[6]), "TensorStats::merge_flat: {} values",
+               f.size());
+  const auto batches = static_cast<int64_t>(f[0]);
+  if (batches == 0) return;
+  min_ = batches_ == 0 ? f[1] : std::min(min_, f[1]);
+  max_ = batches_ == 0 ? f[2] : std::max(max_, f[2]);
+  batches_ += batches;
+  const auto ohb = static_cast<int64_t>(f[3]);
+  const size_t bins = static_cast<size_t>(f[6]);
+  if (!keep_hist_ || bins == 0 || ohb == 0) return;
+  QFORGE_CHECK(bins == static_cast<size_t>(opt_.bins), "TensorStats::merge_flat: {} bins, expected {}", bins, opt_.bins);
+  const double olo = f[4], ow = f[5];
+  if (pdf_.empty()) {
+    lo_ = olo;
+    width_ = ow;
+    pdf_.assign(f.begin() + 7, f.end());
+    hist_batches_ = ohb;
+    return;
+  }
+  const double nlo = std::min(lo_, olo), nhi = std::max(lo_ + width_ * opt_.bins, olo + ow * opt_.bins);
+  if (nlo < lo_ || nhi > lo_ + width_ * opt_.bins) grow_to(nlo, nhi);
+  std::vector<double> np(pdf_.size(), 0.0);
+  const int nb = opt_.bins;
+  for (int i = 0; i < nb; ++i) {
+    const double m = f[7 + static_cast<size_t>(i)];
+    if (m == 0) continue;
+    const double a = olo + i * ow, b = a + ow;
+    const int j0 = std::clamp(static_cast<int>(std::floor((a - lo_) / width_)), 0, nb - 1);
+    const int j1 = std::clamp(static_cast<int>(std::floor((b - lo_) / width_)), 0, nb - 1);
+    for (int j = j0; j <= j1; ++j) {
+      const double ja = lo_ + j * width_, jb = ja + width_;
+      const double ov = std::min(b, jb) - std::max(a, ja);
+      if (ov > 0) np[j] += m * ov / ow;
+    }
+  }
+  const double wa = static_cast<double>(hist_batches_), wb = static_cast<double>(ohb);
+  for (size_t j = 0; j < pdf_.size(); ++j) pdf_[j] = (pdf_[j] * wa + np[j] * wb) / (wa + wb);
+  hist_batches_ += ohb;
+}
 
 void TensorStats::grow_to(double nlo, double nhi) {
   const int bins = opt_.bins;

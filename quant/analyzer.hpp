@@ -54,6 +54,11 @@ public:
   const std::vector<double>& pdf() const { return pdf_; }
   int64_t hist_batches() const { return hist_batches_; }
 
+  // Data-parallel calibration (the exchange itself happens above quant/, train/calibration.hpp): the
+  // statistics as a flat buffer, and merging another TensorStats' buffer into these (Note [Merging stats]).
+  std::vector<double> to_flat() const;
+  void merge_flat(const std::vector<double>& flat);
+
 private:
   template <class T> void update_impl(const T* x, int64_t n);
   void grow_to(double lo, double hi);
@@ -66,6 +71,23 @@ private:
   std::vector<double> pdf_;
   int64_t hist_batches_ = 0;
   std::vector<double> scratch_;
+};
+
+// While alive, records every TensorStats that update() touches, in first-touch order without duplicates,
+// so a caller can export and merge what a calibration pass collected without reaching into the quantizers
+// that own the statistics. One recorder at a time; the recorded objects must outlive its use.
+class StatsRecorder {
+public:
+  StatsRecorder();
+  ~StatsRecorder();
+  StatsRecorder(const StatsRecorder&) = delete;
+  StatsRecorder& operator=(const StatsRecorder&) = delete;
+  const std::vector<TensorStats*>& stats() const { return stats_; }
+  void note(TensorStats* s);
+
+private:
+  std::vector<TensorStats*> stats_;
+  std::vector<const TensorStats*> sorted_;  // for the duplicate check
 };
 
 // Encoding for one tensor/channel from its statistics. percentile in [50, 100].

@@ -7,6 +7,7 @@ PACKAGES=(
   g++ meson ninja-build pkg-config
   libxtensor-dev libxsimd-dev libopenblas-dev doctest-dev libfmt-dev libcxxopts-dev
   nlohmann-json3-dev zlib1g-dev libonnx-dev libprotobuf-dev
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

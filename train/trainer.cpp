@@ -6,12 +6,14 @@
 #include "nn/layers.hpp"
 #include "nn/safetensors.hpp"
 #include "train/checkpoint.hpp"
+#include "train/data_parallel.hpp"
 #include "train/threads.hpp"
 
 #include <chrono>
 #include <csignal>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace qforge::train {
@@ -104,8 +106,10 @@ void validate(const TrainConfig& c) {
 
 nlohmann::json config_to_json(const TrainConfig& c) {
   const OptimizerConfig& o = c.optimizer;
+  const int ranks = c.comm ? c.comm->size() : 1;
   return {{"epochs", c.epochs},
-          {"batch_size", c.batch_size},
+          {"batch_size", c.batch_size * ranks},  // global (Note [Data-parallel resume])
+          {"ranks", ranks},
           {"optimizer",
            {{"type", o.type}, {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"momentum", o.momentum},
             {"dampening", o.dampening}, {"nesterov", o.nesterov}, {"beta1", o.beta1}, {"beta2", o.beta2},
@@ -175,6 +179,10 @@ nlohmann::json EpochRecord::to_json() const {
                       {"train_seconds", train_seconds},
                       {"samples_per_second", train_seconds > 0 ? static_cast<double>(train.examples) / train_seconds : 0.0},
                       {"best", best}};
+  if (ranks > 1) {
+    j["ranks"] = ranks;
+    j["comm_seconds"] = comm_seconds;
+  }
   if (test) {
     j["test_loss"] = test->metrics.loss();
     j["test_accuracy"] = test->metrics.accuracy();
@@ -237,6 +245,8 @@ Trainer::Trainer(nn::ModulePtr model, std::shared_ptr<const data::Dataset> train
     : model_(std::move(model)), train_(std::move(train)), test_(std::move(test)), config_(std::move(config)) {
   QFORGE_CHECK(model_ != nullptr && train_ != nullptr, "Trainer: model and training data are required");
   validate(config_);
+  comm_ = config_.comm ? config_.comm : local_communicator();
+  writer_ = comm_->rank() == 0;
   const nn::NamedTensors params = model_->named_parameters();
   NamedTensors named(params.begin(), params.end());
   std::vector<ParamGroup> groups = config_.no_decay_on_bias_and_norm ? split_weight_decay(named) : single_group(named);
@@ -252,7 +262,7 @@ Trainer::Trainer(nn::ModulePtr model, std::shared_ptr<const data::Dataset> train
     groups.push_back(std::move(extra));
   }
   optimizer_ = make_optimizer(std::move(groups), config_.optimizer);
-  loader_ = std::make_unique<data::DataLoader>(train_, data::LoaderOptions{.batch_size = config_.batch_size,
+  loader_ = std::make_unique<data::DataLoader>(train_, data::LoaderOptions{.batch_size = global_batch_size(),
                                                                            .shuffle = true,
                                                                            .drop_last = config_.drop_last,
                                                                            .augment = config_.augment,
@@ -274,7 +284,8 @@ nlohmann::json Trainer::trainer_state() const {
           {"batch", batch_},
           {"step", step_},
           {"epochs", config_.epochs},
-          {"batch_size", config_.batch_size},
+          {"batch_size", global_batch_size()},  // global (Note [Data-parallel resume])
+          {"ranks", comm_->size()},
           {"seed", config_.seed},
           {"running", running_.to_json()},
           {"epoch_seconds", epoch_seconds_},
@@ -299,9 +310,11 @@ void Trainer::restore(const nlohmann::json& j) {
     const JsonView v(j, (checkpoint_dir() / "state.json").string() + " trainer");
     const int64_t batch_size = v["batch_size"].integer(1);
     const uint64_t seed = v["seed"].uinteger();
-    if (batch_size != config_.batch_size || seed != config_.seed)
-      throw InputError(fmt::format("checkpoint in {} was written with batch size {} and seed {}; this run uses {} and {}",
-                                   checkpoint_dir().string(), batch_size, seed, config_.batch_size, config_.seed));
+    if (batch_size != global_batch_size() || seed != config_.seed)
+      throw InputError(fmt::format(
+          "checkpoint in {} was written with batch size {} and seed {}; this run uses {} and {}{}",
+          checkpoint_dir().string(), batch_size, seed, global_batch_size(), config_.seed,
+          comm_->size() > 1 ? fmt::format(" ({} ranks x per-rank batch {})", comm_->size(), config_.batch_size) : ""));
     epoch_ = v["epoch"].integer(0);
     batch_ = v["batch"].integer(0);
     step_ = v["step"].integer(0);
@@ -395,12 +408,12 @@ void Trainer::check_parameters(double initial_norm, const std::string& where) {
 
 void Trainer::save_ckpt() {
   if (config_.out_dir.empty() || last_ckpt_step_ == step_) return;
-  save_checkpoint(checkpoint_dir(), step_, *model_, *optimizer_, trainer_state());
+  if (writer_) save_checkpoint(checkpoint_dir(), step_, *model_, *optimizer_, trainer_state());
   last_ckpt_step_ = step_;
 }
 
 void Trainer::log_jsonl(const nlohmann::json& j) {
-  if (config_.out_dir.empty()) return;
+  if (config_.out_dir.empty() || !writer_) return;
   std::ofstream f(config_.out_dir / "metrics.jsonl", std::ios::app);
   f << j.dump() << '\n';
 }
@@ -429,7 +442,7 @@ void Trainer::truncate_log_after(int64_t step, const fs::path& source) {
 TrainResult Trainer::fit() {
   set_num_threads(config_.threads);
   TrainResult result;
-  if (!config_.out_dir.empty()) {
+  if (!config_.out_dir.empty() && writer_) {
     fs::create_directories(config_.out_dir);
     const fs::path from = config_.resume_from.empty() ? config_.out_dir : config_.resume_from;
     if (!config_.resume_from.empty() && !has_checkpoint(from / "checkpoint"))
@@ -446,8 +459,9 @@ TrainResult Trainer::fit() {
       atomic_write_text(config_.out_dir / "metrics.jsonl", "");
     }
   }
+  if (comm_->size() > 1) sync_from_rank0(result.resumed);
   for (auto& cb : callbacks_) cb->on_train_begin(*this);
-  Progress progress(config_.progress, config_.log_every);
+  Progress progress(writer_ ? config_.progress : ProgressMode::none, config_.log_every);
   if (result.resumed)
     progress.message(fmt::format("resuming at epoch {}, step {}", epoch_ + 1, step_));
   const int64_t nb = loader_->num_batches();
@@ -462,18 +476,50 @@ TrainResult Trainer::fit() {
     progress.begin_epoch(epoch_, config_.epochs, nb, batch_);
     auto t0 = Clock::now();
     const double seconds_before = epoch_seconds_;
+    const double comm_before = comm_->comm_seconds();
     int64_t samples_here = 0;
     while (batch_ < nb) {
       std::optional<data::Batch> b = loader_->next();
       QFORGE_ASSERT(b.has_value());
       const double factor = schedule_->factor(step_);
       optimizer_->set_lr_factor(factor);
-      Tensor out = (*model_)(b->inputs);
-      LossOut l = classification_loss(out, b->targets);
-      const double loss = l.loss.item();
+      // Note [Data-parallel step]: with one rank, `local` is the batch and the step is the one-process step.
+      const int ranks = comm_->size();
+      const data::Batch local = shard_batch(*b, comm_->rank(), ranks);
+      LossOut l;
+      double loss = 0;
+      if (local.size() > 0) {
+        Tensor out = (*model_)(local.inputs);
+        l = classification_loss(out, local.targets);
+        loss = l.loss.item();
+      }
+      int64_t correct = l.correct, count = l.count;
+      std::string on_rank;
+      if (ranks > 1) {
+        // [loss*n, correct, n, non-finite flag per rank, stop requested]: one small deterministic allreduce.
+        std::vector<double> st(static_cast<size_t>(4 + ranks), 0.0);
+        const bool finite = std::isfinite(loss);
+        st[0] = finite ? loss * static_cast<double>(l.count) : 0.0;
+        st[1] = static_cast<double>(l.correct);
+        st[2] = static_cast<double>(l.count);
+        st[static_cast<size_t>(3 + comm_->rank())] = finite ? 0.0 : 1.0;
+        st[static_cast<size_t>(3 + ranks)] = stop_requested_.load() ? 1.0 : 0.0;
+        comm_->allreduce_sum(st.data(), st.size());
+        correct = static_cast<int64_t>(st[1]);
+        count = static_cast<int64_t>(st[2]);
+        const double local_loss = loss;
+        loss = count > 0 ? st[0] / static_cast<double>(count) : 0.0;
+        for (int r = 0; r < ranks; ++r)
+          if (st[static_cast<size_t>(3 + r)] > 0) {
+            on_rank = fmt::format(" on rank {} of {}", r, ranks);
+            loss = r == comm_->rank() ? local_loss : std::numeric_limits<double>::quiet_NaN();
+            break;
+          }
+        if (st[static_cast<size_t>(3 + ranks)] > 0) stop_requested_.store(true);  // every rank stops together
+      }
       if (!std::isfinite(loss)) {
         const std::string msg = fmt::format(
-            "training diverged: the loss is {} at step {} (epoch {}, batch {}){}", loss, step_ + 1, epoch_ + 1, batch_ + 1,
+            "training diverged: the loss is {}{} at step {} (epoch {}, batch {}){}", loss, on_rank, step_ + 1, epoch_ + 1, batch_ + 1,
             last_ckpt_step_ >= 0 ? fmt::format("; the last good checkpoint (step {}) is kept in {}", last_ckpt_step_,
                                                checkpoint_dir().string())
                                  : "");
@@ -482,13 +528,16 @@ TrainResult Trainer::fit() {
         throw DivergedError(msg, step_ + 1);
       }
       optimizer_->zero_grad();
-      l.loss.backward();
+      if (local.size() > 0) l.loss.backward();
+      if (ranks > 1)
+        allreduce_gradients(*comm_, optimizer_->all_params(),
+                            static_cast<double>(l.count) / static_cast<double>(std::max<int64_t>(count, 1)), grad_buffer_);
       if (config_.clip_grad_norm > 0) clip_grad_norm(optimizer_->all_params(), config_.clip_grad_norm);
       optimizer_->step();
       check_parameters(initial_norm, fmt::format("step {} (epoch {}, batch {})", step_ + 1, epoch_ + 1, batch_ + 1));
       ++step_;
       ++batch_;
-      running_.add(loss, l.correct, l.count, b->size());
+      running_.add(loss, correct, count, b->size());
       samples_here += b->size();
       epoch_seconds_ = seconds_before + seconds_since(t0);
       const StepInfo info{epoch_, batch_, nb, step_, loss, optimizer_->lr(0), b->size()};
@@ -521,7 +570,10 @@ TrainResult Trainer::fit() {
     rec.lr = optimizer_->lr(0);
     rec.train = running_;
     rec.train_seconds = epoch_seconds_;
-    if (test_ && config_.evaluate_each_epoch) {
+    rec.comm_seconds = comm_->comm_seconds() - comm_before;  // of the steps run by this fit() call
+    rec.ranks = comm_->size();
+    average_buffers(*comm_, *model_);  // Note [Data-parallel BatchNorm]
+    if (test_ && config_.evaluate_each_epoch && writer_) {  // rank 0 evaluates (and alone writes)
       rec.test = evaluate(*model_, test_, {.batch_size = config_.eval_batch_size, .sequence_view = config_.sequence_view,
                                            .prefetch = config_.prefetch});
       const double metric = lm ? rec.test->metrics.loss() : rec.test->metrics.accuracy();
@@ -529,7 +581,7 @@ TrainResult Trainer::fit() {
         best_epoch_ = rec.epoch;
         best_metric_ = metric;
         rec.best = true;
-        if (!config_.out_dir.empty()) nn::save_weights(*model_, config_.out_dir / "best.safetensors");
+        if (!config_.out_dir.empty() && writer_) nn::save_weights(*model_, config_.out_dir / "best.safetensors");
       }
     }
     std::string summary = fmt::format("epoch {}/{}: train loss {:.4f} acc {:.2f}% ({:.1f}s)", rec.epoch, config_.epochs,
@@ -549,7 +601,7 @@ TrainResult Trainer::fit() {
     epoch_seconds_ = 0;
     save_ckpt();
     for (auto& cb : callbacks_) cb->on_epoch_end(*this, rec);
-    if (stop_requested_.load() && !stopped) {
+    if (any_rank(stop_requested_.load()) && !stopped) {
       stopped = true;
       result.stop_reason = "stop requested";
     }
@@ -559,10 +611,35 @@ TrainResult Trainer::fit() {
   result.finished = epoch_ >= config_.epochs;
   result.best_epoch = best_epoch_;
   result.best_metric = best_metric_;
-  if (result.finished && !config_.out_dir.empty() && config_.save_final_weights)
+  if (result.finished && !config_.out_dir.empty() && config_.save_final_weights && writer_)
     nn::save_weights(*model_, config_.out_dir / "weights.safetensors");
   for (auto& cb : callbacks_) cb->on_train_end(*this, result);
   return result;
+}
+
+// Note [Data-parallel resume]: rank 0's position, metrics, extra parameters, weights, buffers and
+// optimizer state, on every rank.
+void Trainer::sync_from_rank0(bool& resumed) {
+  uint8_t flag = resumed ? 1 : 0;
+  comm_->broadcast(&flag, 1);
+  resumed = flag != 0;
+  std::string state = writer_ ? trainer_state().dump() : std::string();
+  broadcast_string(*comm_, state);
+  if (!writer_) {
+    if (resumed) restore(nlohmann::json::parse(state));
+    last_ckpt_step_ = resumed ? step_ : -1;
+  }
+  broadcast_model_and_optimizer(*comm_, *model_, *optimizer_);
+  std::vector<Tensor> extra;
+  for (const auto& [n, t] : config_.extra_parameters) extra.push_back(t);
+  broadcast_tensors(*comm_, extra);
+}
+
+bool Trainer::any_rank(bool flag) {
+  if (comm_->size() == 1) return flag;
+  double v = flag ? 1.0 : 0.0;
+  comm_->allreduce_sum(&v, 1);
+  return v > 0;
 }
 
 }  // namespace qforge::train

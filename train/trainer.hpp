@@ -24,11 +24,15 @@
 // run first drops lines written after its checkpoint), checkpoint/, best.safetensors (weights of the
 // best epoch: highest test accuracy, or lowest test loss for language models), weights.safetensors (the
 // final weights, when all epochs are done).
+//
+// Data parallel over N ranks (config.comm): train/data_parallel.hpp, Notes [Data-parallel step],
+// [Data-parallel BatchNorm], [Data-parallel resume]. One rank takes exactly the one-process path.
 #pragma once
 
 #include "data/dataset.hpp"
 #include "data/loader.hpp"
 #include "nn/module.hpp"
+#include "train/communicator.hpp"
 #include "train/metrics.hpp"
 #include "train/optimizer.hpp"
 #include "train/progress.hpp"
@@ -77,12 +81,17 @@ struct TrainConfig {
   // are saved in checkpoints with the trainer state, so resuming stays bit-identical.
   NamedTensors extra_parameters;
   std::optional<double> extra_lr;
+  // Data parallelism (train/data_parallel.hpp): null or a one-rank communicator trains in this process
+  // alone. With N ranks, `batch_size` is the per-rank batch (the global batch is N times it), rank 0
+  // alone reads and writes out_dir and shows progress.
+  CommunicatorPtr comm;
 };
 
 // Throws InputError for non-positive epochs, batch size, learning rate, log interval, etc.
 void validate(const TrainConfig& config);
 
-// The configuration a checkpoint records ("config" in its trainer state): epochs, batch size, optimizer,
+// The configuration a checkpoint records ("config" in its trainer state): epochs, (global) batch size,
+// ranks, optimizer,
 // schedule, clipping, seed, ... and `app_config` under "app".
 nlohmann::json config_to_json(const TrainConfig& config);
 
@@ -122,6 +131,8 @@ struct EpochRecord {
   Metrics train;
   std::optional<EvalResult> test;
   double train_seconds = 0;
+  double comm_seconds = 0;  // data parallel: this rank's time in collectives during the epoch's steps
+  int64_t ranks = 1;
   bool best = false;
   nlohmann::json to_json() const;
 };
@@ -185,6 +196,8 @@ public:
   const TrainConfig& config() const { return config_; }
   int64_t step() const { return step_; }
   int64_t steps_per_epoch() const;
+  Communicator& communicator() { return *comm_; }
+  int64_t global_batch_size() const { return config_.batch_size * comm_->size(); }
   std::filesystem::path checkpoint_dir() const { return config_.out_dir / "checkpoint"; }
 
 private:
@@ -205,6 +218,11 @@ private:
   SchedulePtr schedule_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
   std::atomic<bool> stop_requested_{false};
+  CommunicatorPtr comm_;
+  bool writer_ = true;             // rank 0: writes out_dir, shows progress
+  std::vector<float> grad_buffer_;  // flat gradient buffer (Note [Data-parallel step])
+  void sync_from_rank0(bool& resumed);
+  bool any_rank(bool flag);
 
   // position and running state (all checkpointed)
   int64_t epoch_ = 0, batch_ = 0, step_ = 0;

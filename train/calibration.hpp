@@ -1,0 +1,31 @@
+// Data-parallel calibration: observer statistics merged across ranks (quant/ is below train/, so the
+// exchange lives here; quant/analyzer.hpp only exports and merges flat buffers).
+//
+//   quant::StatsRecorder rec;                 // alive during the calibration pass
+//   sim.compute_encodings([&](nn::Module& m) {
+//     for (batch b of this rank's shard) m(b);
+//     merge_calibration_stats(comm, rec);     // before compute_encodings turns stats into encodings
+//   });
+//
+// Each rank calibrates on its shard of the calibration batches (batch i goes to rank i mod N), then every
+// rank receives every rank's statistics and merges them in rank order: every rank holds the same merged
+// statistics and computes the same encodings. min/max merge exactly, so the tf scheme gives the
+// encodings of one process over all the batches; histogram schemes merge by re-binning (quant/analyzer.cpp
+// Note [Merging stats]). Every rank must observe the same quantizers in the same order (same model, and at
+// least one calibration batch per rank: InputError otherwise, checked by calibration_shard).
+#pragma once
+
+#include "quant/analyzer.hpp"
+#include "train/communicator.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace qforge::train {
+
+// The indices of the calibration batches in [0, batches) this rank observes (i mod size == rank).
+std::vector<int64_t> calibration_shard(int64_t batches, const Communicator& comm);
+
+void merge_calibration_stats(Communicator& comm, const quant::StatsRecorder& recorder);
+
+}  // namespace qforge::train
