@@ -7,6 +7,7 @@
 #include "apps/model_setup.hpp"
 #include "apps/ptq_passes.hpp"
 #include "apps/quant_setup.hpp"
+#include "quant/blockwise_sim.hpp"
 #include "quant/config.hpp"
 #include "train/communicator.hpp"
 #include "train/output.hpp"
@@ -36,7 +37,13 @@ int cmd_quantize(int argc, char** argv) {
       ("no-fold-bn", "keep BatchNorm layers unfolded")
       ("target", "integer arithmetic of exact mode and the int8 runtime: dsp (fixed point) | onnxruntime (ONNX Runtime's CPU arithmetic)",
        cxxopts::value<std::string>()->default_value("dsp"))
-      ("encodings-version", "AIMET encodings schema: 0.6.1 | 1.0.0", cxxopts::value<std::string>()->default_value("0.6.1"))
+      ("encodings-version", "AIMET encodings schema: 0.6.1 | 1.0.0 | 2.0.0 | 2.1.0 (blockwise: 1.0.0 unless given)",
+       cxxopts::value<std::string>()->default_value("0.6.1"))
+      ("block-size", "blockwise weights (Conv/Linear/LSTM/GRU): input channels per block; must divide each layer's "
+       "input channels (layers with fewer keep per-channel)", cxxopts::value<int64_t>()->default_value("0"))
+      ("lpbq", "LPBQ weights (AIMET low-power blockwise quantization): block scales = per-channel scale x integer "
+       "multiplier, so the int8 runtime runs them per-channel; block size 64 unless --block-size")
+      ("decompressed-bw", "LPBQ: bitwidth of the per-channel scale grid", cxxopts::value<int>()->default_value("8"))
       ("seed", "seed (calibration order, AdaRound)", cxxopts::value<uint64_t>()->default_value("0"))
       ("threads", "threads (OpenMP + OpenBLAS); 0: all cores", cxxopts::value<int>()->default_value("0"))
       ("force", "replace --out when it holds a previous qforge quantized model (anything else is never replaced)")
@@ -54,9 +61,23 @@ int cmd_quantize(int argc, char** argv) {
   const int64_t calib = r["calib-batches"].as<int64_t>(), batch = r["batch-size"].as<int64_t>();
   if (calib <= 0) throw UsageError(fmt::format("--calib-batches {}: must be positive", calib));
   if (batch <= 0) throw UsageError(fmt::format("--batch-size {}: must be positive", batch));
-  const std::string enc_version = r["encodings-version"].as<std::string>();
-  if (enc_version != "0.6.1" && enc_version != "1.0.0")
-    throw UsageError(fmt::format("--encodings-version {}: expected 0.6.1 or 1.0.0", enc_version));
+  // Blockwise / LPBQ weights (quant/blockwise_sim.hpp); 0.6.1 has no blockwise entries, so a blockwise
+  // model is written as 1.0.0 unless a version is asked for.
+  quant::BlockwiseOptions blockwise;
+  blockwise.block_size = r["block-size"].as<int64_t>();
+  blockwise.lpbq = r.count("lpbq") > 0;
+  blockwise.decompressed_bw = r["decompressed-bw"].as<int>();
+  if (blockwise.block_size < 0) throw UsageError(fmt::format("--block-size {}: must be positive", blockwise.block_size));
+  if (blockwise.lpbq && blockwise.block_size == 0) blockwise.block_size = 64;  // AIMET's default
+  if (blockwise.lpbq && (blockwise.decompressed_bw <= param_bw || blockwise.decompressed_bw > 8))
+    throw UsageError(fmt::format("--decompressed-bw {}: LPBQ needs --param-bw ({}) < decompressed bitwidth <= 8",
+                                 blockwise.decompressed_bw, param_bw));
+  std::string enc_version = r["encodings-version"].as<std::string>();
+  if (enc_version != "0.6.1" && enc_version != "1.0.0" && enc_version != "2.0.0" && enc_version != "2.1.0")
+    throw UsageError(fmt::format("--encodings-version {}: expected 0.6.1, 1.0.0, 2.0.0 or 2.1.0", enc_version));
+  if (blockwise.block_size > 0 && r.count("encodings-version") == 0) enc_version = "1.0.0";
+  if (blockwise.block_size > 0 && enc_version == "0.6.1")
+    throw UsageError("--encodings-version 0.6.1 has no blockwise entries: use 1.0.0, 2.0.0 or 2.1.0 with --block-size/--lpbq");
   if (quant::is_quantized_dir(src))
     throw UsageError(fmt::format("--model-dir {} is already quantized; quantize the FP32 model directory", src.string()));
   if (!fs::is_directory(src)) throw UsageError(fmt::format("--model-dir {}: not a directory", src.string()));
@@ -79,6 +100,9 @@ int cmd_quantize(int argc, char** argv) {
     qopt.config_obj = quant::config_from_name_or_path(qopt.config);  // errors in the config surface before any work
   }
   const PtqRequest ptq = ptq_request_from(r, param_bw, output_bw);
+  if (blockwise.block_size > 0 && (ptq.adaround || ptq.automatic))
+    throw UsageError("--block-size/--lpbq with --adaround or --auto-quant: those passes choose per-channel/per-tensor "
+                     "weight grids; blockwise weights are applied after calibration and would discard them");
   // Note [Publishing outputs] (train/output.hpp): the quantized directory is built in a temporary sibling
   // and published with one rename; an existing --out is replaced only with --force and only if qforge wrote it.
   // Under mpirun (Note [Ranks in the CLI]) every rank calibrates on its shard of the calibration batches
@@ -99,6 +123,16 @@ int cmd_quantize(int argc, char** argv) {
   PtqContext ctx{md.model, data, qopt, calib, batch, seed, fp32.metrics.accuracy()};
   PtqOutcome q = run_ptq(ctx, ptq);
   quant::QuantSim& sim = *q.sim;
+  if (blockwise.block_size > 0) {
+    const quant::BlockwiseResult br = quant::apply_blockwise(sim, blockwise);
+    say(fmt::format("{} weights, block size {}: {} quantizers converted{}", blockwise.lpbq ? "LPBQ" : "blockwise",
+                    blockwise.block_size, br.converted.size(),
+                    br.skipped.empty() ? "" : fmt::format("; kept per-channel: {}", fmt::join(br.skipped, "; "))));
+    q.stages.push_back({{"stage", blockwise.lpbq ? "lpbq" : "blockwise"},
+                        {"block_size", blockwise.block_size},
+                        {"converted", br.converted},
+                        {"skipped", br.skipped}});
+  }
   const train::EvalResult simres = evaluate_on(sim.model(), data.test);
   say(fmt::format("simulated W{}A{}: accuracy {:.2f}%  loss {:.4f}  ({} quantizers enabled)", param_bw, output_bw,
                   simres.metrics.accuracy(), simres.metrics.loss(), sim.num_enabled()));
@@ -116,6 +150,8 @@ int cmd_quantize(int argc, char** argv) {
       {"scheme", r["scheme"].as<std::string>()},
       {"config", qopt.config},
       {"per_channel", r.count("per-channel") > 0},
+      {"block_size", blockwise.block_size},
+      {"lpbq", blockwise.lpbq},
       {"calib_batches", calib},
       {"target", kernels::profile_name(qopt.target)},
       {"fp32", fp32.to_json()},

@@ -1,7 +1,8 @@
-// AIMET encodings JSON, schemas 0.6.1 and 1.0.0 (read and written) and 2.0.0 (written). See encodings_io.hpp.
+// AIMET encodings JSON, schemas 0.6.1 and 1.0.0 (2.0.0/2.1.0: encodings_io_2x.cpp). See encodings_io.hpp.
 #include "quant/encodings_io.hpp"
 
 #include "engine/json_util.hpp"
+#include "quant/encodings_io_detail.hpp"
 
 #include <cmath>
 #include <limits>
@@ -21,52 +22,37 @@ json enc_061(const Encoding& e) {
           {"scale", e.delta}};
 }
 
-json enc_100(const std::string& name, const std::vector<Encoding>& es) {
+// PER_BLOCK: one scale/offset per block ((o, b) order) and block_size; LPBQ: bw = the decompressed width,
+// compressed_bw, the per-channel scales in `scale`, offsets −2^(bw−1) and the integer block multipliers
+// in per_block_int_scale (aimet-compat.md §3.3).
+json enc_100(const std::string& name, const std::vector<Encoding>& es, const BlockEntry* block) {
   const Encoding& e0 = es.front();
+  if (block != nullptr && block->spec.lpbq()) {
+    const int dbw = block->spec.decompressed_bw;
+    json off = json::array();
+    for (size_t i = 0; i < block->lpbq.channel_scale.size(); ++i) off.push_back(-(int64_t{1} << (dbw - 1)));
+    return {{"name", name}, {"dtype", "INT"}, {"enc_type", "LPBQ"}, {"bw", dbw}, {"compressed_bw", e0.bitwidth},
+            {"is_sym", true}, {"block_size", block->spec.block_size}, {"scale", block->lpbq.channel_scale},
+            {"offset", off}, {"per_block_int_scale", block->lpbq.multiplier}};
+  }
   if (e0.is_float) return {{"name", name}, {"dtype", "FLOAT"}, {"enc_type", "PER_TENSOR"}, {"bw", e0.bitwidth}};
   json scale = json::array(), offset = json::array();
   for (const auto& e : es) {
     scale.push_back(e.delta);
     offset.push_back(static_cast<int64_t>(e.offset));
   }
-  return {{"name", name},          {"dtype", "INT"},  {"enc_type", es.size() > 1 ? "PER_CHANNEL" : "PER_TENSOR"},
-          {"bw", e0.bitwidth},     {"is_sym", e0.symmetric}, {"scale", scale}, {"offset", offset}};
-}
-
-// Schema 2.0.0 (aimet-compat.md §3.4): one entry per tensor, field for field ONNX QuantizeLinear's inputs.
-// AIMET's real = delta·(q + offset), q ∈ [0, N], is QuantizeLinear's real = y_scale·(y − y_zero_point):
-//   signed symmetric (offset −2^(bw−1))   -> int<bw>, zero point 0 (omitted)
-//   strict symmetric (offset −2^(bw−1)+1) -> int<bw>, zero point 0 (the grid loses its −2^(bw−1) guard)
-//   otherwise (asymmetric, unsigned)      -> uint<bw>, y_zero_point = −offset (omitted when all zero)
-// Only ONNX's integer widths exist as dtypes; fp16/bf16 quantizers give an entry with the name alone.
-json enc_200(const std::string& name, const std::vector<Encoding>& es) {
-  const Encoding& e0 = es.front();
-  if (e0.is_float) return {{"name", name}};
-  const int bw = e0.bitwidth;
-  if (bw != 4 && bw != 8 && bw != 16 && bw != 32)
-    throw InputError(fmt::format("encodings 2.0.0: {}: a {}-bit grid has no ONNX integer type (2.0.0 knows int4/8/16/32 "
-                                 "and their unsigned forms); write 1.0.0 instead",
-                                 name, bw));
-  const double half = std::ldexp(1.0, bw - 1);
-  const bool is_signed = e0.symmetric && (e0.offset == -half || e0.offset == -half + 1);
-  json scale = json::array(), zero = json::array();
-  bool any_zero = false;
-  for (const auto& e : es) {
-    scale.push_back(e.delta);
-    const auto zp = is_signed ? int64_t{0} : static_cast<int64_t>(-e.offset);
-    zero.push_back(zp);
-    any_zero = any_zero || zp != 0;
-  }
-  json j = {{"name", name}, {"output_dtype", fmt::format("{}int{}", is_signed ? "" : "u", bw)}};
-  if (es.size() == 1) {
-    j["y_scale"] = scale[0];
-    if (any_zero) j["y_zero_point"] = zero[0];
-  } else {
-    j["y_scale"] = scale;
-    j["axis"] = 0;
-    if (any_zero) j["y_zero_point"] = zero;
+  json j = {{"name", name},          {"dtype", "INT"},  {"enc_type", es.size() > 1 ? "PER_CHANNEL" : "PER_TENSOR"},
+            {"bw", e0.bitwidth},     {"is_sym", e0.symmetric}, {"scale", scale}, {"offset", offset}};
+  if (block != nullptr) {
+    j["enc_type"] = "PER_BLOCK";
+    j["block_size"] = block->spec.block_size;
   }
   return j;
+}
+
+const BlockEntry* block_of(const EncodingsFile& f, const std::string& name) {
+  auto it = f.blocks.find(name);
+  return it == f.blocks.end() ? nullptr : &it->second;
 }
 
 json args_json(const QuantizerArgs& a) {
@@ -75,99 +61,15 @@ json args_json(const QuantizerArgs& a) {
           {"per_channel_quantization", a.per_channel_quantization}, {"quant_scheme", a.quant_scheme}};
 }
 
-struct Reader {
-  std::string source;
-  [[noreturn]] void fail(const std::string& path, const std::string& msg) const {
-    throw InputError(fmt::format("encodings {}: {}: {}", source, path, msg));
-  }
-  const json& at(const json& j, const char* key, const std::string& path) const {
-    if (!j.is_object() || !j.contains(key)) fail(path + "/" + key, "missing");
-    return j[key];
-  }
-  double num(const json& j, const char* key, const std::string& path) const {
-    const json& v = at(j, key, path);
-    if (!v.is_number()) fail(path + "/" + key, fmt::format("expected a number, got {}", v.type_name()));
-    return v.get<double>();
-  }
-  int bitwidth(const json& v, const std::string& path, bool is_float) const {
-    if (!v.is_number_integer()) fail(path, "expected an integer bitwidth");
-    if (v.is_number_unsigned() ? v.get<std::uint64_t>() > 64 : (v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 64))
-      fail(path, fmt::format("bitwidth {} is out of range", json_excerpt(v)));
-    const int bw = static_cast<int>(v.get<std::int64_t>());
-    try {
-      check_bitwidth(bw, true, is_float, "encoding");
-    } catch (const Error& e) {
-      fail(path, e.what());
-    }
-    return bw;
-  }
-  // A scale a float32 holds (as a normal number) and an integer offset within ±2^bw (AIMET writes
-  // offsets in [−(2^bw − 1), 0]; anything far outside is a corrupt file and would overflow integer casts).
-  void check_scale_offset(double scale, double offset, int bw, const std::string& path) const {
-    if (!(scale >= static_cast<double>(std::numeric_limits<float>::min())) ||
-        !(scale <= static_cast<double>(std::numeric_limits<float>::max())))
-      fail(path, fmt::format("scale {} is not a positive normal float32", scale));
-    if (offset != std::round(offset) || std::fabs(offset) > std::ldexp(1.0, bw))
-      fail(path, fmt::format("offset {} is not an integer within ±2^{}", offset, bw));
-  }
-  bool strict_of(bool sym, int bw, double offset) const {
-    return sym && offset == -static_cast<double>((int64_t(1) << (bw - 1)) - 1);
-  }
-
-  Encoding from_061(const json& e, const std::string& p) const {
-    const json& dt = at(e, "dtype", p);
-    const bool is_float = dt.is_string() && dt.get<std::string>() == "float";
-    if (!is_float && !(dt.is_string() && dt.get<std::string>() == "int")) fail(p + "/dtype", "expected \"int\" or \"float\"");
-    GridSpec g;
-    g.is_float = is_float;
-    g.bitwidth = bitwidth(at(e, "bitwidth", p), p + "/bitwidth", is_float);
-    if (is_float) return compute_encoding(0, 0, g);
-    const json& sym = at(e, "is_symmetric", p);
-    if (!sym.is_string() || (sym != "True" && sym != "False"))
-      fail(p + "/is_symmetric", "expected the string \"True\" or \"False\"");
-    g.symmetric = sym == "True";
-    const double scale = num(e, "scale", p), offset = num(e, "offset", p);
-    check_scale_offset(scale, offset, g.bitwidth, p);
-    g.strict_symmetric = strict_of(g.symmetric, g.bitwidth, offset);
-    Encoding enc = encoding_from_scale_offset(scale, offset, g);
-    enc.min = num(e, "min", p);  // keep the file's exact min/max
-    enc.max = num(e, "max", p);
-    return enc;
-  }
-
-  std::vector<Encoding> from_100(const json& e, const std::string& p) const {
-    const json& dt = at(e, "dtype", p);
-    if (!dt.is_string() || (dt != "INT" && dt != "FLOAT")) fail(p + "/dtype", "expected \"INT\" or \"FLOAT\"");
-    GridSpec g;
-    g.is_float = dt == "FLOAT";
-    g.bitwidth = bitwidth(at(e, "bw", p), p + "/bw", g.is_float);
-    if (g.is_float) return {compute_encoding(0, 0, g)};
-    const json& et = at(e, "enc_type", p);
-    if (!et.is_string() || (et != "PER_TENSOR" && et != "PER_CHANNEL"))
-      fail(p + "/enc_type", "expected PER_TENSOR or PER_CHANNEL (other types are not supported)");
-    const json& sym = at(e, "is_sym", p);
-    if (!sym.is_boolean()) fail(p + "/is_sym", "expected a JSON boolean");
-    g.symmetric = sym.get<bool>();
-    const json& sc = at(e, "scale", p);
-    const json& of = at(e, "offset", p);
-    if (!sc.is_array() || !of.is_array() || sc.size() != of.size() || sc.empty())
-      fail(p, "scale and offset must be non-empty lists of equal length");
-    std::vector<Encoding> out;
-    for (size_t i = 0; i < sc.size(); ++i) {
-      if (!sc[i].is_number() || !of[i].is_number()) fail(fmt::format("{}/scale/{}", p, i), "expected numbers");
-      const double s = sc[i].get<double>(), o = of[i].get<double>();
-      check_scale_offset(s, o, g.bitwidth, fmt::format("{}/{}", p, i));
-      g.strict_symmetric = strict_of(g.symmetric, g.bitwidth, o);
-      out.push_back(encoding_from_scale_offset(s, o, g));
-    }
-    return out;
-  }
-};
-
 }  // namespace
 
 json encodings_to_json(const EncodingsFile& f, const std::string& version) {
   if (version == "0.6.1") {
+    if (!f.blocks.empty())
+      throw InputError(fmt::format("encodings 0.6.1: {} is blockwise{} (block size {}); schema 0.6.1 has no blockwise "
+                                   "entries: write 1.0.0, 2.0.0 or 2.1.0",
+                                   f.blocks.begin()->first, f.blocks.begin()->second.spec.lpbq() ? "/LPBQ" : "",
+                                   f.blocks.begin()->second.spec.block_size));
     json a = json::object(), p = json::object();
     for (const auto& [k, es] : f.activations) {
       json l = json::array();
@@ -184,27 +86,23 @@ json encodings_to_json(const EncodingsFile& f, const std::string& version) {
   }
   if (version == "1.0.0") {
     json a = json::array(), p = json::array();
-    for (const auto& [k, es] : f.activations) a.push_back(enc_100(k, es));
-    for (const auto& [k, es] : f.params) p.push_back(enc_100(k, es));
+    for (const auto& [k, es] : f.activations) a.push_back(enc_100(k, es, nullptr));
+    for (const auto& [k, es] : f.params) p.push_back(enc_100(k, es, block_of(f, k)));
     return {{"version", "1.0.0"}, {"activation_encodings", a}, {"param_encodings", p},
             {"excluded_layers", f.excluded_layers}, {"quantizer_args", args_json(f.args)}};
   }
-  if (version == "2.0.0") {
-    json l = json::array();
-    for (const auto* m : {&f.params, &f.activations})
-      for (const auto& [k, es] : *m) l.push_back(enc_200(k, es));
-    return {{"version", "2.0.0"}, {"encodings", l}};
-  }
-  throw InputError(fmt::format("encodings: unsupported version '{}' (0.6.1, 1.0.0 or 2.0.0)", version));
+  if (version == "2.0.0" || version == "2.1.0") return detail::encodings_to_json_2x(f, version);
+  throw InputError(fmt::format("encodings: unsupported version '{}' (0.6.1, 1.0.0, 2.0.0 or 2.1.0)", version));
 }
 
 EncodingsFile encodings_from_json(const json& j, const std::string& source) {
-  Reader r{source};
+  detail::Reader r{source};
   if (!j.is_object()) r.fail("/", "expected an object");
   EncodingsFile f;
   f.version = j.contains("version") && j["version"].is_string() ? j["version"].get<std::string>() : "0.6.1";
+  if (f.version == "2.0.0" || f.version == "2.1.0") return detail::encodings_from_json_2x(j, r, f.version);
   if (f.version != "0.6.1" && f.version != "1.0.0" && f.version != "0.5.1" && f.version != "0.4.0")
-    r.fail("/version", fmt::format("unsupported version '{}'", f.version));
+    r.fail("/version", fmt::format("unsupported version '{}' (0.4.0, 0.5.1, 0.6.1, 1.0.0, 2.0.0, 2.1.0)", f.version));
   if (f.version == "1.0.0") {
     for (const char* sec : {"activation_encodings", "param_encodings"}) {
       if (!j.contains(sec)) continue;
@@ -214,8 +112,14 @@ EncodingsFile encodings_from_json(const json& j, const std::string& source) {
         const std::string p = fmt::format("/{}/{}", sec, i);
         const json& n = r.at(l[i], "name", p);
         if (!n.is_string()) r.fail(p + "/name", "expected a string");
-        auto& dst = std::string(sec) == "activation_encodings" ? f.activations : f.params;
-        dst[n.get<std::string>()] = r.from_100(l[i], p);
+        const bool act = std::string(sec) == "activation_encodings";
+        auto& dst = act ? f.activations : f.params;
+        std::optional<BlockEntry> block;
+        dst[n.get<std::string>()] = r.from_100(l[i], p, &block);
+        if (block) {
+          if (act) r.fail(p + "/enc_type", "blockwise encodings are for parameters only");
+          f.blocks[n.get<std::string>()] = *block;
+        }
       }
     }
   } else {

@@ -58,6 +58,16 @@ struct Item {
   int64_t c, off, len;
 };
 
+// Blockwise tensors are per-channel tensors of O*nb "channels" of B*K contiguous elements
+// (blockwise.hpp Note [Blockwise layout]); the caller has checked the shape (Quantizer::check_input).
+Layout layout_for(const Shape& shape, const QuantizerSettings& s) {
+  if (!s.block.blockwise()) return layout_of(shape, s.per_channel, s.axis);
+  Layout l;
+  l.channels = shape[0] * (shape[1] / s.block.block_size);
+  l.inner = shape_numel(shape) / l.channels;
+  return l;
+}
+
 std::vector<Item> items_of(const Layout& l) {
   std::vector<Item> v;
   for (int64_t o = 0; o < l.outer; ++o)
@@ -253,11 +263,28 @@ void Quantizer::set_settings(const QuantizerSettings& s) {
   QFORGE_CHECK(s.axis >= 0, "quantizer {}: channel axis must be >= 0, got {}", name_, s.axis);
   QFORGE_CHECK(s.percentile >= 50 && s.percentile <= 100, "quantizer {}: percentile {} outside [50, 100]", name_,
                s.percentile);
+  QuantizerSettings n = s;
+  if (n.block.blockwise()) {  // Note [Blockwise layout]: per-channel along axis 0, blocks along axis 1
+    n.per_channel = true;
+    n.axis = 0;
+    if (n.block.lpbq()) {
+      if (!n.grid.symmetric || n.grid.is_float)
+        throw InputError(fmt::format("quantizer {}: LPBQ needs a symmetric integer grid", name_));
+      if (n.block.decompressed_bw <= n.grid.bitwidth || n.block.decompressed_bw > 16 || n.grid.bitwidth > 8)
+        throw InputError(fmt::format("quantizer {}: LPBQ needs bitwidth <= 8 below the decompressed bitwidth (got {} "
+                                     "and {})",
+                                     name_, n.grid.bitwidth, n.block.decompressed_bw));
+    }
+  }
+  set_settings_checked(n);
+}
+
+void Quantizer::set_settings_checked(const QuantizerSettings& s) {
   const bool grid_changed = s.grid.bitwidth != s_.grid.bitwidth || s.grid.symmetric != s_.grid.symmetric ||
                             s.grid.strict_symmetric != s_.grid.strict_symmetric ||
                             s.grid.unsigned_symmetric != s_.grid.unsigned_symmetric ||
                             s.grid.is_float != s_.grid.is_float || s.per_channel != s_.per_channel ||
-                            s.axis != s_.axis;
+                            s.axis != s_.axis || s.block != s_.block;
   s_ = s;
   if (s_.is_param) s_.histogram.expand = 1.0;  // parameters are observed once: use all bins
   if (grid_changed) clear_encoding();
@@ -266,6 +293,7 @@ void Quantizer::set_settings(const QuantizerSettings& s) {
 
 void Quantizer::clear_encoding() {
   enc_.clear();
+  lpbq_ = {};
   p0_ = Tensor();
   p1_ = Tensor();
   stats_.clear();
@@ -275,7 +303,13 @@ void Quantizer::check_input(const Tensor& x) const {
   QFORGE_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64,
                "quantizer {}: expected an f32 or f64 tensor, got {} {}", name_, dtype_name(x.dtype()),
                shape_str(x.shape()));
-  if (s_.per_channel) {
+  if (s_.block.blockwise()) {
+    const int64_t nb = blocks_per_channel(x.shape(), s_.block.block_size, "quantizer " + name_);
+    nb_ = nb;
+    if (!enc_.empty() && x.size(0) * nb != static_cast<int64_t>(enc_.size()))
+      throw InputError(fmt::format("quantizer {}: {} block encodings for a tensor of shape {} ({} blocks of {})", name_,
+                                   enc_.size(), shape_str(x.shape()), x.size(0) * nb, s_.block.block_size));
+  } else if (s_.per_channel) {
     QFORGE_CHECK(s_.axis < x.dim(), "quantizer {}: channel axis {} out of range for shape {}", name_, s_.axis,
                  shape_str(x.shape()));
     if (!enc_.empty())
@@ -298,9 +332,10 @@ void Quantizer::observe(const Tensor& xin) {
   check_input(xin);
   if (s_.grid.is_float) return;
   Tensor x = xin.detach().contiguous();
-  const Layout l = layout_of(x.shape(), s_.per_channel, s_.axis);
+  if (s_.block.blockwise()) nb_ = x.size(1) / s_.block.block_size;
+  const Layout l = layout_for(x.shape(), s_);
   const bool hist = s_.scheme != QuantScheme::tf;
-  if (stats_.size() != static_cast<size_t>(l.channels)) stats_.assign(l.channels, TensorStats(hist, s_.histogram));
+  if (stats_.size() != static_cast<size_t>(l.channels)) stats_.assign(l.channels, TensorStats(hist, s_.histogram, s_.scheme));
   for (int64_t o = 0; o < l.outer; ++o)
     for (int64_t c = 0; c < l.channels; ++c) {
       const int64_t off = (o * l.channels + c) * l.inner;
@@ -329,6 +364,13 @@ bool Quantizer::compute_encoding() {
     e.push_back(enc);
   }
   enc_ = std::move(e);
+  if (s_.block.lpbq()) {  // Note [LPBQ]: block scales onto the per-channel grid
+    std::vector<double> d(enc_.size());
+    for (size_t i = 0; i < d.size(); ++i) d[i] = enc_[i].delta;
+    const int64_t channels = static_cast<int64_t>(enc_.size()) / nb_;
+    lpbq_ = lpbq_compress(d, channels, s_.block.decompressed_bw - s_.grid.bitwidth);
+    enc_ = lpbq_block_encodings(lpbq_, s_.grid.bitwidth);
+  }
   init_params();
   return true;
 }
@@ -350,7 +392,63 @@ void Quantizer::set_encodings(std::vector<Encoding> e) {
   s_.grid.is_float = enc_[0].is_float;
   if (!enc_[0].is_float) s_.grid.symmetric = enc_[0].symmetric;
   calibrating_ = false;
+  lpbq_ = {};
+  if (s_.block.lpbq()) {  // arbitrary block scales: onto the LPBQ grid (Note [LPBQ])
+    QFORGE_CHECK(nb_ > 0 && enc_.size() % static_cast<size_t>(nb_) == 0,
+                 "quantizer {}: LPBQ block encodings set before the weight's shape is known (use set_lpbq)", name_);
+    std::vector<double> d(enc_.size());
+    for (size_t i = 0; i < d.size(); ++i) d[i] = enc_[i].delta;
+    lpbq_ = lpbq_compress(d, static_cast<int64_t>(enc_.size()) / nb_, s_.block.decompressed_bw - s_.grid.bitwidth);
+    enc_ = lpbq_block_encodings(lpbq_, s_.grid.bitwidth);
+  }
   init_params();
+}
+
+void Quantizer::set_lpbq(const LpbqScales& sc, int bitwidth) {
+  QFORGE_CHECK(s_.block.lpbq(), "quantizer {}: set_lpbq on a quantizer that is not LPBQ", name_);
+  const int64_t channels = static_cast<int64_t>(sc.channel_scale.size());
+  QFORGE_CHECK(channels > 0 && sc.multiplier.size() % static_cast<size_t>(channels) == 0,
+               "quantizer {}: {} LPBQ multipliers for {} channels", name_, sc.multiplier.size(), channels);
+  check_lpbq(sc, channels, static_cast<int64_t>(sc.multiplier.size()) / channels, bitwidth, s_.block.decompressed_bw,
+             "quantizer " + name_);
+  s_.grid.bitwidth = bitwidth;
+  s_.grid.symmetric = true;
+  s_.grid.is_float = false;
+  nb_ = static_cast<int64_t>(sc.multiplier.size()) / channels;
+  lpbq_ = sc;
+  enc_ = lpbq_block_encodings(lpbq_, bitwidth);
+  calibrating_ = false;
+  init_params();
+}
+
+std::optional<BlockEntry> Quantizer::block_entry() const {
+  if (!s_.block.blockwise()) return std::nullopt;
+  BlockEntry b;
+  b.spec = s_.block;
+  if (s_.block.lpbq()) b.lpbq = lpbq();
+  return b;
+}
+
+const LpbqScales& Quantizer::lpbq() const {
+  if (p0_.defined() && s_.block.lpbq()) encodings();  // re-derive from the learned block scales
+  return lpbq_;
+}
+
+void Quantizer::assign(std::vector<Encoding> e, const BlockEntry* block) {
+  QuantizerSettings s = s_;
+  if (block != nullptr) {
+    s.block = block->spec;
+    s.grid.bitwidth = e.front().bitwidth;
+    s.grid.symmetric = e.front().symmetric;
+  } else {
+    if (s.block.blockwise()) s.per_channel = e.size() > 1;
+    s.block = {};
+    if (e.size() > 1) s.per_channel = true;
+  }
+  if (s.block.blockwise() || e.size() > 1) s.axis = 0;
+  set_settings(s);
+  if (block != nullptr && block->spec.lpbq()) set_lpbq(block->lpbq, e.front().bitwidth);
+  else set_encodings(std::move(e));
 }
 
 void Quantizer::set_range_learning(RangeLearning r) {
@@ -424,6 +522,7 @@ void Quantizer::gate_params() {
 
 std::vector<AffineParams> Quantizer::affine_from_params() const {
   std::vector<AffineParams> out(enc_.size());
+  std::vector<double> deltas(enc_.size()), offsets(enc_.size());
   const float* a = p0_.data<float>();
   const float* b = p1_.data<float>();
   for (size_t i = 0; i < enc_.size(); ++i) {
@@ -443,18 +542,39 @@ std::vector<AffineParams> Quantizer::affine_from_params() const {
       delta = a[i];
       offset = -std::clamp(std::nearbyint(static_cast<double>(b[i])), 0.0, n);
     }
+    deltas[i] = delta;
+    offsets[i] = offset;
+  }
+  if (s_.block.lpbq()) snap_lpbq(deltas);
+  for (size_t i = 0; i < enc_.size(); ++i) {
+    const double n = static_cast<double>(enc_[i].steps());
     AffineParams p;
-    p.scale = static_cast<float>(delta);
+    p.scale = static_cast<float>(deltas[i]);
     p.inv_scale = 1.0f / p.scale;
-    p.lo = static_cast<float>(offset);
-    p.hi = static_cast<float>(n + offset);
+    p.lo = static_cast<float>(offsets[i]);
+    p.hi = static_cast<float>(n + offsets[i]);
     out[i] = p;
   }
   return out;
 }
 
+// Note [LPBQ] with range learning: the learned block scales are re-snapped to c[o]·m[o,b] on every
+// forward; the snap is the identity for the gradient (straight-through), as the rounding of x is.
+void Quantizer::snap_lpbq(std::vector<double>& deltas) const {
+  QFORGE_CHECK(nb_ > 0 && deltas.size() % static_cast<size_t>(nb_) == 0, "quantizer {}: LPBQ block count unknown",
+               name_);
+  lpbq_ = lpbq_compress(deltas, static_cast<int64_t>(deltas.size()) / nb_, s_.block.decompressed_bw - s_.grid.bitwidth);
+  for (size_t i = 0; i < deltas.size(); ++i) {
+    const int64_t o = static_cast<int64_t>(i) / nb_;
+    deltas[i] = lpbq_.channel_scale[o] * lpbq_.multiplier[i];
+  }
+}
+
 const std::vector<Encoding>& Quantizer::encodings() const {
-  if (p0_.defined()) {
+  if (p0_.defined() && s_.block.lpbq()) {
+    affine_from_params();  // refreshes lpbq_
+    enc_ = lpbq_block_encodings(lpbq_, s_.grid.bitwidth);
+  } else if (p0_.defined()) {
     const auto ap = affine_from_params();
     GridSpec g = s_.grid;
     for (size_t i = 0; i < enc_.size(); ++i) {
@@ -481,7 +601,7 @@ Tensor Quantizer::forward(const Tensor& x) {
     return ops::apply(Fp16Op{}, x);
   }
   QdqOp op;
-  op.l = layout_of(x.shape(), s_.per_channel, s_.axis);
+  op.l = layout_for(x.shape(), s_);
   op.rl = s_.range_learning;
   op.steps = static_cast<double>(enc_[0].steps());
   op.stochastic = s_.rounding == RoundingMode::stochastic;
@@ -543,7 +663,12 @@ std::string Quantizer::describe() const {
                               s_.enabled ? "on " : "off", s_.grid.bitwidth,
                               s_.grid.is_float ? "float" : (s_.grid.symmetric ? "sym" : "asym"),
                               s_.grid.strict_symmetric ? ",strict" : "", s_.grid.unsigned_symmetric ? ",unsigned" : "",
-                              s_.per_channel ? fmt::format(" per-channel(axis {})", s_.axis) : "",
+                              s_.block.blockwise()
+                                  ? fmt::format(" {}(block {}{})", s_.block.lpbq() ? "lpbq" : "blockwise",
+                                                s_.block.block_size,
+                                                s_.block.lpbq() ? fmt::format(", {}-bit scales", s_.block.decompressed_bw)
+                                                                : "")
+                                  : (s_.per_channel ? fmt::format(" per-channel(axis {})", s_.axis) : ""),
                               scheme_name(s_.scheme),
                               s_.range_learning != RangeLearning::none
                                   ? fmt::format(" learn={}", range_learning_name(s_.range_learning))
@@ -557,7 +682,7 @@ std::string Quantizer::describe() const {
     mn = std::min(mn, x.min);
     mx = std::max(mx, x.max);
   }
-  return s + fmt::format(" | {} channels, min in [{:.6g}, ...], max up to {:.6g}", e.size(), mn, mx);
+  return s + fmt::format(" | {} {}, min in [{:.6g}, ...], max up to {:.6g}", e.size(), s_.block.blockwise() ? "blocks" : "channels", mn, mx);
 }
 
 }  // namespace qforge::quant

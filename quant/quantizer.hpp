@@ -35,6 +35,7 @@
 #include "engine/random.hpp"
 #include "engine/tensor.hpp"
 #include "quant/analyzer.hpp"
+#include "quant/blockwise.hpp"
 #include "quant/encoding.hpp"
 
 #include <optional>
@@ -53,6 +54,9 @@ struct QuantizerSettings {
   GridSpec grid;
   bool per_channel = false;
   int64_t axis = 0;  // channel axis when per_channel
+  // Blockwise / LPBQ weights (quant/blockwise.hpp Note [Blockwise layout], Note [LPBQ]): one encoding per
+  // (output channel, block of block_size input channels). Implies per_channel along axis 0.
+  BlockSpec block;
   QuantScheme scheme = QuantScheme::tf;
   double percentile = 99.99;
   RoundingMode rounding = RoundingMode::nearest;
@@ -98,6 +102,17 @@ public:
   // Current encoding(s), re-derived from learnable parameters when range learning is on.
   const std::vector<Encoding>& encodings() const;
   void set_encodings(std::vector<Encoding> e);  // also initialises the range parameters
+  // LPBQ quantizers: the per-channel scales and block multipliers behind encodings() (Note [LPBQ]);
+  // empty otherwise. set_lpbq sets them (and the block encodings) as loaded from a file.
+  const LpbqScales& lpbq() const;
+  void set_lpbq(const LpbqScales& s, int bitwidth);
+  // Encodings as read from a file: per-tensor, per-channel (more than one), or blockwise/LPBQ when `block`
+  // is given (its spec replaces this quantizer's; without it the quantizer stops being blockwise).
+  void assign(std::vector<Encoding> e, const BlockEntry* block);
+  // Blockwise: blocks per output channel of the last tensor seen (0 before any); the file form of the
+  // block layout (BlockEntry) of this quantizer, nullopt unless blockwise.
+  int64_t blocks_per_row() const { return nb_; }
+  std::optional<BlockEntry> block_entry() const;
   void clear_encoding();
 
   // Learnable range parameters (empty without range learning or before an encoding exists):
@@ -123,10 +138,12 @@ public:
 
 private:
   void init_params();
+  void set_settings_checked(const QuantizerSettings& s);
   Encoding compute_encoding_float() const;
   void gate_params();
   void check_input(const Tensor& x) const;
   std::vector<AffineParams> affine_from_params() const;
+  void snap_lpbq(std::vector<double>& deltas) const;  // LPBQ: block scales onto c[o]*m[o,b]
 
   QuantizerSettings s_;
   std::string name_;
@@ -134,6 +151,8 @@ private:
   bool frozen_ = false;
   std::vector<TensorStats> stats_;
   mutable std::vector<Encoding> enc_;
+  mutable LpbqScales lpbq_;
+  mutable int64_t nb_ = 0;  // blockwise: blocks per output channel (from the last observed/checked tensor)  // LPBQ only: enc_[i].delta == channel_scale[o] * multiplier[i]
   Tensor p0_, p1_;  // range parameters (see class comment)
   Generator gen_;
 };

@@ -1,6 +1,8 @@
 // QuantSim: calibration, quantizer access, listing, encodings export/import. See quantsim.hpp.
 #include "quant/quantsim.hpp"
 
+#include "quant/blockwise_sim.hpp"
+
 #include "engine/autograd.hpp"
 #include "nn/safetensors.hpp"
 #include "nn/spec.hpp"
@@ -145,7 +147,11 @@ EncodingsFile QuantSim::encodings() const {
     const Quantizer& q = *i.quantizer;
     if (!q.enabled() || !q.has_encoding()) continue;
     if (i.kind == "param") {
-      for (const auto& k : split_keys(i.export_key)) f.params[k] = q.encodings();
+      const auto block = q.block_entry();  // blockwise/LPBQ layout (quant/blockwise.hpp)
+      for (const auto& k : split_keys(i.export_key)) {
+        f.params[k] = q.encodings();
+        if (block) f.blocks[k] = *block;
+      }
     } else {
       f.activations[i.name] = q.encodings();
     }
@@ -206,7 +212,10 @@ void QuantSim::load_encodings(const EncodingsFile& f, const LoadEncodingsOptions
   struct Pending {
     Quantizer* q;
     std::vector<Encoding> e;
+    const BlockEntry* block = nullptr;
   };
+  std::map<std::string, Shape> shapes;  // blockwise entries are checked against their weight's shape
+  for (auto& [k, t] : model_->named_parameters()) shapes[k] = t.shape();
   std::vector<Pending> todo;
   auto check = [&](const QuantizerInfo& i, const std::string& key, const std::vector<Encoding>& e) {
     const Quantizer& q = *i.quantizer;
@@ -216,7 +225,10 @@ void QuantSim::load_encodings(const EncodingsFile& f, const LoadEncodingsOptions
     for (const auto& x : e)
       if (x.bitwidth == 32 && !q.settings().allow_32)
         throw InputError(fmt::format("load_encodings: {}: bitwidth 32 is only supported for biases", key));
-    todo.push_back({i.quantizer, e});
+    auto b = f.blocks.find(key);
+    const BlockEntry* block = b == f.blocks.end() ? nullptr : &b->second;
+    if (block != nullptr) check_block_entry(key, shapes.count(key) ? shapes[key] : Shape{}, e.size(), *block);
+    todo.push_back({i.quantizer, e, block});
   };
   if (!opt.params_only)
     for (const auto& [k, v] : f.activations)
@@ -228,14 +240,8 @@ void QuantSim::load_encodings(const EncodingsFile& f, const LoadEncodingsOptions
       done.insert(par[k]->quantizer);
     }
   for (auto& p : todo) {
-    if (p.e.size() > 1 && !p.q->settings().per_channel) {
-      QuantizerSettings s = p.q->settings();
-      s.per_channel = true;
-      s.axis = 0;
-      p.q->set_settings(s);
-    }
     p.q->unfreeze();
-    p.q->set_encodings(p.e);
+    p.q->assign(p.e, p.block);  // per-channel when more than one, blockwise with a block entry
     p.q->set_enabled(true);
     if (opt.freeze) p.q->freeze();
   }

@@ -133,6 +133,24 @@ std::string Analysis::to_html() const {
         << "</td><td>" << (std::isfinite(l.sqnr_db) ? fmt::format("{:.2f}", l.sqnr_db) : "exact") << "</td></tr>";
     h << "</table>";
   }
+  if (!block_scales.empty()) {
+    h << "<h2>Block scales (blockwise / LPBQ weights)</h2><table><tr><th>quantizer</th><th>block size</th>"
+         "<th>blocks</th><th>scale min / median / max</th><th>mean max/min block scale per channel</th>"
+         "<th>LPBQ multipliers 1..N (counts)</th></tr>";
+    for (const auto& b : block_scales) {
+      std::string hist;
+      if (b.contains("multiplier_histogram"))
+        for (const auto& c : b["multiplier_histogram"]) hist += (hist.empty() ? "" : " ") + std::to_string(c.get<int64_t>());
+      h << "<tr><td>" << esc(b["name"].get<std::string>()) << "</td><td>" << b["block_size"].get<int64_t>() << "</td><td>"
+        << b["blocks"].get<int64_t>() << "</td><td>"
+        << fmt::format("{:.3g} / {:.3g} / {:.3g}", b["scale_min"].get<double>(), b["scale_median"].get<double>(),
+                       b["scale_max"].get<double>())
+        << "</td><td>"
+        << (b.contains("mean_channel_spread") ? fmt::format("{:.2f}", b["mean_channel_spread"].get<double>()) : "")
+        << "</td><td>" << esc(hist) << "</td></tr>";
+    }
+    h << "</table>";
+  }
   h << "<h2>Quantizers: encodings and calibration histograms</h2><p>Histogram of the FP32 values each quantizer sees "
        "(square-root count scale); red lines: the encoding's min and max.</p>";
   for (const auto& q : quantizers) {

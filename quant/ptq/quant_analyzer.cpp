@@ -2,6 +2,7 @@
 #include "quant/ptq/quant_analyzer.hpp"
 
 #include "engine/autograd.hpp"
+#include "quant/blockwise_sim.hpp"
 #include "quant/encodings_io.hpp"
 #include "quant/ptq/graph_util.hpp"
 
@@ -51,6 +52,7 @@ Analysis analyze(QuantSim& sim, const std::vector<Tensor>& batches, const std::f
   Analysis a;
   a.options = {{"scheme", scheme_name(sim.options().scheme)}, {"act_bw", sim.options().act_bw},
                {"param_bw", sim.options().param_bw}, {"config", sim.options().config}};
+  a.block_scales = block_scale_stats(sim);
   EnabledGuard guard(sim);
   const auto& infos = sim.quantizers();
   auto set_all = [&](auto&& pred) {
@@ -202,6 +204,7 @@ nlohmann::json Analysis::to_json() const {
   nlohmann::json j = {{"accuracy", {{"fp32", fp32}, {"weights_only", weights_only}, {"activations_only", activations_only},
                                     {"quantized", quantized}}},
                       {"options", options}, {"quantizers", nlohmann::json::array()}, {"layers", nlohmann::json::array()}};
+  if (!block_scales.empty()) j["block_scales"] = block_scales;
   for (const auto& q : quantizers) {
     nlohmann::json e = nlohmann::json::array();
     for (const auto& x : q.encodings)

@@ -51,6 +51,8 @@ struct Analysis {
   std::vector<QuantizerAnalysis> quantizers;
   std::vector<LayerAnalysis> layers;
   nlohmann::json options;  // the sim's options
+  // Blockwise/LPBQ weight quantizers: block-scale statistics (quant/blockwise_sim.hpp block_scale_stats).
+  nlohmann::json block_scales = nlohmann::json::array();
   nlohmann::json to_json() const;
   std::string to_html() const;
   void write_report(const std::filesystem::path& dir) const;  // analysis.json + analysis.html (atomic)

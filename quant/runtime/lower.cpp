@@ -50,7 +50,62 @@ struct QWeights {
   bool per_channel = false;
 };
 
+// LPBQ weights (quant/blockwise.hpp Note [LPBQ]): the `bw`-bit code v of block (o, b) is the int8 code
+// v·m[o,b] at the per-channel scale c[o], so the layer runs as an ordinary per-channel int8 layer and exact
+// mode (which evaluates this same program) equals the runtime bit for bit. Plain blockwise weights
+// (independent float block scales) have no such form and are refused.
+QWeights lpbq_weights(Quantizer* q, const Tensor& raw, const std::string& layer, const std::string& what) {
+  const BlockSpec& b = q->settings().block;
+  if (!b.lpbq())
+    throw Error(fmt::format("layer {}: {} is blockwise with independent block scales (block size {}); the int8 runtime "
+                            "and exact mode run blockwise weights only in LPBQ form (per-channel scale x integer block "
+                            "multiplier: qforge quantize --lpbq)",
+                            layer, what, b.block_size));
+  if (b.decompressed_bw > 8)
+    throw Error(fmt::format("layer {}: {} is LPBQ with a {}-bit decompressed grid; the int8 runtime needs at most 8",
+                            layer, what, b.decompressed_bw));
+  const std::int64_t rows = raw.size(0), inner = raw.numel() / rows;
+  const std::int64_t nb = blocks_per_channel(raw.shape(), b.block_size, fmt::format("layer {}: {}", layer, what));
+  Tensor fq;
+  {
+    NoGradGuard ng;
+    fq = q->forward(raw.detach()).contiguous().to(DType::f32);
+  }
+  const auto& encs = q->encodings();
+  const LpbqScales& s = q->lpbq();
+  if (static_cast<std::int64_t>(encs.size()) != rows * nb || static_cast<std::int64_t>(s.channel_scale.size()) != rows)
+    throw Error(fmt::format("layer {}: {} has {} block encodings and {} channel scales for {} channels x {} blocks", layer,
+                            what, encs.size(), s.channel_scale.size(), rows, nb));
+  const float* src = fq.data<float>();
+  const std::int64_t per_block = inner / nb;
+  QWeights out;
+  out.per_channel = true;
+  out.w.resize(static_cast<std::size_t>(raw.numel()));
+  out.scale.resize(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    out.scale[r] = static_cast<float>(s.channel_scale[r]);
+    for (std::int64_t blk = 0; blk < nb; ++blk) {
+      const AffineParams a = affine_params(encs[r * nb + blk]);
+      const std::int32_t m = s.multiplier[r * nb + blk];
+      for (std::int64_t k = blk * per_block; k < (blk + 1) * per_block; ++k) {
+        const float y = src[r * inner + k] * a.inv_scale;
+        const float v = std::nearbyint(y);
+        if (!(std::fabs(v - y) < 1e-2f) || v < a.lo || v > a.hi)
+          throw Error(fmt::format("layer {}: {} value {} is not on its LPBQ block grid (scale {})", layer, what,
+                                  src[r * inner + k], a.scale));
+        const std::int32_t code = static_cast<std::int32_t>(v) * m;
+        if (code < -128 || code > 127)
+          throw Error(fmt::format("layer {}: {} LPBQ code {} x {} leaves int8", layer, what, v, m));
+        out.w[r * inner + k] = static_cast<std::int8_t>(code);
+      }
+    }
+  }
+  return out;
+}
+
 QWeights quantize_weights(Quantizer* q, const Tensor& raw, const std::string& layer, const std::string& what) {
+  if (q != nullptr && q->enabled() && q->has_encoding() && q->settings().block.blockwise())
+    return lpbq_weights(q, raw, layer, what);
   if (q == nullptr || !q->enabled() || !q->has_encoding())
     throw Error(fmt::format("layer {}: {} is not quantized (quantizer disabled or not calibrated); the int8 runtime "
                             "needs int8 weights",
