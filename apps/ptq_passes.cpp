@@ -13,7 +13,10 @@ void add_ptq_options(cxxopts::Options& opts) {
       ("adaround-iterations", "AdaRound iterations per layer (default: AIMET's)", cxxopts::value<int64_t>()->default_value("0"))
       ("auto", "AutoQuant-style pipeline: fold -> scheme -> CLE -> AdaRound, stopping at --max-drop")
       ("max-drop", "--auto: acceptable accuracy drop in points", cxxopts::value<double>()->default_value("1.0"))
-      ("bn-reestimate", "re-estimate BatchNorm statistics over N batches before folding", cxxopts::value<int64_t>()->default_value("0"));
+      ("bn-reestimate", "re-estimate BatchNorm statistics over N batches before folding", cxxopts::value<int64_t>()->default_value("0"))
+      ("seq-mse", "SeqMSE: choose each Conv/Linear weight encoding by a search over candidate ranges (after CLE, before bias correction/AdaRound)")
+      ("seq-mse-candidates", "--seq-mse: candidate ranges per channel, range * i/N (AIMET: 20)", cxxopts::value<int64_t>()->default_value("20"))
+      ("seq-mse-loss", "--seq-mse: mse | l1 | sqnr on the layer output", cxxopts::value<std::string>()->default_value("mse"));
 }
 
 PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw, int act_bw) {
@@ -34,6 +37,16 @@ PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw, int act
                                .bn_reestimate = q.bn_reestimate,
                                .param_bw = param_bw,
                                .act_bw = act_bw});
+  q.seq_mse = r.count("seq-mse") > 0;
+  q.seq_mse_candidates = r["seq-mse-candidates"].as<int64_t>();
+  q.seq_mse_loss = r["seq-mse-loss"].as<std::string>();
+  if (q.seq_mse_candidates < 1)
+    throw UsageError(fmt::format("--seq-mse-candidates {}: needs at least 1 candidate", q.seq_mse_candidates));
+  if (q.seq_mse_loss != "mse" && q.seq_mse_loss != "l1" && q.seq_mse_loss != "sqnr")
+    throw UsageError(fmt::format("--seq-mse-loss {}: expected mse, l1 or sqnr", q.seq_mse_loss));
+  if (!q.seq_mse && (r.count("seq-mse-candidates") || r.count("seq-mse-loss")))
+    throw UsageError("--seq-mse-candidates/--seq-mse-loss need --seq-mse");
+  if (q.seq_mse && q.automatic) throw UsageError("--seq-mse with --auto: --auto chooses its passes itself");
   if (q.adaround_iterations < 0) throw UsageError("--adaround-iterations must not be negative");
   if (!(q.max_drop >= 0)) throw UsageError("--max-drop must not be negative");
   return q;
@@ -43,7 +56,8 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
   namespace ptq = quant::ptq;
   PtqOutcome out;
   const auto sample = sample_batch(ctx.data.test);
-  const bool any_pass = req.cle || !req.bias_correction.empty() || req.adaround || req.automatic || req.bn_reestimate > 0;
+  const bool any_pass =
+      req.cle || !req.bias_correction.empty() || req.adaround || req.automatic || req.bn_reestimate > 0 || req.seq_mse;
   std::vector<Tensor> batches;
   if (any_pass) batches = calibration_batches(ctx.data.train, ctx.calib_batches, ctx.batch_size, ctx.seed);
   auto eval_acc = [&](nn::Module& m) { return evaluate_on(m, ctx.data.test).metrics.accuracy(); };
@@ -75,8 +89,23 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
     for (const auto& m : cr.messages) say("cle: " + m);
     out.stages.push_back({{"stage", "cle"}, {"result", cr.to_json()}, {"fp32_accuracy", eval_acc(*ctx.model)}});
   }
+  // Note [PTQ pass order] BN fold -> CLE -> SeqMSE -> bias correction | AdaRound -> calibration, as in
+  // AIMET's recipes: CLE changes the weights (so it goes first), SeqMSE chooses the weight grid on those
+  // weights, and bias correction and AdaRound then work on that grid (they take SeqMSE's encodings as
+  // their own, frozen) — the bias shift and the rounding depend on the grid, never the other way round.
+  std::optional<ptq::SeqMseResult> seq;
+  if (req.seq_mse) {
+    ptq::SeqMseOptions so;
+    so.num_candidates = req.seq_mse_candidates;
+    so.loss = ptq::parse_seq_mse_loss(req.seq_mse_loss);
+    so.sim = ctx.options;
+    so.on_layer = [](const std::string& name, int i, int n) { say(fmt::format("seq-mse: {} ({}/{})", name, i + 1, n)); };
+    seq = ptq::apply_seq_mse(ctx.model, sample, batches, so);
+    out.stages.push_back({{"stage", "seq_mse"}, {"result", seq->to_json()}});
+  }
   if (!req.bias_correction.empty()) {
     ptq::BiasCorrectionOptions bo;
+    if (seq) bo.weight_encodings = &seq->param_encodings;
     bo.mode = ptq::parse_bias_correction_mode(req.bias_correction);
     bo.sim = ctx.options;
     if (cle) bo.bn_folds = &cle->folds;  // CLE folded the BNs: their (rescaled) statistics feed analytical BC
@@ -87,6 +116,7 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
   std::optional<ptq::AdaroundResult> ada;
   if (req.adaround) {
     ptq::AdaroundOptions ao;
+    if (seq) ao.weight_encodings = &seq->param_encodings;
     ao.num_iterations = req.adaround_iterations;
     ao.seed = ctx.seed;
     ao.sim.param_bw = ctx.options.param_bw;
@@ -98,6 +128,7 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
     out.stages.push_back({{"stage", "adaround"}, {"result", ada->to_json()}});
   }
   out.sim = std::make_unique<quant::QuantSim>(ctx.model, sample, ctx.options);
+  if (seq) seq->apply_to(*out.sim);
   if (ada) ada->apply_to(*out.sim);  // frozen weight encodings survive calibration
   out.sim->compute_encodings(calibration_pass(ctx.data.train, ctx.calib_batches, ctx.batch_size, ctx.seed));
   return out;

@@ -1,5 +1,5 @@
 // The PTQ pipeline behind `qforge quantize`: optional passes on the FP32 model (CLE, bias correction,
-// AdaRound, AutoQuant), then QuantSim construction and calibration.
+// SeqMSE, AdaRound, AutoQuant), then QuantSim construction and calibration.
 #pragma once
 
 #include "apps/cli.hpp"
@@ -19,6 +19,9 @@ struct PtqRequest {
   bool automatic = false;
   double max_drop = 1.0;
   int64_t bn_reestimate = 0;
+  bool seq_mse = false;
+  int64_t seq_mse_candidates = 20;  // AIMET's default
+  std::string seq_mse_loss = "mse";
 };
 
 struct PtqContext {

@@ -6,6 +6,7 @@
 //   cle.hpp              equalize_model: BN fold, ReLU6 -> ReLU, cross-layer scaling, high-bias absorption
 //   bias_correction.hpp  correct_bias: empirical or analytical
 //   adaround.hpp         apply_adaround: AIMET defaults, rounded weights + frozen weight encodings
+//   seq_mse.hpp          apply_seq_mse: weight encodings by a search over candidate ranges, frozen
 //   auto_quant.hpp       auto_quant: fold -> scheme -> CLE -> AdaRound until an accuracy target is met
 //   quant_analyzer.hpp   analyze: FP32/weights-only/activations-only, per-quantizer sweeps, per-layer
 //                        SQNR/MSE, encodings and histograms; analysis.json + a self-contained HTML report
@@ -26,3 +27,4 @@
 #include "quant/ptq/bn_fold.hpp"
 #include "quant/ptq/cle.hpp"
 #include "quant/ptq/quant_analyzer.hpp"
+#include "quant/ptq/seq_mse.hpp"
