@@ -35,7 +35,7 @@
 //
 // Order with the other passes (Note [PTQ pass order] in apps/ptq_passes.cpp): BN fold -> CLE -> SeqMSE
 // -> bias correction / AdaRound. SeqMSE chooses the grid; bias correction and AdaRound then work on
-// that grid (pass result.param_encodings as their initial encodings).
+// that grid (set their options' weight_encodings = &result.param_encodings).
 #pragma once
 
 #include "quant/quantsim.hpp"
