@@ -366,5 +366,45 @@ inline AddParams make_add_params(float s_a, std::int32_t z_a, float s_b, std::in
   return static_cast<std::int32_t>(clamp64(y, p.hidden_min, p.hidden_max));
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Note [16-bit activations] (W8A16, issue 18): activations may be 16-bit codes (int16, the AIMET grid
+// q_u ∈ [0, 65535] stored as q_u − 32768). The arithmetic is the same model as for 8-bit codes with a
+// wider accumulator: acc = Σ_k (x_k − z_in)·w[c][k] + b[c] is the EXACT integer sum, held in int64 (|x − z|
+// ≤ 65535 and |w| ≤ 128 give |acc| < 2^23·K, so int64 never overflows and there is no wrap-around; an
+// int32 accumulator would overflow past K ≈ 255 at full range). Kernels may accumulate blocks of at most
+// kAcc16Block products in int32 (each product |x·w| ≤ 2^22 with the zero point folded into the bias, so a
+// block sums to < 2^31 exactly) and add the blocks into int64: the result is the exact sum either way.
+// Requantization is the single rounding of Note [single rounding] applied to the int64 accumulator,
+// floor((acc·q + 2^(t−1)) / 2^t), evaluated exactly in 128 bits; for |acc| < 2^31 it equals
+// requantize_single. Residual adds evaluate Note [residual add]'s formula in int64 (the 8-bit int32
+// evaluation is the same integer). 16-bit programs use the dsp profile only.
+inline constexpr int kAcc16Block = 510;  // products per int32 partial sum: 510·2^22 < 2^31
+
+[[gnu::always_inline]] constexpr std::int64_t requantize_single64(std::int64_t acc, QuantizedMultiplier m) noexcept {
+  const int t = 31 - m.shift;
+  const __int128 p = static_cast<__int128>(acc) * m.multiplier + (static_cast<__int128>(1) << (t - 1));
+  const __int128 r = p >> t;  // arithmetic shift: floor
+  return r > INT64_MAX / 2 ? INT64_MAX / 2 : (r < INT64_MIN / 2 ? INT64_MIN / 2 : static_cast<std::int64_t>(r));
+}
+
+// y = clamp(requantize_single64(acc) + z_out, act_min, act_max) (Note [zero point and clamp]).
+[[gnu::always_inline]] constexpr std::int32_t requantize_output64(std::int64_t acc, QuantizedMultiplier m,
+                                                                  std::int32_t zero_point, std::int32_t act_min,
+                                                                  std::int32_t act_max) noexcept {
+  return static_cast<std::int32_t>(clamp64(requantize_single64(acc, m) + zero_point, act_min, act_max));
+}
+
+// Note [residual add] in int64, for 16-bit codes: |(a − z_a)·q_a + (b − z_b)·q_b| < 2^33.
+[[gnu::always_inline]] constexpr std::int32_t add_value64(std::int32_t a, std::int32_t b, const AddParams& p) noexcept {
+  const std::int64_t acc = std::int64_t{a - p.a_zero_point} * p.a_multiplier + std::int64_t{b - p.b_zero_point} * p.b_multiplier;
+  return static_cast<std::int32_t>(clamp64(rounding_rshift(acc, p.shift) + p.out_zero_point, p.act_min, p.act_max));
+}
+
+// Gate pre-activation from two int64 accumulators (16-bit x and h): gate_preactivation's two roundings.
+[[gnu::always_inline]] constexpr std::int32_t gate_preactivation64(std::int64_t acc_x, QuantizedMultiplier m_x,
+                                                                   std::int64_t acc_h, QuantizedMultiplier m_h) noexcept {
+  return sat16(std::int64_t{sat16(requantize_single64(acc_x, m_x))} + sat16(requantize_single64(acc_h, m_h)));
+}
+
 }  // inline namespace QFORGE_KERNELS_ISA_NS
 }  // namespace qforge::kernels
