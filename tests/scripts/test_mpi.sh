@@ -110,6 +110,19 @@ else
   echo "REPORT: killed rank: $(grep -iE 'exited on signal|killed' "$work/kill.err" | head -n 1)"
 fi
 
+# ---- a NaN in one rank's data: every rank stops at the same step, one message, exit 1 --------------------
+make_nan() {  # make_nan FILE: 16 zero images (a NaN pixel in example 0), labels 0, as safetensors
+  local hdr='{"input":{"dtype":"F32","shape":[16,1,28,28],"data_offsets":[0,50176]},"label":{"dtype":"I32","shape":[16],"data_offsets":[50176,50240]}}'
+  while [ $((${#hdr} % 8)) -ne 0 ]; do hdr="$hdr "; done
+  local n=${#hdr}
+  { printf "$(printf '\\x%02x\\x%02x\\x00\\x00\\x00\\x00\\x00\\x00' $((n & 255)) $((n >> 8)))"
+    printf '%s' "$hdr"; printf '\x00\x00\xc0\x7f'; head -c $((50176 - 4 + 64)) /dev/zero; } >"$1"
+}
+make_nan "$work/nan.safetensors"
+expect_rc 1 "NaN input on one rank" -- "${MPI[@]}" -np 2 "$Q" train --model mlp --data "tensors:$work/nan.safetensors" \
+  --batch-size 4 "${T[@]}" --out "$work/nan"
+[ "$(grep -c 'training diverged' "$work/err.txt")" -eq 1 ] || { fail "NaN on one rank: expected one 'training diverged' message"; cat "$work/err.txt" | head -n 5; }
+
 # ---- errors: one message; commands that do not run distributed refuse N > 1 ---------------------------
 expect_rc 2 "bad option on every rank" -- "${MPI[@]}" -np 2 "$Q" train --model mlp --data synthetic:64 --epochs 0 \
   --out "$work/bad" --progress none
