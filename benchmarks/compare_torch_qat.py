@@ -22,8 +22,18 @@ Prints one row per mode with the median step time and its ratio to the FP32 nn.L
 """
 import argparse
 import copy
+import os
 import subprocess
+import sys
 import time
+
+# Note [fair PyTorch timing] (torch_side.py): PyTorch's OpenBLAS is pinned to one thread before torch is
+# imported, unless --openblas-default asks for the unpinned (default) setting; run both to report both.
+OPENBLAS_DEFAULT = "--openblas-default" in sys.argv
+if OPENBLAS_DEFAULT:
+    sys.argv.remove("--openblas-default")
+else:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 import torch
 import torch.nn as nn
@@ -157,7 +167,8 @@ def main():
     models = [base] + [QatLstm(copy.deepcopy(base), mode, x) for mode in modes]  # same initial weights
     ms = dict(zip(("fp32",) + modes, time_steps(models, x, y, a.repeats)))
     f = ms["fp32"]
-    print(f"pytorch {torch.__version__} lstm threads {a.threads}  fp32 {f:7.2f} ms  "
+    print(f"pytorch {torch.__version__} (OpenBLAS {'default' if OPENBLAS_DEFAULT else 'pinned to 1'} thread) "
+          f"lstm threads {a.threads}  fp32 {f:7.2f} ms  "
           f"loop (no fq) {ms['loop']:7.2f} ms ({ms['loop'] / f:.2f}x)  qat W8A8 {ms['static']:7.2f} ms "
           f"({ms['static'] / f:.2f}x)  lsq {ms['lsq']:7.2f} ms ({ms['lsq'] / f:.2f}x)  "
           f"aimet {ms['aimet']:7.2f} ms ({ms['aimet'] / f:.2f}x)")

@@ -23,6 +23,14 @@ import subprocess
 import sys
 import time
 
+# Note [fair PyTorch timing] (torch_side.py): PyTorch's OpenBLAS is pinned to one thread before torch is
+# imported, unless --openblas-default asks for the unpinned (default) setting; run both to report both.
+OPENBLAS_DEFAULT = "--openblas-default" in sys.argv
+if OPENBLAS_DEFAULT:
+    sys.argv.remove("--openblas-default")
+else:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -165,7 +173,8 @@ def run_torch(a):
         print(f"torch epoch {epoch + 1}: {times[-1]:.1f}s test loss {tot / n:.4f} acc {100 * correct / n:.2f}%",
               file=sys.stderr)
     return {"framework": "pytorch " + torch.__version__, "model": a.model, "epochs": a.epochs,
-            "batch_size": a.batch_size, "threads": a.threads, "seconds_per_epoch": sum(times) / len(times),
+            "batch_size": a.batch_size, "threads": a.threads,
+            "openblas_threads": "default" if OPENBLAS_DEFAULT else 1, "seconds_per_epoch": sum(times) / len(times),
             "epoch_seconds": times, "test_loss": tot / n, "test_accuracy": 100 * correct / n}
 
 

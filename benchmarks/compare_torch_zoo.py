@@ -9,7 +9,9 @@ Run with Debian's python3-torch (never needed at qforge run time):
 
 The PyTorch models are the ones tools/gen_fixtures_nn.py uses for the weight fixtures (same
 architectures and state_dict names). The machine may be shared, so the two sides alternate for `rounds`
-rounds and each keeps its best median; ratio = qforge / PyTorch (below 1: qforge faster).
+rounds and each keeps its best median. PyTorch runs with its OpenBLAS pinned to one thread ("fair", Note
+[fair PyTorch timing] in torch_side.py) and with the default; ratio = qforge / PyTorch fair (below 1:
+qforge faster).
 """
 import argparse
 import json
@@ -20,6 +22,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from torch_side import torch_side  # noqa: E402
+
 VOCAB = 65
 
 
@@ -76,19 +81,29 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--filter", default="")
+    ap.add_argument("--torch-only", action="store_true")
+    ap.add_argument("--models", default="")
     a = ap.parse_args()
-    import torch
-    torch.set_num_threads(a.threads)
-    best_q, best_t = {}, {}
+    if a.torch_only:
+        import torch
+        torch.set_num_threads(a.threads)
+        print(json.dumps(torch_rows(a.models.split(","), a.batch, a.repeats, a.warmup)))
+        return
+    best_q, best_t, best_d = {}, {}, {}
     for _ in range(a.rounds):
         q = qforge_rows(a.bench, a.batch, a.threads, a.repeats, a.warmup, a.filter)
-        t = torch_rows(list(q.keys()), a.batch, a.repeats, a.warmup)
+        child = ["--models", ",".join(q.keys()), "--batch", str(a.batch), "--threads", str(a.threads),
+                 "--repeats", str(a.repeats), "--warmup", str(a.warmup)]
+        t = torch_side(__file__, child, "fair")
+        d = torch_side(__file__, child, "default")
         for k in q:
             best_q[k] = min(best_q.get(k, q[k]), q[k])
             best_t[k] = min(best_t.get(k, t[k]), t[k])
-    print(f"{'model':<12} {'qforge ms':>10} {'torch ms':>10} {'ratio':>7}   (batch {a.batch}, {a.threads} threads)")
+            best_d[k] = min(best_d.get(k, d[k]), d[k])
+    print(f"{'model':<12} {'qforge ms':>10} {'torch ms':>10} {'torch dflt':>10} {'ratio':>7}   "
+          f"(batch {a.batch}, {a.threads} threads; torch ms with OpenBLAS pinned to 1 thread, dflt unpinned)")
     for k in best_q:
-        print(f"{k:<12} {best_q[k]:>10.2f} {best_t[k]:>10.2f} {best_q[k] / best_t[k]:>7.2f}")
+        print(f"{k:<12} {best_q[k]:>10.2f} {best_t[k]:>10.2f} {best_d[k]:>10.2f} {best_q[k] / best_t[k]:>7.2f}")
 
 
 if __name__ == "__main__":
