@@ -28,7 +28,7 @@ int cmd_quantize(int argc, char** argv) {
       ("data", "data spec (default: the one the model was trained on)", cxxopts::value<std::string>())
       ("out", "output quantized model directory", cxxopts::value<std::string>())
       ("config", "AIMET quantsim config: default | per_channel | FILE.json", cxxopts::value<std::string>()->default_value("default"))
-      ("scheme", "tf | tf_enhanced | percentile | mse", cxxopts::value<std::string>()->default_value("tf"))
+      ("scheme", "tf | tf_enhanced | percentile | mse | torch_minmax | torch_moving_average | torch_histogram", cxxopts::value<std::string>()->default_value("tf"))
       ("param-bw", "weight bitwidth (2-16)", cxxopts::value<int>()->default_value("8"))
       ("output-bw", "activation bitwidth (2-16)", cxxopts::value<int>()->default_value("8"))
       ("per-channel", "per-channel weight quantization (overrides the config's default)")

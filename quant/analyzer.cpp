@@ -6,6 +6,8 @@
 #include <mutex>
 #include <cmath>
 #include <limits>
+#include <tuple>
+#include <type_traits>
 
 namespace qforge::quant {
 
@@ -15,7 +17,11 @@ QuantScheme parse_scheme(const std::string& s) {
     return QuantScheme::tf_enhanced;
   if (s == "percentile" || s == "post_training_percentile") return QuantScheme::percentile;
   if (s == "mse") return QuantScheme::mse;
-  throw InputError(fmt::format("unknown quant scheme '{}' (expected tf, tf_enhanced, percentile or mse)", s));
+  if (s == "torch_minmax") return QuantScheme::torch_minmax;
+  if (s == "torch_moving_average") return QuantScheme::torch_moving_average;
+  if (s == "torch_histogram") return QuantScheme::torch_histogram;
+  throw InputError(fmt::format("unknown quant scheme '{}' (expected tf, tf_enhanced, percentile, mse, torch_minmax, "
+                               "torch_moving_average or torch_histogram)", s));
 }
 
 const char* scheme_name(QuantScheme s) {
@@ -24,8 +30,15 @@ const char* scheme_name(QuantScheme s) {
     case QuantScheme::tf_enhanced: return "tf_enhanced";
     case QuantScheme::percentile: return "percentile";
     case QuantScheme::mse: return "mse";
+    case QuantScheme::torch_minmax: return "torch_minmax";
+    case QuantScheme::torch_moving_average: return "torch_moving_average";
+    case QuantScheme::torch_histogram: return "torch_histogram";
   }
   return "?";
+}
+
+bool is_torch_scheme(QuantScheme s) {
+  return s == QuantScheme::torch_minmax || s == QuantScheme::torch_moving_average || s == QuantScheme::torch_histogram;
 }
 
 const char* aimet_scheme_name(QuantScheme s) {
@@ -34,13 +47,20 @@ const char* aimet_scheme_name(QuantScheme s) {
     case QuantScheme::tf_enhanced: return "post_training_tf_enhanced";
     case QuantScheme::percentile: return "post_training_percentile";
     case QuantScheme::mse: return "mse";
+    case QuantScheme::torch_minmax:  // AIMET has no torch observers: the qforge name
+    case QuantScheme::torch_moving_average:
+    case QuantScheme::torch_histogram: return scheme_name(s);
   }
   return "?";
 }
 
 // ---- statistics ------------------------------------------------------------------------------------
 
-TensorStats::TensorStats(bool keep_histogram, HistogramOptions opt) : keep_hist_(keep_histogram), opt_(opt) {
+TensorStats::TensorStats(bool keep_histogram, HistogramOptions opt, QuantScheme scheme)
+    : keep_hist_(keep_histogram && !is_torch_scheme(scheme)), opt_(opt), scheme_(scheme) {
+  if (scheme_ == QuantScheme::torch_minmax) torch_mm_.emplace();
+  if (scheme_ == QuantScheme::torch_moving_average) torch_ma_.emplace();
+  if (scheme_ == QuantScheme::torch_histogram) torch_hist_.emplace();
   QFORGE_CHECK(opt_.bins >= 2 && opt_.expand >= 1.0, "TensorStats: bins {} / expand {} invalid", opt_.bins,
                opt_.expand);
 }
@@ -51,6 +71,9 @@ void TensorStats::reset() {
   lo_ = width_ = 0;
   pdf_.clear();
   hist_batches_ = 0;
+  if (torch_mm_) torch_mm_.emplace();
+  if (torch_ma_) torch_ma_.emplace();
+  if (torch_hist_) torch_hist_.emplace();
 }
 
 namespace {
@@ -165,6 +188,18 @@ void TensorStats::grow_to(double nlo, double nhi) {
 
 template <class T> void TensorStats::update_impl(const T* x, int64_t n) {
   if (n <= 0) return;
+  if (torch_mm_ || torch_ma_ || torch_hist_) {
+    const float* xf = nullptr;
+    if constexpr (std::is_same_v<T, float>) {
+      xf = x;
+    } else {
+      torch_scratch_.assign(x, x + n);
+      xf = torch_scratch_.data();
+    }
+    if (torch_mm_) torch_mm_->forward(xf, n);
+    if (torch_ma_) torch_ma_->forward(xf, n);
+    if (torch_hist_) torch_hist_->forward(xf, n);
+  }
   T bmin = std::numeric_limits<T>::infinity(), bmax = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(min : bmin) reduction(max : bmax)
   for (int64_t i = 0; i < n; ++i) {
@@ -362,6 +397,29 @@ Encoding mse_encoding(const TensorStats& st, const GridSpec& g) {
   return best;
 }
 
+// The torch scheme's encoding: torch's qparams for the grid (is_torch_scheme in analyzer.hpp).
+Encoding torch_encoding(const TensorStats& st, QuantScheme scheme, const GridSpec& g) {
+  const TorchObserverOptions o = torch_options_for_grid(g);
+  float mn = 0, mx = 0;
+  if (scheme == QuantScheme::torch_histogram && st.torch_histogram()) {
+    std::tie(mn, mx) = st.torch_histogram()->non_linear_param_search();
+  } else if (scheme == QuantScheme::torch_moving_average && st.torch_moving_average()) {
+    mn = st.torch_moving_average()->min_val();
+    mx = st.torch_moving_average()->max_val();
+  } else if (scheme == QuantScheme::torch_minmax && st.torch_minmax()) {
+    mn = st.torch_minmax()->min_val();
+    mx = st.torch_minmax()->max_val();
+  } else if (scheme == QuantScheme::torch_minmax) {
+    mn = static_cast<float>(st.min());  // running min/max of float32 data: exact
+    mx = static_cast<float>(st.max());
+  } else {
+    throw Error(fmt::format("analyze: scheme {} needs statistics collected for it", scheme_name(scheme)));
+  }
+  const TorchQParams q = torch_calculate_qparams(&mn, &mx, 1, o);
+  const auto [qmin, qmax] = torch_qmin_qmax(o);
+  return encoding_from_torch_qparams(q.scale[0], q.zero_point[0], qmin, qmax, g, scheme_name(scheme));
+}
+
 }  // namespace
 
 double histogram_qdq_error(const TensorStats& st, double delta, double offset, int64_t steps) {
@@ -381,6 +439,7 @@ Encoding analyze(const TensorStats& st, QuantScheme scheme, const GridSpec& g, d
   QFORGE_CHECK(!st.empty(), "analyze: no calibration statistics (run calibration batches first)");
   QFORGE_CHECK(pct >= 50 && pct <= 100, "analyze: percentile {} outside [50, 100]", pct);
   if (g.is_float) return compute_encoding(0, 0, g);
+  if (is_torch_scheme(scheme)) return torch_encoding(st, scheme, g);
   // No non-zero data: AIMET's analyzers give [-1, 1] through the asymmetric formula (aimet-compat.md §4.3).
   if (st.min() == 0 && st.max() == 0) return compute_encoding(-1, 1, g);
   if (scheme == QuantScheme::tf || !st.has_histogram() || st.pdf().empty()) return compute_encoding(st.min(), st.max(), g);

@@ -16,14 +16,23 @@
 #pragma once
 
 #include "quant/encoding.hpp"
+#include "quant/torch_observers.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace qforge::quant {
 
-enum class QuantScheme { tf, tf_enhanced, percentile, mse };
+enum class QuantScheme { tf, tf_enhanced, percentile, mse, torch_minmax, torch_moving_average, torch_histogram };
+
+// torch_minmax / torch_moving_average / torch_histogram: PyTorch 1.13's MinMaxObserver,
+// MovingAverageMinMaxObserver (averaging constant 0.01) and HistogramObserver (2048 bins) with torch's exact
+// float32 arithmetic (quant/torch_observers.hpp). Each TensorStats.update() is one observed batch. The
+// encoding is torch's (scale, zero point) for the quantizer's grid (torch_options_for_grid): asymmetric ->
+// per_tensor_affine on [0, N], symmetric -> per_tensor_symmetric (zero point 0, scale max|x|/((qmax-qmin)/2)).
+bool is_torch_scheme(QuantScheme s);
 
 // Accepts qforge names (tf, tf_enhanced, percentile, mse) and AIMET's (post_training_tf, ...,
 // training_range_learning_with_tf_init -> tf, ..._tf_enhanced_init -> tf_enhanced). Throws InputError.
@@ -39,7 +48,7 @@ struct HistogramOptions {
 
 class TensorStats {
 public:
-  explicit TensorStats(bool keep_histogram = false, HistogramOptions opt = {});
+  explicit TensorStats(bool keep_histogram = false, HistogramOptions opt = {}, QuantScheme scheme = QuantScheme::tf);
   void update(const float* x, int64_t n);
   void update(const double* x, int64_t n);
   void reset();
@@ -53,6 +62,10 @@ public:
   double hist_width() const { return width_; }
   const std::vector<double>& pdf() const { return pdf_; }
   int64_t hist_batches() const { return hist_batches_; }
+  // The torch observer these statistics feed (torch schemes only; null otherwise).
+  const MinMaxObserver* torch_minmax() const { return torch_mm_ ? &*torch_mm_ : nullptr; }
+  const MovingAverageMinMaxObserver* torch_moving_average() const { return torch_ma_ ? &*torch_ma_ : nullptr; }
+  const HistogramObserver* torch_histogram() const { return torch_hist_ ? &*torch_hist_ : nullptr; }
 
   // Data-parallel calibration (the exchange itself happens above quant/, train/calibration.hpp): the
   // statistics as a flat buffer, and merging another TensorStats' buffer into these (Note [Merging stats]).
@@ -71,6 +84,11 @@ private:
   std::vector<double> pdf_;
   int64_t hist_batches_ = 0;
   std::vector<double> scratch_;
+  QuantScheme scheme_ = QuantScheme::tf;
+  std::optional<MinMaxObserver> torch_mm_;
+  std::optional<MovingAverageMinMaxObserver> torch_ma_;
+  std::optional<HistogramObserver> torch_hist_;
+  std::vector<float> torch_scratch_;  // f64 batches observed as float32, as torch does
 };
 
 // While alive, records every TensorStats that update() touches, in first-touch order without duplicates,

@@ -64,6 +64,10 @@ for f in encodings.json quantsim.json config.json weights.safetensors model.json
   [ -e "$work/cnn_q/$f" ] || fail "quantize did not write $f"
 done
 expect_rc 2 "quantize bad bitwidth" -- "$Q" quantize --model-dir "$work/cnn" --out "$work/cnn_q17" --param-bw 17
+for s in torch_minmax torch_moving_average torch_histogram; do  # PyTorch's observers (quant/torch_observers.hpp)
+  expect_rc 0 "quantize --scheme $s" -- "$Q" quantize --model-dir "$work/cnn" --out "$work/cnn_$s" --scheme "$s" --calib-batches 2 --threads 1 --json
+  grep -q '"scale"' "$work/cnn_$s/encodings.json" || fail "quantize --scheme $s wrote no encodings"
+done
 [ -e "$work/cnn_q17" ] && fail "cnn_q17 was created"
 expect_rc 0 "quantize with CLE + bias correction" -- "$Q" quantize --model-dir "$work/cnn" --out "$work/cnn_cle" --cle --bias-correction empirical --calib-batches 4 --threads 1 --json
 last_json | grep -q '"stage":"cle"' || fail "quantize --cle did not report the CLE stage"
