@@ -5,6 +5,7 @@
 #include "engine/autograd.hpp"
 #include "engine/error.hpp"
 #include "engine/ops/ops.hpp"
+#include "quant/runtime/program16.hpp"
 
 #include <fmt/format.h>
 
@@ -32,6 +33,10 @@ inline std::int32_t acc32(double a) {
   return static_cast<std::int32_t>(static_cast<std::uint32_t>(static_cast<std::int64_t>(a)));
 }
 
+// Note [16-bit codes] (program16.hpp): 16-bit programs keep the exact int64 sum (float64 is exact:
+// |acc| < 2^23·K ≪ 2^53) and requantize it with requantize_output64.
+inline std::int64_t acc64(double a) { return static_cast<std::int64_t>(a); }
+
 Shape batch_shape(std::int64_t n, const std::vector<std::int64_t>& s) {
   Shape out{n};
   out.insert(out.end(), s.begin(), s.end());
@@ -39,7 +44,7 @@ Shape batch_shape(std::int64_t n, const std::vector<std::int64_t>& s) {
 }
 
 Tensor requantize_per_channel(const Tensor& acc, const Op& op, const QParams& qo, std::int64_t channels,
-                              std::int64_t inner, kn::Rounding rounding) {
+                              std::int64_t inner, kn::Rounding rounding, bool wide) {
   Tensor a = acc.contiguous();
   Tensor y = Tensor::uninitialized(a.shape(), DType::f64);
   const double* pa = a.data<double>();
@@ -49,12 +54,13 @@ Tensor requantize_per_channel(const Tensor& acc, const Op& op, const QParams& qo
     for (std::int64_t c = 0; c < channels; ++c)
       for (std::int64_t i = 0; i < inner; ++i) {
         const std::int64_t k = (o * channels + c) * inner + i;
-        py[k] = kn::requantize_output(acc32(pa[k]), op.mult[c], qo.zero_point, op.range.min, op.range.max, rounding);
+        py[k] = wide ? kn::requantize_output64(acc64(pa[k]), op.mult[c], qo.zero_point, op.range.min, op.range.max)
+                     : kn::requantize_output(acc32(pa[k]), op.mult[c], qo.zero_point, op.range.min, op.range.max, rounding);
       }
   return y;
 }
 
-Tensor run_recurrent(const Op& op, const Tensor& x, const QParams& qx) {
+Tensor run_recurrent(const Op& op, const Tensor& x, const QParams& qx, bool wide) {
   const bool lstm = op.kind == OpKind::lstm;
   const std::int64_t N = x.size(0), T = x.size(1), F = x.size(2), H = op.hidden, GH = op.out_c;
   const Tensor wi = f64_from(op.weights, {GH, F}), wh = f64_from(op.weights_hh, {GH, H});
@@ -75,6 +81,9 @@ Tensor run_recurrent(const Op& op, const Tensor& x, const QParams& qx) {
         auto xa = [&](std::int64_t g) { return acc32(ax[(n * T + t) * GH + g * H + j]); };
         auto ha = [&](std::int64_t g) { return acc32(ah[n * GH + g * H + j]); };
         auto pre = [&](std::int64_t g) {
+          if (wide)
+            return kn::gate_preactivation64(acc64(ax[(n * T + t) * GH + g * H + j]), op.mult[g * H + j],
+                                            acc64(ah[n * GH + g * H + j]), op.mult_hh[g * H + j]);
           return kn::gate_preactivation(xa(g), op.mult[g * H + j], ha(g), op.mult_hh[g * H + j]);
         };
         const std::int64_t k = n * H + j;
@@ -85,8 +94,14 @@ Tensor run_recurrent(const Op& op, const Tensor& x, const QParams& qx) {
           c[k] = kn::lstm_cell_update(ig, fg, gg, c[k], op.cell);
           hn = kn::lstm_hidden(og, c[k], op.cell);
         } else {
-          auto rq_x = [&](std::int64_t g) { return kn::sat16(kn::requantize_single(xa(g), op.mult[g * H + j])); };
-          auto rq_h = [&](std::int64_t g) { return kn::sat16(kn::requantize_single(ha(g), op.mult_hh[g * H + j])); };
+          auto rq_x = [&](std::int64_t g) {
+            return kn::sat16(wide ? kn::requantize_single64(acc64(ax[(n * T + t) * GH + g * H + j]), op.mult[g * H + j])
+                                  : kn::requantize_single(xa(g), op.mult[g * H + j]));
+          };
+          auto rq_h = [&](std::int64_t g) {
+            return kn::sat16(wide ? kn::requantize_single64(acc64(ah[n * GH + g * H + j]), op.mult_hh[g * H + j])
+                                  : kn::requantize_single(ha(g), op.mult_hh[g * H + j]));
+          };
           const std::int32_t r = kn::sigmoid_q15(kn::sat16(rq_x(0) + rq_h(0)));
           const std::int32_t z = kn::sigmoid_q15(kn::sat16(rq_x(1) + rq_h(1)));
           const std::int32_t nn = kn::gru_candidate(r, rq_x(2), rq_h(2));
@@ -105,6 +120,7 @@ Tensor run_op(const Program& p, const Op& op, const std::vector<Tensor>& vals) {
   const Value& ov = p.values[op.output];
   const Tensor& x = vals[op.inputs[0]];
   const std::int64_t N = x.size(0);
+  const bool wide = is_16bit(iv.q) || is_16bit(ov.q);
   switch (op.kind) {
     case OpKind::conv2d: {
       const Tensor w = f64_from(op.weights, {op.out_c, op.in_c / op.groups, op.kh, op.kw});
@@ -114,12 +130,12 @@ Tensor run_op(const Program& p, const Op& op, const std::vector<Tensor>& vals) {
       cp.dilation = {op.dilation_h, op.dilation_w};
       cp.groups = op.groups;
       const Tensor acc = ops::conv2d(ops::add(x, -static_cast<double>(iv.q.zero_point)), w, f64_from(op.bias), cp);
-      return requantize_per_channel(acc, op, ov.q, op.out_c, acc.size(2) * acc.size(3), p.rounding());
+      return requantize_per_channel(acc, op, ov.q, op.out_c, acc.size(2) * acc.size(3), p.rounding(), wide);
     }
     case OpKind::linear: {
       const Tensor w = f64_from(op.weights, {op.out_c, op.in_c});
       const Tensor acc = ops::linear(ops::add(x, -static_cast<double>(iv.q.zero_point)), w, f64_from(op.bias));
-      return requantize_per_channel(acc, op, ov.q, op.out_c, 1, p.rounding());
+      return requantize_per_channel(acc, op, ov.q, op.out_c, 1, p.rounding(), wide);
     }
     case OpKind::maxpool2d: {
       ops::Pool2dParams pp;
@@ -160,16 +176,20 @@ Tensor run_op(const Program& p, const Op& op, const std::vector<Tensor>& vals) {
       const Tensor s = ops::sum(ops::add(x, -static_cast<double>(iv.q.zero_point)), {2, 3}, true).contiguous();
       Tensor y = Tensor::uninitialized(s.shape(), DType::f64);
       for (std::int64_t k = 0; k < s.numel(); ++k)
-        y.data<double>()[k] = kn::requantize_output(acc32(s.data<double>()[k]), op.m, ov.q.zero_point, op.range.min,
-                                                    op.range.max, p.rounding());
+        y.data<double>()[k] = wide ? kn::requantize_output64(acc64(s.data<double>()[k]), op.m, ov.q.zero_point,
+                                                             op.range.min, op.range.max)
+                                   : kn::requantize_output(acc32(s.data<double>()[k]), op.m, ov.q.zero_point,
+                                                           op.range.min, op.range.max, p.rounding());
       return y;
     }
     case OpKind::add: {
       const Tensor a = x.contiguous(), b = vals[op.inputs[1]].contiguous();
       Tensor y = Tensor::uninitialized(a.shape(), DType::f64);
       for (std::int64_t k = 0; k < a.numel(); ++k)
-        y.data<double>()[k] = kn::add_value(static_cast<std::int32_t>(a.data<double>()[k]),
-                                            static_cast<std::int32_t>(b.data<double>()[k]), op.add);
+        y.data<double>()[k] = wide ? kn::add_value64(static_cast<std::int32_t>(a.data<double>()[k]),
+                                                     static_cast<std::int32_t>(b.data<double>()[k]), op.add)
+                                   : kn::add_value(static_cast<std::int32_t>(a.data<double>()[k]),
+                                                   static_cast<std::int32_t>(b.data<double>()[k]), op.add);
       return y;
     }
     case OpKind::requant: {
@@ -190,12 +210,12 @@ Tensor run_op(const Program& p, const Op& op, const std::vector<Tensor>& vals) {
     case OpKind::image_as_sequence: return x.permute({0, 2, 1, 3}).reshape({N, iv.shape[1], iv.shape[0] * iv.shape[2]});
     case OpKind::last_step: return x.select(1, x.size(1) - 1).contiguous();
     case OpKind::lstm:
-    case OpKind::gru: return run_recurrent(op, x.contiguous(), iv.q);
+    case OpKind::gru: return run_recurrent(op, x.contiguous(), iv.q, wide);
   }
   throw Error("exact simulation: unknown op");
 }
 
-Tensor to_codes(const Tensor& v) { return v.to(DType::i8); }
+Tensor to_codes(const Tensor& v, const QParams& q) { return v.to(is_16bit(q) ? DType::i16 : DType::i8); }
 
 }  // namespace
 
@@ -221,18 +241,19 @@ std::vector<Tensor> execute_exact_all(const Program& p, const Tensor& x_in) {
                  shape_str(batch_shape(x.size(0), p.values[op.output].shape)));
   }
   std::vector<Tensor> out;
-  for (const auto& v : vals) out.push_back(v.defined() ? to_codes(v) : Tensor());
+  for (std::size_t v = 0; v < vals.size(); ++v)
+    out.push_back(vals[v].defined() ? to_codes(vals[v], p.values[v].q) : Tensor());
   return out;
 }
 
 Tensor execute_exact_codes(const Program& p, const Tensor& x) { return execute_exact_all(p, x)[p.output]; }
 
 Tensor execute_exact(const Program& p, const Tensor& x) {
-  const Tensor codes = execute_exact_codes(p, x).contiguous();
   const QParams q = p.output_value().q;
+  const Tensor codes = execute_exact_codes(p, x).to(DType::i32).contiguous();
   Tensor out = Tensor::uninitialized(codes.shape(), DType::f32);
   for (std::int64_t k = 0; k < codes.numel(); ++k)
-    out.data<float>()[k] = kn::dequantize_value(codes.data<std::int8_t>()[k], q.scale, q.zero_point);
+    out.data<float>()[k] = kn::dequantize_value(codes.data<std::int32_t>()[k], q.scale, q.zero_point);
   return out;
 }
 

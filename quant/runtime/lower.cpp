@@ -5,6 +5,7 @@
 #include "nn/layers.hpp"
 #include "nn/recurrent.hpp"
 #include "quant/quant_dir.hpp"
+#include "quant/runtime/program16.hpp"
 
 #include <fmt/format.h>
 
@@ -19,8 +20,8 @@ namespace kn = qforge::kernels;
 QParams qparams_of(const Encoding& e, const std::string& who) {
   if (e.is_float)
     throw Error(fmt::format("{}: float (fp16) quantizer; the integer runtime needs int8 activations", who));
-  if (e.bitwidth > 8)
-    throw Error(fmt::format("{}: activation bitwidth {} is not supported by the int8 runtime (need <= 8)", who,
+  if (e.bitwidth > 16)
+    throw Error(fmt::format("{}: activation bitwidth {} is not supported by the integer runtime (need <= 16)", who,
                             e.bitwidth));
   const AffineParams a = affine_params(e);
   if (!(a.scale > 0.0f) || !std::isfinite(a.scale))
@@ -29,11 +30,12 @@ QParams qparams_of(const Encoding& e, const std::string& who) {
   const double off = e.offset;
   if (off != std::round(off) || off > 0 || off < -n)
     throw Error(fmt::format("{}: encoding offset {} is not an integer in [-{}, 0]", who, off, n));
+  const std::int64_t base = e.bitwidth > 8 ? -32768 : -128;  // program16.hpp Note [16-bit codes]
   QParams q;
   q.scale = a.scale;
-  q.zero_point = static_cast<std::int32_t>(-128 - static_cast<std::int64_t>(off));
-  q.qmin = -128;
-  q.qmax = static_cast<std::int32_t>(-128 + n);
+  q.zero_point = static_cast<std::int32_t>(base - static_cast<std::int64_t>(off));
+  q.qmin = static_cast<std::int32_t>(base);
+  q.qmax = static_cast<std::int32_t>(base + n);
   return q;
 }
 
@@ -156,6 +158,15 @@ QWeights quantize_weights(Quantizer* q, const Tensor& raw, const std::string& la
 }
 
 kn::ActivationRange clamp_range(kn::ArithProfile profile, kn::FusedAct act, const QParams& q) {
+  if (is_16bit(q)) {  // requant.hpp activation_range over the 16-bit code range (dsp profile only)
+    kn::ActivationRange r{q.qmin, q.qmax};
+    if (act != kn::FusedAct::none) r.min = std::max(r.min, q.zero_point);
+    if (act == kn::FusedAct::relu6) {
+      const auto six = static_cast<std::int64_t>(std::round(6.0f / q.scale)) + q.zero_point;
+      if (six < r.max) r.max = static_cast<std::int32_t>(std::max<std::int64_t>(six, r.min));
+    }
+    return r;
+  }
   kn::ActivationRange r = kn::profile_activation_range(profile, act, q.scale, q.zero_point, kn::ActType::s8);
   r.min = std::max(r.min, q.qmin);
   r.max = std::min(r.max, q.qmax);
@@ -184,10 +195,24 @@ public:
     p_.output = it->second;
     if (input_value_ < 0) throw Error("lowering: no layer reads the model input");
     p_.input = input_value_;
+    check_activation_widths();
     return std::move(p_);
   }
 
 private:
+  // program16.hpp Note [16-bit codes]: all activations 8-bit or all 16-bit, and 16-bit under dsp only.
+  void check_activation_widths() const {
+    if (!is_16bit_program(p_)) return;
+    if (p_.profile != kn::ArithProfile::dsp)
+      throw Error(fmt::format("lowering: 16-bit activations need the dsp arithmetic profile (the sim targets '{}')",
+                              kn::profile_name(p_.profile)));
+    for (const Value& v : p_.values)
+      if (!is_16bit(v.q))
+        throw Error(fmt::format("lowering: value '{}' (module '{}') has an 8-bit encoding in a program with 16-bit "
+                                "activations; mixed 8/16-bit activation programs are not supported",
+                                v.name, v.module));
+  }
+
   std::string prefix(const TraceNode& n) const { return n.name.empty() ? n.type : n.name; }
   std::string lname(const TraceNode& n) const { return n.name.empty() ? n.type : n.name; }
 

@@ -2,6 +2,8 @@
 #include "quant/runtime/runtime.hpp"
 
 #include "engine/error.hpp"
+#include "quant/runtime/program16.hpp"
+#include "quant/runtime/runtime16.hpp"
 
 #include <fmt/format.h>
 #include <omp.h>
@@ -34,6 +36,10 @@ bool is_image(const Value& v) { return v.shape.size() == 3; }
 
 Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(program)), opt_(opt) {
   threads_ = opt_.threads > 0 ? opt_.threads : omp_get_max_threads();
+  if (is_16bit_program(program_)) {  // Note [16-bit codes]
+    r16_ = std::make_unique<Runtime16>(program_, threads_);
+    return;
+  }
   for (const Op& op : program_.ops) {
     auto p = std::make_unique<Prepared>();
     const Value& in = program_.values.at(op.inputs.at(0));
@@ -337,6 +343,7 @@ void Runtime::execute() {
 }
 
 std::vector<std::string> Runtime::op_kernels(std::int64_t batch) const {
+  if (r16_) return r16_->op_kernels();
   const kn::Isa isa = kn::active_isa();
   auto name = [&](kn::KernelKind kind) -> std::string {
     for (const kn::KernelInfo& info : kn::kernel_registry())
@@ -391,18 +398,33 @@ Tensor Runtime::value_codes(int v) const {
 }
 
 Tensor Runtime::run_codes(const Tensor& x) {
+  if (r16_) {
+    r16_->quantize_input(x);
+    r16_->execute(op_seconds_);
+    return r16_->value_codes(program_.output);
+  }
   quantize_input(x);
   execute();
   return value_codes(program_.output);
 }
 
 Tensor Runtime::run_from_codes(const Tensor& codes) {
+  if (r16_) {
+    r16_->load_input_codes(codes);
+    r16_->execute(op_seconds_);
+    return r16_->value_codes(program_.output);
+  }
   load_input_codes(codes);
   execute();
   return value_codes(program_.output);
 }
 
 Tensor Runtime::run(const Tensor& x) {
+  if (r16_) {
+    r16_->quantize_input(x);
+    r16_->execute(op_seconds_);
+    return r16_->dequantized_output();
+  }
   quantize_input(x);
   execute();
   const Value& ov = program_.output_value();
@@ -414,6 +436,13 @@ Tensor Runtime::run(const Tensor& x) {
 }
 
 std::vector<Tensor> Runtime::run_all(const Tensor& x) {
+  if (r16_) {
+    r16_->quantize_input(x);
+    r16_->execute(op_seconds_);
+    std::vector<Tensor> out;
+    for (std::size_t v = 0; v < program_.values.size(); ++v) out.push_back(r16_->value_codes(static_cast<int>(v)));
+    return out;
+  }
   quantize_input(x);
   execute();
   std::vector<Tensor> out;

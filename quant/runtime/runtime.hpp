@@ -19,6 +19,8 @@
 
 namespace qforge::quant::runtime {
 
+class Runtime16;  // 16-bit activation programs (runtime16.hpp)
+
 struct RuntimeOptions {
   int threads = 0;  // OpenMP threads per kernel call; 0 = omp_get_max_threads()
 };
@@ -34,7 +36,7 @@ public:
 
   // Float input [N, ...] (PyTorch layout, the model's input) -> dequantized output [N, ...] (logits).
   Tensor run(const Tensor& x);
-  // Output codes (i8, [N, ...] in PyTorch layout) for a float input.
+  // Output codes (i8, [N, ...] in PyTorch layout; i16 for 16-bit programs, program16.hpp) for a float input.
   Tensor run_codes(const Tensor& x);
   // Input codes (i8, [N, ...], PyTorch layout) -> output codes.
   Tensor run_from_codes(const Tensor& codes);
@@ -63,6 +65,7 @@ private:
   std::vector<std::uint8_t> workspace_;
   std::int64_t batch_ = 0;
   std::vector<double> op_seconds_;
+  std::unique_ptr<Runtime16> r16_;  // set when the program's activations are 16-bit: every call delegates
 };
 
 }  // namespace qforge::quant::runtime
