@@ -42,9 +42,17 @@ std::function<void(nn::Module&)> calibration_pass(const std::shared_ptr<const da
     }
     // Under mpirun: this rank's shard of the batches, then every rank's statistics merged in rank order
     // (train/calibration.hpp), so every rank computes the encodings of one pass over all the batches.
+    // Histogram statistics (every scheme but tf) depend on the order of the batches (first-batch range,
+    // growth, moving averages): a merge cannot reproduce them, so those are recomputed over every batch in
+    // order on every rank instead -- the same encodings as one process, without the calibration speed-up.
     quant::StatsRecorder recorder;
     for (int64_t i : train::calibration_shard(static_cast<int64_t>(all.size()), *comm)) m(std::vector<Tensor>{all[i]});
-    train::merge_calibration_stats(*comm, recorder);
+    if (!train::calibration_needs_replay(recorder)) {
+      train::merge_calibration_stats(*comm, recorder);
+      return;
+    }
+    for (quant::TensorStats* st : recorder.stats()) st->reset();
+    for (const Tensor& x : all) m(std::vector<Tensor>{x});
   };
 }
 

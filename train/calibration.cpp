@@ -16,6 +16,12 @@ std::vector<int64_t> calibration_shard(int64_t batches, const Communicator& comm
   return mine;
 }
 
+bool calibration_needs_replay(const quant::StatsRecorder& recorder) {
+  for (const quant::TensorStats* s : recorder.stats())
+    if (s->has_histogram()) return true;
+  return false;
+}
+
 void merge_calibration_stats(Communicator& comm, const quant::StatsRecorder& recorder) {
   if (comm.size() == 1) return;
   // One flat buffer per rank: [count, (length, values...) per recorded TensorStats].

@@ -10,8 +10,9 @@
 // Each rank calibrates on its shard of the calibration batches (batch i goes to rank i mod N), then every
 // rank receives every rank's statistics and merges them in rank order: every rank holds the same merged
 // statistics and computes the same encodings. min/max merge exactly, so the tf scheme gives the
-// encodings of one process over all the batches; histogram schemes merge by re-binning (quant/analyzer.cpp
-// Note [Merging stats]). Every rank must observe the same quantizers in the same order (same model, and at
+// encodings of one process over all the batches; histogram schemes would merge only approximately
+// (re-binning, quant/analyzer.cpp Note [Merging stats]: measured up to 6% in scale on mnist-cnn), so the
+// CLI recomputes those over all batches on every rank (calibration_needs_replay). Every rank must observe the same quantizers in the same order (same model, and at
 // least one calibration batch per rank: InputError otherwise, checked by calibration_shard).
 #pragma once
 
@@ -27,5 +28,9 @@ namespace qforge::train {
 std::vector<int64_t> calibration_shard(int64_t batches, const Communicator& comm);
 
 void merge_calibration_stats(Communicator& comm, const quant::StatsRecorder& recorder);
+// True when the recorded statistics keep histograms (every scheme but tf): their merge is not exact
+// (quant/analyzer.cpp Note [Merging stats]), so callers that need one process's encodings replay every
+// batch in order on every rank instead (apps/quant_setup.cpp). The same answer on every rank.
+bool calibration_needs_replay(const quant::StatsRecorder& recorder);
 
 }  // namespace qforge::train

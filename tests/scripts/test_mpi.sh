@@ -3,7 +3,7 @@
 #   - N = 1 under mpirun writes the bytes of the plain program (train and quantize);
 #   - lstm (no BatchNorm, no Dropout): N = 2 with per-rank batch B/2 matches one process with batch B after
 #     an epoch within float-reduction tolerance; N = 2 twice gives identical bytes (mnist-cnn too);
-#   - calibration (quantize, tf scheme) with N = 2 writes the encodings of N = 1;
+#   - calibration (quantize, tf and tf_enhanced) with N = 2 writes the encodings of N = 1;
 #   - a rank killed mid-epoch ends the job with a message; the last checkpoint resumes with N = 1;
 #   - a failure on every rank (bad option) is one message and exit 2; other commands refuse N > 1.
 # A build without MPI must say "built without MPI" (exit 2) when a launcher starts it as one of N > 1.
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 source tests/scripts/lib/cli_harness.sh
 CMP="${QFORGE_COMPARE_BIN:-$(dirname "$(dirname "$Q")")/tests/compare_tensors}"
 
-if ! ldd "$Q" 2>/dev/null | grep -q 'libmpi'; then
+if ! grep -q libmpi <<<"$(ldd "$Q" 2>/dev/null)"; then  # (no pipe: grep -q + pipefail would see SIGPIPE)
   # Built without MPI: a launcher's N > 1 is refused, N = 1 and a plain start work as before.
   OMPI_COMM_WORLD_SIZE=2 "$Q" train --model mlp --data synthetic:64 --epochs 1 --out "$work/x" --progress none \
     >"$work/out.txt" 2>"$work/err.txt"
@@ -73,6 +73,9 @@ expect_rc 0 "quantize mpirun -np 1" -- "${MPI[@]}" -np 1 "$Q" "${Qz[@]}" --out "
 expect_rc 0 "quantize mpirun -np 2" -- "${MPI[@]}" -np 2 "$Q" "${Qz[@]}" --out "$work/q2"
 cmp -s "$work/q_plain/encodings.json" "$work/q1/encodings.json" || fail "quantize N=1 under mpirun: encodings differ"
 cmp -s "$work/q_plain/encodings.json" "$work/q2/encodings.json" || fail "quantize N=2: encodings differ from N=1"
+expect_rc 0 "quantize tf_enhanced plain" -- "$Q" "${Qz[@]}" --scheme tf_enhanced --out "$work/qh1"
+expect_rc 0 "quantize tf_enhanced mpirun -np 2" -- "${MPI[@]}" -np 2 "$Q" "${Qz[@]}" --scheme tf_enhanced --out "$work/qh2"
+cmp -s "$work/qh1/encodings.json" "$work/qh2/encodings.json" || fail "quantize tf_enhanced N=2: encodings differ from N=1"
 expect_rc 2 "quantize N=2 with fewer calibration batches than ranks" -- "${MPI[@]}" -np 2 "$Q" quantize \
   --model-dir "$work/plain" --calib-batches 1 --threads 1 --out "$work/q3"
 grep -q "calibration batches cannot be shared" "$work/err.txt" || fail "calib-batches < ranks: no clear message"
