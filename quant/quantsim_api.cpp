@@ -251,7 +251,10 @@ void QuantSim::load_encodings(const EncodingsFile& f, const LoadEncodingsOptions
 
 void QuantSim::export_dir(const std::filesystem::path& dir, const std::string& version) const {
   std::filesystem::create_directories(dir);
-  write_encodings(dir / "encodings.json", encodings(), version);
+  // Schema 0.6.1 cannot hold blockwise/LPBQ entries: a directory with such weights gets 1.0.0 (which every
+  // reader of quantized directories accepts) instead of an error after the work is done.
+  const EncodingsFile f = encodings();
+  write_encodings(dir / "encodings.json", f, version == "0.6.1" && !f.blocks.empty() ? "1.0.0" : version);
   write_file_atomic(dir / "quantsim.json", settings_json().dump(2) + "\n");
   nn::save_weights(*model_, dir / "weights.safetensors");
 }
