@@ -1,9 +1,12 @@
 // qforge: train, quantize, fine-tune, evaluate, export and benchmark from the command line.
 #include "apps/cli.hpp"
 #include "train/communicator.hpp"
+#include "train/threads.hpp"
 #include "train/trainer.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -62,8 +65,10 @@ int main(int argc, char** argv) {
   qforge::train::CommunicatorPtr comm;
   try {
     comm = qforge::train::start_world(&argc, &argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "qforge: error: %s\n", e.what());
+  } catch (const std::exception& e) {  // "built without MPI": every rank says it, the first one prints
+    const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
+    if (r == nullptr) r = std::getenv("PMI_RANK");
+    if (r == nullptr || std::atoi(r) == 0) std::fprintf(stderr, "qforge: error: %s\n", e.what());
     return 2;
   }
   if (comm->size() > 1 && (argc < 2 || !distributed_command(argv[1]))) {
@@ -74,6 +79,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (comm->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) std::fclose(stdout);
+  // Ranks on one machine share its cores: unless OMP_NUM_THREADS or --threads says otherwise, each rank
+  // starts with cores / (ranks on this node) OpenMP threads instead of all of them.
+  if (comm->size() > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const int per_node = local != nullptr && std::atoi(local) > 0 ? std::atoi(local) : comm->size();
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    qforge::train::set_num_threads(std::max(1, cores / per_node));
+  }
   int code = 0;
   std::string message;
   bool collective = false;
