@@ -111,6 +111,12 @@ private:
     }
     res_.encodings_200.push_back(std::move(e));
   }
+  // Q then DQ of a float tensor to value v's encoding (the value's codes stay where they are): a tensor a
+  // shape op made from v's dequantized codes, handed on as a DequantizeLinear output again.
+  std::string requantized(const std::string& x, int v, const std::string& base) {
+    const std::string q = node("QuantizeLinear", {x, scale_of(v), zero_of(v)}, base + "_q");
+    return node("DequantizeLinear", {q, scale_of(v), zero_of(v)}, base + "_dq");
+  }
   std::string dequantized(int v) {
     if (floats_[v].empty())
       floats_[v] = node("DequantizeLinear", {codes_[v], scale_of(v), zero_of(v)}, p_.values[v].name + "_dq");
@@ -135,6 +141,7 @@ private:
 
   std::string layer_of(const runtime::Op& op) const { return op.name.substr(0, op.name.find('+')); }
   void emit_dense(const runtime::Op& op);
+  void emit_recurrent(const runtime::Op& op);
   void emit(const runtime::Op& op);
 
   const Program& p_;
@@ -197,12 +204,96 @@ void QdqExporter::emit_dense(const runtime::Op& op) {
              {OnnxAttr::list("kernel_shape", {op.kh, op.kw}), OnnxAttr::list("strides", {op.stride_h, op.stride_w}),
               OnnxAttr::list("pads", {op.pad_h, op.pad_w, op.pad_h, op.pad_w}),
               OnnxAttr::list("dilations", {op.dilation_h, op.dilation_w}), OnnxAttr::integer("group", op.groups)});
-  } else {
-    if (p_.values[in].shape.size() != 1)
-      throw Error(fmt::format("ONNX export: layer {}: a linear layer over a sequence has no QDQ export yet", op.name));
+  } else if (p_.values[in].shape.size() == 1) {
     y = node("Gemm", {dequantized(in), wf, bf}, layer, {OnnxAttr::integer("transB", 1)});
+  } else {
+    // Note [sequence linear]: a linear layer over [T, F] per sample is a Gemm over N·T rows, so that ORT
+    // fuses it into QGemm like any other: [N, T, F] codes -> Reshape [N·T, F] -> Gemm -> Q -> Reshape back
+    // [N, T, out]. Each Reshape sits between a DQ and a Q of one encoding, so ORT runs it on the uint8 codes.
+    const int64_t T = p_.values[in].shape.at(0);
+    const std::string rows = node("Reshape", {dequantized(in), b_.ints(layer + "_rows_shape", {-1, op.in_c})}, layer + "_rows");
+    const std::string rq = requantized(rows, in, layer + "_rows");
+    const std::string yr = node("Gemm", {rq, wf, bf}, layer + "_gemm", {OnnxAttr::integer("transB", 1)});
+    const std::string yq = quantize(activation(op, yr, op.output), op.output, op.name);
+    const std::string ys = node("Reshape", {node("DequantizeLinear", {yq, scale_of(op.output), zero_of(op.output)}, layer + "_gemm_dq"),
+                                            b_.ints(layer + "_seq_shape", {-1, T, op.out_c})},
+                                layer);
+    codes_[op.output] = node("QuantizeLinear", {ys, scale_of(op.output), zero_of(op.output)}, p_.values[op.output].name + "_q");
+    return;
   }
   codes_[op.output] = quantize(activation(op, y, op.output), op.output, op.name);
+}
+
+// Note [recurrent QDQ]
+// An LSTM/GRU op becomes one ONNX LSTM/GRU node (sequence-first, so a Transpose on each side) whose X, W, R and
+// B are DequantizeLinear outputs: X the input value's codes, W/R the program's int8 weights (per-row float32
+// scales, axis 1), B the program's int32 biases at scale s_x·s_w[r] (input side, Wb) and s_h·s_r[r]
+// (recurrent side, Rb). Gate blocks are reordered from PyTorch's to ONNX's: LSTM i,f,g,o -> i,o,f,c; GRU
+// r,z,n -> z,r,h with linear_before_reset=1 (PyTorch's GRU applies r to W_hn·h + b_hn). qforge's LSTM bias is
+// b_ih + b_hh folded into one int32 vector at the input scale, so its Rb is zero. Y is quantized to the
+// hidden encoding after the node.
+// ORT has no QDQ fusion for LSTM/GRU: it dequantizes and runs the cell in float32, with a float hidden and
+// cell state across time steps. qforge's integer cell (requant.hpp, 8x8_16) requantizes the hidden state to
+// int8 at every step, carries gate pre-activations in Q3.12, the cell in int16 and sigmoid/tanh as tables,
+// so the two agree to within rounding, not bit for bit; tests/scripts/test_ort_parity.sh measures by how much.
+void QdqExporter::emit_recurrent(const runtime::Op& op) {
+  const bool lstm = op.kind == OpKind::lstm;
+  const std::string& name = op.name;
+  const int in = op.inputs.at(0);
+  const int64_t H = op.hidden, GH = op.out_c, G = GH / H, I = op.in_c;
+  if (op.w_scale.size() != static_cast<size_t>(GH) || op.w_scale_hh.size() != static_cast<size_t>(GH))
+    throw Error(fmt::format("ONNX export: layer {}: the program carries no recurrent weight scales", name));
+  const std::vector<int64_t> order = lstm ? std::vector<int64_t>{0, 3, 1, 2} : std::vector<int64_t>{1, 0, 2};
+  // Rows in ONNX order: row r of gate block order[g] goes to block g.
+  std::vector<int64_t> rows;
+  for (int64_t g : order)
+    for (int64_t j = 0; j < H; ++j) rows.push_back(g * H + j);
+  std::vector<int8_t> W(GH * I), R(GH * H);
+  std::vector<float> ws(GH), rs(GH), bs(2 * GH);
+  std::vector<int32_t> B(2 * GH, 0);
+  const float sx = p_.values[in].q.scale, sh = p_.values[op.output].q.scale;
+  for (int64_t k = 0; k < GH; ++k) {
+    const int64_t r = rows[k];
+    std::copy_n(op.weights.begin() + r * I, I, W.begin() + k * I);
+    std::copy_n(op.weights_hh.begin() + r * H, H, R.begin() + k * H);
+    ws[k] = op.w_scale[r];
+    rs[k] = op.w_scale_hh[r];
+    B[k] = op.bias.at(r);
+    bs[k] = sx * op.w_scale[r];
+    if (!lstm) B[GH + k] = op.bias_hh.at(r);
+    bs[GH + k] = sh * op.w_scale_hh[r];
+  }
+  // Initializers are named like the float export's (ONNX's W/R/B layout is not a state_dict tensor).
+  auto weight = [&](const char* param, const std::vector<int8_t>& v, const std::vector<float>& s, int64_t cols) {
+    const std::string base = name + "_l0_" + param;
+    const std::string q = b_.add_int8(base, {1, GH, cols}, v.data(), false);
+    const std::string sc = b_.add_float(base + "_scale", {GH}, s.data(), false);
+    const std::vector<int8_t> z(GH, 0);
+    const std::string zp = b_.add_int8(base + "_zero_point", {GH}, z.data(), false);
+    param_encoding(q, "int8", s, true);
+    res_.encodings_200.back()["axis"] = 1;
+    return node("DequantizeLinear", {q, sc, zp}, base + "_dq", {OnnxAttr::integer("axis", 1)});
+  };
+  const std::string wf = weight("W", W, ws, I), rf = weight("R", R, rs, H);
+  const std::string bq = b_.add_int32(name + "_l0_B", {1, 2 * GH}, B.data(), false);
+  const std::string bsc = b_.add_float(name + "_l0_B_scale", {2 * GH}, bs.data(), false);
+  param_encoding(bq, "int32", bs, true);
+  res_.encodings_200.back()["axis"] = 1;
+  const std::string bf = node("DequantizeLinear", {bq, bsc}, name + "_l0_B_dq", {OnnxAttr::integer("axis", 1)});
+  const std::string xs = node("Transpose", {dequantized(in)}, name + "_seq_first", {OnnxAttr::list("perm", {1, 0, 2})});
+  std::vector<OnnxAttr> attrs = {OnnxAttr::integer("hidden_size", H), OnnxAttr::text("direction", "forward")};
+  if (!lstm) attrs.push_back(OnnxAttr::integer("linear_before_reset", 1));
+  count(lstm ? "LSTM" : "GRU");
+  const std::string y = b_.node(lstm ? "LSTM" : "GRU", {xs, wf, rf, bf}, {b_.fresh(name + "_Y")}, attrs, name);
+  // Y [T, 1, N, H] -> [N, T, H]
+  const std::string yt = node("Transpose", {y}, name + "_ntdh", {OnnxAttr::list("perm", {2, 0, 1, 3})});
+  const std::string yr = node("Reshape", {yt, b_.ints(name + "_shape", {0, 0, -1})}, name + "_out");
+  if (G != (lstm ? 4 : 3)) throw Error(fmt::format("ONNX export: layer {}: {} gate rows for hidden size {}", name, GH, H));
+  res_.notes.push_back(fmt::format("{}: ONNX Runtime runs {} in float32 between DequantizeLinear and QuantizeLinear "
+                                   "(no integer recurrent kernel); qforge's integer cell agrees to within rounding "
+                                   "(Note [recurrent QDQ])",
+                                   name, lstm ? "LSTM" : "GRU"));
+  codes_[op.output] = quantize(yr, op.output, name);
 }
 
 void QdqExporter::emit(const runtime::Op& op) {
@@ -252,7 +343,8 @@ void QdqExporter::emit(const runtime::Op& op) {
     }
     case OpKind::lstm:
     case OpKind::gru:
-      throw Error(fmt::format("ONNX export: layer {}: recurrent layers have no QDQ export yet", name));
+      emit_recurrent(op);
+      return;
   }
   throw Error(fmt::format("ONNX export: op {} of kind {} has no QDQ export", name, runtime::op_kind_name(op.kind)));
 }

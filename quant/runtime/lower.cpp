@@ -260,7 +260,9 @@ private:
   }
 
   // The value feeding input `slot` of node n, after n's input quantizer (if enabled).
-  int input_value(const TraceNode& n, int slot, bool allow_input_quantizer = true) {
+  // A recurrent layer that reads the model input has no ".input" quantizer; its input_l0 quantizer
+  // (model_input_q) then says how the model input is quantized.
+  int input_value(const TraceNode& n, int slot, bool allow_input_quantizer = true, const char* model_input_q = nullptr) {
     const std::string who = fmt::format("layer {}", lname(n));
     if (slot >= static_cast<int>(n.inputs.size())) throw Error(fmt::format("{}: missing input {}", who, slot));
     const auto& in = n.inputs[slot];
@@ -268,9 +270,13 @@ private:
       throw Error(fmt::format("{}: input {} has {} traced sources; only module graphs can be lowered", who, slot,
                               in.sources.size()));
     const auto& src = in.sources[0];
-    const std::string qname = prefix(n) + (slot == 0 ? ".input" : fmt::format(".input{}", slot));
+    std::string qname = prefix(n) + (slot == 0 ? ".input" : fmt::format(".input{}", slot));
     Quantizer* iq = allow_input_quantizer ? enabled_q(qname) : nullptr;
     if (src.node == nn::TraceSource::kModelInput) {
+      if (iq == nullptr && model_input_q != nullptr) {
+        qname = prefix(n) + model_input_q;
+        iq = enabled_q(qname);
+      }
       if (iq == nullptr)
         throw Error(fmt::format("{}: the model input it reads is not quantized (enable model_input quantization); the "
                                 "int8 program starts from int8 codes",
@@ -532,7 +538,7 @@ private:
     Quantizer* iq = enabled_q(pre + ".input_l0");
     Quantizer* hq = enabled_q(pre + ".hidden_l0");
     if (!iq || !hq) throw Error(fmt::format("{}: input_l0 and hidden_l0 quantizers must be enabled", who));
-    int x = input_value(n, 0);
+    int x = input_value(n, 0, true, ".input_l0");
     if (p_.values[x].shape.size() != 2) throw Error(fmt::format("{}: input must be [T, F] per sample", who));
     x = requant_to(x, act_q(iq, pre + ".input_l0"), pre + ".input_l0", "");
     const QParams qx = p_.values[x].q, qh = act_q(hq, pre + ".hidden_l0");
@@ -549,6 +555,8 @@ private:
     op.per_channel = wi.per_channel || wh.per_channel;
     op.weights = wi.w;
     op.weights_hh = wh.w;
+    op.w_scale.assign(wi.scale.begin(), wi.scale.end());
+    op.w_scale_hh.assign(wh.scale.begin(), wh.scale.end());
     std::vector<double> b_ih(GH, 0.0), b_hh(GH, 0.0);
     if (o.bias) {
       Quantizer* bq = enabled_q(pre + ".bias_l0");

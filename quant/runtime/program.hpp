@@ -85,9 +85,11 @@ struct Op {
   std::int64_t dilation_h = 1, dilation_w = 1, groups = 1;
   bool per_channel = false;
   std::vector<std::int8_t> weights;     // conv OIHW, linear [out][in], recurrent W_ih [G·H][I]
-  std::vector<float> w_scale;           // conv/linear weight scales (float32, [out], expanded when per tensor);
-                                        // kept for export (quant/export), not part of bundles
+  std::vector<float> w_scale;           // conv/linear weight scales (float32, [out], expanded when per tensor;
+                                        // recurrent: W_ih's, [G·H]); kept for export (quant/export), not part
+                                        // of bundles
   std::vector<std::int8_t> weights_hh;  // recurrent W_hh [G·H][H]
+  std::vector<float> w_scale_hh;        // recurrent W_hh's scales [G·H] (export only, like w_scale)
   std::vector<std::int32_t> bias;       // [out] (recurrent: input-side bias, see lower.cpp)
   std::vector<std::int32_t> bias_hh;    // GRU: recurrent-side bias
   std::vector<kernels::QuantizedMultiplier> mult;     // [out] (expanded when per tensor)

@@ -127,5 +127,52 @@ for case in resnet18 mobilenet_v2; do
   done
 done
 
+# Recurrent models (Note [recurrent QDQ] in quant/export/export_qdq.cpp): ORT runs LSTM/GRU in float32, qforge
+# its integer 8x8_16 cell, so the output integers agree to within rounding. Targets (issue 14 §4): top-1
+# agreement >= 99.9% and at most 1 LSB of the output encoding, asserted for the MNIST-row lstm (2000 test
+# images: the last 2000 of t10k, the test split) and reported for gru and the char-lstm on Tiny Shakespeare.
+# char-lstm starts from token ids through an Embedding, which the int8 program has no kernel for: its quantized
+# LSTM+Linear head runs on the embedded validation windows (tests/ort/char_lstm_head.js).
+# recurrent NAME QDIR INPUTS ASSERT(yes|lsb|no)
+recurrent() {
+  local name=$1 qdir=$2 inputs=$3 assert=$4 onnx="$work/$1.onnx"
+  shift 4
+  "$Q" export --model-dir "$qdir" --format onnx --out "$onnx" "$@" >"$work/err.txt" 2>&1 \
+    || { fail "$name: export --format onnx"; tail -n 3 "$work/err.txt"; return; }
+  "$Q" run --model-dir "$qdir" --inputs "$inputs" --out "$work/$name.qf.safetensors" --mode int8 >/dev/null 2>"$work/err.txt" \
+    || { fail "$name: qforge run --mode int8"; tail -n 3 "$work/err.txt"; return; }
+  node tests/ort/run_ort.js run "$onnx" "$inputs" "$work/$name.ort.safetensors" 2>"$work/err.txt" \
+    || { fail "$name: ONNX Runtime could not run the export"; tail -n 3 "$work/err.txt"; return; }
+  local report lsb top1
+  report=$(node tests/ort/compare_codes.js "$work/$name.qf.safetensors" fc.int8 "$work/$name.ort.safetensors" fc_q --label "$name")
+  lsb=$(echo "$report" | grep -o '"max_lsb":[0-9]*' | cut -d: -f2)
+  top1=$(echo "$report" | grep -o '"top1_agreement":[0-9.e-]*' | cut -d: -f2)
+  echo "REPORT: $report (recurrent, ORT in float32; asserted: $assert)"
+  local ok=yes
+  [ "${lsb:-99}" -le 1 ] || { [ "$assert" = no ] || ok=no; }
+  awk -v t="${top1:-0}" 'BEGIN { exit !(t >= 0.999) }' || { [ "$assert" = yes ] && ok=no; }
+  [ "$ok" = yes ] && passed=$((passed + 1)) || fail "$name: recurrent parity with ORT below target: $report"
+}
+node tests/ort/mnist_inputs.js "$images" 2000 8000 "$work/mnist2000.safetensors"
+for model in lstm gru; do
+  m="$work/$model"
+  expect_rc 0 "train $model" -- "$Q" train --model "$model" --data "mnist:$data_dir/mnist" --epochs 1 --optimizer adam --threads 2 --progress none --out "$m"
+  expect_rc 0 "quantize $model" -- "$Q" quantize --model-dir "$m" --out "$m.q" --threads 2
+  want=yes; [ "$model" = gru ] && want=no
+  recurrent "$model" "$m.q" "$work/mnist2000.safetensors" "$want"
+done
+text="$data_dir/tinyshakespeare/input.txt"
+if [ -f "$text" ]; then
+  head -c 200000 "$text" >"$work/shakespeare200k.txt"  # a prefix keeps training short; split as qforge splits text
+  m="$work/char-lstm"
+  expect_rc 0 "train char-lstm" -- "$Q" train --model char-lstm --data "text:$work/shakespeare200k.txt" --seq-len 32 --epochs 1 --optimizer adam --threads 2 --progress none --out "$m"
+  expect_rc 0 "quantize char-lstm" -- "$Q" quantize --model-dir "$m" --out "$m.q" --threads 2
+  node tests/ort/char_lstm_head.js "$m.q" "$work/shakespeare200k.txt" 32 512 "$m.head" \
+    && recurrent char-lstm "$m.head" "$m.head.inputs.safetensors" lsb --data "tensors:$m.head.inputs.safetensors" \
+    || fail "char-lstm: could not derive its LSTM head"
+else
+  echo "REPORT: char-lstm skipped: $text not found (QFORGE_DATA)"
+fi
+
 echo "test_ort_parity: $passed comparisons passed, $fails failure(s)"
 [ "$fails" -eq 0 ]
