@@ -215,9 +215,11 @@ int cmd_train(int argc, char** argv) {
     od->publish();  // a new run: the directory appears now, with its model.json (a resumed one already exists)
   }
 
-  say(fmt::format("training {} ({} parameters) on {}: {} train / {} test examples, {} epochs, batch {}, {} lr {}",
+  say(fmt::format("training {} ({} parameters) on {}: {} train / {} test examples, {} epochs, batch {}{}, {} lr {}",
                   choice.name, model->num_parameters(), data.spec, data.train->size(), data.test->size(), cfg.epochs,
-                  cfg.batch_size, cfg.optimizer.type, cfg.optimizer.lr));
+                  cfg.batch_size,
+                  cfg.comm->size() > 1 ? fmt::format(" per rank x {} ranks", cfg.comm->size()) : std::string(),
+                  cfg.optimizer.type, cfg.optimizer.lr));
 
   train::TrainResult result;
   {
