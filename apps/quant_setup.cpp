@@ -51,7 +51,7 @@ std::function<void(nn::Module&)> calibration_pass(const std::shared_ptr<const da
       train::merge_calibration_stats(*comm, recorder);
       return;
     }
-    for (quant::TensorStats* st : recorder.stats()) st->reset();
+    recorder.restore_initial();
     for (const Tensor& x : all) m(std::vector<Tensor>{x});
   };
 }

@@ -99,6 +99,11 @@ void StatsRecorder::note(TensorStats* s) {
   if (it != sorted_.end() && *it == s) return;
   sorted_.insert(it, s);
   stats_.push_back(s);
+  initial_.push_back(*s);  // note() runs before the update: the state before the first batch
+}
+
+void StatsRecorder::restore_initial() const {
+  for (size_t i = 0; i < stats_.size(); ++i) *stats_[i] = initial_[i];
 }
 
 void TensorStats::update(const float* x, int64_t n) {

@@ -102,9 +102,13 @@ public:
   StatsRecorder& operator=(const StatsRecorder&) = delete;
   const std::vector<TensorStats*>& stats() const { return stats_; }
   void note(TensorStats* s);
+  // Puts every recorded TensorStats back into the state it had just before its first update (to observe
+  // the same batches again from scratch, whatever the scheme).
+  void restore_initial() const;
 
 private:
   std::vector<TensorStats*> stats_;
+  std::vector<TensorStats> initial_;  // copies taken at first touch
   std::vector<const TensorStats*> sorted_;  // for the duplicate check
 };
 

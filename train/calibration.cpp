@@ -18,7 +18,7 @@ std::vector<int64_t> calibration_shard(int64_t batches, const Communicator& comm
 
 bool calibration_needs_replay(const quant::StatsRecorder& recorder) {
   for (const quant::TensorStats* s : recorder.stats())
-    if (s->has_histogram()) return true;
+    if (s->has_histogram() || s->torch_minmax() || s->torch_moving_average() || s->torch_histogram()) return true;
   return false;
 }
 

@@ -28,7 +28,8 @@ namespace qforge::train {
 std::vector<int64_t> calibration_shard(int64_t batches, const Communicator& comm);
 
 void merge_calibration_stats(Communicator& comm, const quant::StatsRecorder& recorder);
-// True when the recorded statistics keep histograms (every scheme but tf): their merge is not exact
+// True when the recorded statistics keep histograms or feed a torch observer (every scheme but tf: state
+// that depends on the order of the batches, e.g. moving averages): their merge is not exact
 // (quant/analyzer.cpp Note [Merging stats]), so callers that need one process's encodings replay every
 // batch in order on every rank instead (apps/quant_setup.cpp). The same answer on every rank.
 bool calibration_needs_replay(const quant::StatsRecorder& recorder);

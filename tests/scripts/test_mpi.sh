@@ -3,7 +3,7 @@
 #   - N = 1 under mpirun writes the bytes of the plain program (train and quantize);
 #   - lstm (no BatchNorm, no Dropout): N = 2 with per-rank batch B/2 matches one process with batch B after
 #     an epoch within float-reduction tolerance; N = 2 twice gives identical bytes (mnist-cnn too);
-#   - calibration (quantize, tf and tf_enhanced) with N = 2 writes the encodings of N = 1;
+#   - calibration (quantize: tf, tf_enhanced, torch_moving_average) with N = 2 writes the encodings of N = 1;
 #   - a rank killed mid-epoch ends the job with a message; the last checkpoint resumes with N = 1;
 #   - a failure on every rank (bad option) is one message and exit 2; other commands refuse N > 1.
 # A build without MPI must say "built without MPI" (exit 2) when a launcher starts it as one of N > 1.
@@ -76,6 +76,10 @@ cmp -s "$work/q_plain/encodings.json" "$work/q2/encodings.json" || fail "quantiz
 expect_rc 0 "quantize tf_enhanced plain" -- "$Q" "${Qz[@]}" --scheme tf_enhanced --out "$work/qh1"
 expect_rc 0 "quantize tf_enhanced mpirun -np 2" -- "${MPI[@]}" -np 2 "$Q" "${Qz[@]}" --scheme tf_enhanced --out "$work/qh2"
 cmp -s "$work/qh1/encodings.json" "$work/qh2/encodings.json" || fail "quantize tf_enhanced N=2: encodings differ from N=1"
+expect_rc 0 "quantize torch_moving_average plain" -- "$Q" "${Qz[@]}" --scheme torch_moving_average --out "$work/qm1"
+expect_rc 0 "quantize torch_moving_average mpirun -np 2" -- "${MPI[@]}" -np 2 "$Q" "${Qz[@]}" --scheme torch_moving_average \
+  --out "$work/qm2"
+cmp -s "$work/qm1/encodings.json" "$work/qm2/encodings.json" || fail "quantize torch_moving_average N=2: encodings differ"
 expect_rc 2 "quantize N=2 with fewer calibration batches than ranks" -- "${MPI[@]}" -np 2 "$Q" quantize \
   --model-dir "$work/plain" --calib-batches 1 --threads 1 --out "$work/q3"
 grep -q "calibration batches cannot be shared" "$work/err.txt" || fail "calib-batches < ranks: no clear message"
