@@ -7,6 +7,7 @@
 #include "apps/model_setup.hpp"
 #include "apps/ptq_passes.hpp"
 #include "apps/quant_setup.hpp"
+#include "engine/file_io.hpp"
 #include "quant/blockwise_sim.hpp"
 #include "quant/config.hpp"
 #include "train/communicator.hpp"
@@ -100,6 +101,8 @@ int cmd_quantize(int argc, char** argv) {
     qopt.config_obj = quant::config_from_name_or_path(qopt.config);  // errors in the config surface before any work
   }
   const PtqRequest ptq = ptq_request_from(r, param_bw, output_bw);
+  if (blockwise.block_size > 0 && ptq.amp)
+    throw UsageError("--block-size/--lpbq with --amp: AMP chooses per-layer bitwidths on per-channel/per-tensor grids");
   if (blockwise.block_size > 0 && (ptq.adaround || ptq.automatic))
     throw UsageError("--block-size/--lpbq with --adaround or --auto-quant: those passes choose per-channel/per-tensor "
                      "weight grids; blockwise weights are applied after calibration and would discard them");
@@ -161,6 +164,11 @@ int cmd_quantize(int argc, char** argv) {
   if (prior.contains("vocab")) report["vocab"] = prior["vocab"];  // text models carry their vocabulary
   if (writer) {
     quant::save_quantized_dir(od->staging(), sim, report, enc_version);
+    if (ptq.amp) {  // --amp: the Pareto points, their plot and the chosen per-layer configuration
+      write_file_atomic(od->staging() / "amp_pareto.json", q.amp_pareto.dump(2) + "\n");
+      write_file_atomic(od->staging() / "amp_pareto.svg", q.amp_svg);
+      write_file_atomic(od->staging() / "amp_config_override.json", q.amp_override.dump(2) + "\n");
+    }
     od->publish();
   }
   nlohmann::json summary = {{"out", out.string()},

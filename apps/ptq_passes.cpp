@@ -1,7 +1,13 @@
 #include "apps/ptq_passes.hpp"
 
 #include "apps/quant_setup.hpp"
+#include "quant/ptq/amp.hpp"
 #include "quant/ptq/ptq.hpp"
+#include "quant/runtime/lower.hpp"
+#include "quant/runtime/runtime.hpp"
+
+#include <algorithm>
+#include <fstream>
 
 namespace qforge::apps {
 
@@ -16,7 +22,13 @@ void add_ptq_options(cxxopts::Options& opts) {
       ("bn-reestimate", "re-estimate BatchNorm statistics over N batches before folding", cxxopts::value<int64_t>()->default_value("0"))
       ("seq-mse", "SeqMSE: choose each Conv/Linear weight encoding by a search over candidate ranges (after CLE, before bias correction/AdaRound)")
       ("seq-mse-candidates", "--seq-mse: candidate ranges per channel, range * i/N (AIMET: 20)", cxxopts::value<int64_t>()->default_value("20"))
-      ("seq-mse-loss", "--seq-mse: mse | l1 | sqnr on the layer output", cxxopts::value<std::string>()->default_value("mse"));
+      ("seq-mse-loss", "--seq-mse: mse | l1 | sqnr on the layer output", cxxopts::value<std::string>()->default_value("mse"))
+      ("amp", "automatic mixed precision: one candidate per Conv/Linear/LSTM/GRU layer, cheapest within --max-drop "
+       "of FP32 (writes amp_pareto.json/.svg and amp_config_override.json)")
+      ("candidates", "--amp: candidates W<weight bits>A<activation bits>", cxxopts::value<std::string>()->default_value("W4A8,W8A8,W8A16"))
+      ("amp-cost", "--amp: latency (measured in the integer runtime) | bops (MACs x w_bits x a_bits)",
+       cxxopts::value<std::string>()->default_value("latency"))
+      ("amp-costs", "--amp: replay the costs recorded in an amp_pareto.json (exact reruns)", cxxopts::value<std::string>());
 }
 
 PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw, int act_bw) {
@@ -49,7 +61,97 @@ PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw, int act
   if (q.seq_mse && q.automatic) throw UsageError("--seq-mse with --auto: --auto chooses its passes itself");
   if (q.adaround_iterations < 0) throw UsageError("--adaround-iterations must not be negative");
   if (!(q.max_drop >= 0)) throw UsageError("--max-drop must not be negative");
+  q.amp = r.count("amp") > 0;
+  q.amp_candidates = r["candidates"].as<std::string>();
+  q.amp_cost = r["amp-cost"].as<std::string>();
+  if (r.count("amp-costs")) q.amp_costs_file = r["amp-costs"].as<std::string>();
+  if (!q.amp && (r.count("candidates") || r.count("amp-cost") || r.count("amp-costs")))
+    throw UsageError("--candidates/--amp-cost/--amp-costs need --amp");
+  if (q.amp) {
+    quant::ptq::parse_amp_candidates(q.amp_candidates);  // InputError (exit 2) before any work
+    quant::ptq::parse_amp_cost(q.amp_cost);
+    if (q.automatic || q.adaround || q.seq_mse)
+      throw UsageError("--amp with --auto/--adaround/--seq-mse: those passes fix weight grids for one bitwidth");
+  }
   return q;
+}
+
+namespace {
+
+// Note [AMP latency measurement] The sim is lowered and run in the integer runtime with one thread on the
+// first calibration batch: one warm-up run, then kAmpRuns runs; each op's time is the median of its
+// per-run times. One thread keeps the numbers comparable on a shared machine (quant/ptq/amp_search.cpp
+// Note [AMP cost] says how they become per-layer costs).
+constexpr int kAmpRuns = 7;
+
+std::vector<quant::ptq::AmpOpTime> measure_ops(quant::QuantSim& sim, const Tensor& x) {
+  namespace rt = quant::runtime;
+  rt::Program prog = rt::lower(sim);
+  std::vector<quant::ptq::AmpOpTime> out(prog.ops.size());
+  for (size_t i = 0; i < prog.ops.size(); ++i) {
+    const rt::Op& op = prog.ops[i];
+    const rt::Value& o = prog.values.at(op.output);
+    out[i].module = o.module;
+    if (op.kind == rt::OpKind::conv2d || op.kind == rt::OpKind::linear) {
+      out[i].macs = static_cast<double>(op.weights.size()) * static_cast<double>(o.numel()) / std::max<int64_t>(1, op.out_c);
+    } else if (op.kind == rt::OpKind::lstm || op.kind == rt::OpKind::gru) {
+      const auto& in = prog.values.at(op.inputs.at(0)).shape;
+      const double steps = in.size() == 2 ? static_cast<double>(in[0]) : 1.0;
+      out[i].macs = steps * static_cast<double>(op.weights.size() + op.weights_hh.size());
+    }
+  }
+  rt::Runtime runtime(std::move(prog), {.threads = 1});
+  runtime.run(x);
+  std::vector<std::vector<double>> per(out.size());
+  for (int k = 0; k < kAmpRuns; ++k) {
+    const std::vector<double> before = runtime.op_seconds();
+    runtime.run(x);
+    for (size_t i = 0; i < out.size(); ++i) per[i].push_back(runtime.op_seconds()[i] - before[i]);
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    std::sort(per[i].begin(), per[i].end());
+    out[i].seconds = per[i][per[i].size() / 2];
+  }
+  return out;
+}
+
+}  // namespace
+
+void run_amp(PtqContext& ctx, const PtqRequest& req, PtqOutcome& out) {
+  namespace ptq = quant::ptq;
+  ptq::AmpOptions ao;
+  ao.candidates = ptq::parse_amp_candidates(req.amp_candidates);
+  ao.cost = ptq::parse_amp_cost(req.amp_cost);
+  ao.max_drop = req.max_drop;
+  if (!req.amp_costs_file.empty()) {
+    std::ifstream f(req.amp_costs_file);
+    if (!f) throw InputError(fmt::format("--amp-costs {}: cannot read", req.amp_costs_file));
+    try {
+      ao.recorded_costs = Json::parse(f);
+    } catch (const Json::exception& e) {
+      throw InputError(fmt::format("--amp-costs {}: {}", req.amp_costs_file, e.what()));
+    }
+  }
+  ao.log = [](const std::string& s) { say("amp: " + s); };
+  const std::vector<Tensor> batch = calibration_batches(ctx.data.train, 1, ctx.batch_size, ctx.seed);
+  QFORGE_CHECK(!batch.empty(), "amp: no calibration batch");
+  auto calibrate = [&](quant::QuantSim& s) {
+    s.compute_encodings(calibration_pass(ctx.data.train, ctx.calib_batches, ctx.batch_size, ctx.seed));
+  };
+  auto evaluate = [&](quant::QuantSim& s) { return evaluate_on(s.model(), ctx.data.test).metrics.accuracy(); };
+  auto measure = [&](quant::QuantSim& s) { return measure_ops(s, batch[0]); };
+  const ptq::AmpResult r = ptq::choose_mixed_precision(*out.sim, ctx.fp32_accuracy, ao, calibrate, evaluate, measure);
+  out.amp_pareto = r.to_json();
+  out.amp_pareto["max_drop"] = req.max_drop;
+  out.amp_pareto["cost_kind"] = req.amp_cost;
+  out.amp_pareto["seed"] = ctx.seed;
+  out.amp_svg = ptq::amp_pareto_svg(r);
+  const auto& chosen = r.walk.points.at(r.walk.chosen);
+  out.amp_override = ptq::amp_override_json(*out.sim, r.groups, r.table.candidates, chosen.choice);
+  out.stages.push_back({{"stage", "amp"},
+                        {"chosen", out.amp_pareto["points"][r.walk.chosen]},
+                        {"top", out.amp_pareto["points"][0]},
+                        {"points", r.walk.points.size()}});
 }
 
 PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
@@ -131,6 +233,7 @@ PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req) {
   if (seq) seq->apply_to(*out.sim);
   if (ada) ada->apply_to(*out.sim);  // frozen weight encodings survive calibration
   out.sim->compute_encodings(calibration_pass(ctx.data.train, ctx.calib_batches, ctx.batch_size, ctx.seed));
+  if (req.amp) run_amp(ctx, req, out);
   return out;
 }
 

@@ -22,6 +22,11 @@ struct PtqRequest {
   bool seq_mse = false;
   int64_t seq_mse_candidates = 20;  // AIMET's default
   std::string seq_mse_loss = "mse";
+  // --amp (quant/ptq/amp.hpp): per-layer candidates chosen within --max-drop
+  bool amp = false;
+  std::string amp_candidates = "W4A8,W8A8,W8A16";
+  std::string amp_cost = "latency";
+  std::string amp_costs_file;  // recorded costs (amp_pareto.json) to replay
 };
 
 struct PtqContext {
@@ -37,6 +42,9 @@ struct PtqContext {
 struct PtqOutcome {
   std::unique_ptr<quant::QuantSim> sim;
   Json stages = Json::array();  // [{"stage", "accuracy", ...}] for the passes that ran
+  // --amp: amp_pareto.json, amp_config_override.json and amp_pareto.svg for the quantized directory
+  Json amp_pareto, amp_override;
+  std::string amp_svg;
 };
 
 void add_ptq_options(cxxopts::Options& opts);
@@ -44,5 +52,7 @@ void add_ptq_options(cxxopts::Options& opts);
 // InputError otherwise.
 PtqRequest ptq_request_from(const cxxopts::ParseResult& r, int param_bw, int act_bw);
 PtqOutcome run_ptq(PtqContext& ctx, const PtqRequest& req);
+// --amp on the calibrated out.sim (called by run_ptq): leaves it at the chosen configuration.
+void run_amp(PtqContext& ctx, const PtqRequest& req, PtqOutcome& out);
 
 }  // namespace qforge::apps
