@@ -137,7 +137,8 @@ int cmd_quantize(int argc, char** argv) {
                         {"skipped", br.skipped}});
   }
   const train::EvalResult simres = evaluate_on(sim.model(), data.test);
-  say(fmt::format("simulated W{}A{}: accuracy {:.2f}%  loss {:.4f}  ({} quantizers enabled)", param_bw, output_bw,
+  say(fmt::format("simulated {}: accuracy {:.2f}%  loss {:.4f}  ({} quantizers enabled)",
+                  ptq.amp ? std::string("AMP mixed precision") : fmt::format("W{}A{}", param_bw, output_bw),
                   simres.metrics.accuracy(), simres.metrics.loss(), sim.num_enabled()));
 
   nlohmann::json prior = md.report;

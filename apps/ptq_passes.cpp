@@ -145,6 +145,18 @@ void run_amp(PtqContext& ctx, const PtqRequest& req, PtqOutcome& out) {
   out.amp_pareto["max_drop"] = req.max_drop;
   out.amp_pareto["cost_kind"] = req.amp_cost;
   out.amp_pareto["seed"] = ctx.seed;
+  // The chosen configuration as one program, when the runtime can run it (all 8-bit or all 16-bit
+  // activations, program16.hpp Note [16-bit codes]); mixed 8/16-bit configurations have only the
+  // cost-model sum.
+  try {
+    double total = 0;
+    for (const auto& op : measure_ops(*out.sim, batch[0])) total += op.seconds;
+    out.amp_pareto["chosen_program_seconds_per_batch"] = total;
+    say(fmt::format("amp: chosen configuration measured as one program: {:.1f} us per batch", total * 1e6));
+  } catch (const Error& e) {
+    out.amp_pareto["chosen_program_seconds_per_batch"] = nullptr;
+    out.amp_pareto["chosen_program_note"] = std::string("not runnable as one integer program: ") + e.what();
+  }
   out.amp_svg = ptq::amp_pareto_svg(r);
   const auto& chosen = r.walk.points.at(r.walk.chosen);
   out.amp_override = ptq::amp_override_json(*out.sim, r.groups, r.table.candidates, chosen.choice);

@@ -54,8 +54,9 @@ int amp_top_candidate(const std::vector<AmpCandidate>& c) {
 // current candidate to a candidate c that is strictly cheaper for that layer; its score is
 //     max(0, base − sensitivity[l][c]) / (cost[l][current] − cost[l][c])
 // (accuracy points lost per unit of cost saved, from phase 1; base = the all-top accuracy). The move with
-// the lowest score is taken; ties go to the larger saving, then the lower layer index, then the lower
-// candidate index, so equal tables give equal walks. After each move the configuration is evaluated and
+// the lowest score is taken; ties go to the larger saving, then the higher phase-1 accuracy, then the lower
+// layer index, then (same layer) the candidate with more bits (activation, then weight), so equal tables
+// give equal walks and a W4A8 that saves no more than W8A8 is not preferred to it. After each move the configuration is evaluated and
 // recorded; the walk stops after the first point below reference − max_drop (recorded, within = false) or
 // when no layer can get cheaper. Candidates that are not cheaper for a layer (with measured latency, W4A8
 // costs what W8A8 does: the runtime runs 4-bit weights as int8) are never chosen by a move.
@@ -84,7 +85,15 @@ AmpWalk amp_greedy_walk(const AmpTable& t, double reference, double max_drop,
         const double save = t.cost[l][choice[l]] - t.cost[l][c];
         if (!(save > 0)) continue;
         const double score = std::max(0.0, base - t.sensitivity[l][c]) / save;
-        if (bl < 0 || score < bscore || (score == bscore && save > bsave)) {
+        bool better = bl < 0 || score < bscore || (score == bscore && save > bsave);
+        if (!better && score == bscore && save == bsave) {  // equal: the more accurate, then more bits
+          const AmpCandidate &a = t.candidates[c], &b = t.candidates[bc];
+          if (t.sensitivity[l][c] != t.sensitivity[bl][bc])
+            better = t.sensitivity[l][c] > t.sensitivity[bl][bc];
+          else if (l == bl)
+            better = std::pair(a.act_bw, a.param_bw) > std::pair(b.act_bw, b.param_bw);
+        }
+        if (better) {
           bl = l, bc = c, bscore = score, bsave = save;
         }
       }

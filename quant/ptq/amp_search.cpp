@@ -110,7 +110,8 @@ AmpResult choose_mixed_precision(QuantSim& sim, double reference, const AmpOptio
         t.cost[l][c] = opt.cost == AmpCost::latency
                            ? round_sig2(per[l] * 1e6)
                            : macs[l] * t.candidates[c].param_bw * t.candidates[c].act_bw;
-      log(fmt::format("cost of {}: {:.1f} us per batch in the integer runtime", m.name(), total * 1e6));
+      log(fmt::format("cost of {} ({} program): {:.1f} us per batch in the integer runtime", t.candidates[c].name(),
+                      m.name(), total * 1e6));
     }
   }
   r.costs = {{"unit", unit}, {"per_layer", nlohmann::json::object()}, {"notes", notes}};

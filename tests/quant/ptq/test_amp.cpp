@@ -87,6 +87,18 @@ TEST_CASE("amp: ties go to the larger saving, then the lower layer index; equal 
   for (size_t i = 0; i < w.points.size(); ++i) CHECK(again.points[i].choice == w.points[i].choice);
 }
 
+TEST_CASE("amp: at equal score and saving the walk keeps more bits (W4A8 costing what W8A8 does)") {
+  AmpTable t;
+  t.layers = {"a"};
+  t.candidates = parse_amp_candidates("W4A8,W8A8,W8A16");
+  t.top = 2;
+  t.cost = {{5, 5, 9}};
+  t.sensitivity = {{90, 90, 90}};
+  const AmpWalk w = amp_greedy_walk(t, 90, 1, additive(t, 90));
+  REQUIRE(w.points.size() == 2);
+  CHECK(w.points[1].choice == std::vector<int>{1});
+}
+
 TEST_CASE("amp: bad options are InputError") {
   CHECK_THROWS_AS(parse_amp_candidates("W4A8,W9X"), InputError);
   CHECK_THROWS_AS(parse_amp_candidates("W8A8,W8A8"), InputError);
