@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <map>
+#include <string>
 
 namespace qforge::quant::ptq {
 
@@ -28,8 +29,7 @@ namespace {
 // lowered program's conv/linear/recurrent ops.
 double round_sig2(double x) {
   if (!(x > 0)) return 0;
-  const double p = std::pow(10.0, std::floor(std::log10(x)) - 1);
-  return std::round(x / p) * p;
+  return std::stod(fmt::format("{:.2g}", x));  // the nearest double to the 2-digit decimal (7.3, not 7.3000…01)
 }
 
 int group_index(const std::map<std::string, int>& group_of, const std::string& module, int previous) {
