@@ -1,6 +1,8 @@
 // Integer runtime: packing and execution of a Program. See runtime.hpp.
 #include "quant/runtime/runtime.hpp"
 
+#include "quant/runtime/layout.hpp"
+
 #include "engine/error.hpp"
 #include "quant/runtime/program16.hpp"
 #include "quant/runtime/runtime16.hpp"
@@ -27,12 +29,6 @@ struct Runtime::Prepared {
   // recurrent
   kn::PackedGemm gi, gh;
 };
-
-namespace {
-
-bool is_image(const Value& v) { return v.shape.size() == 3; }
-
-}  // namespace
 
 Runtime::Runtime(Program program, RuntimeOptions opt) : program_(std::move(program)), opt_(opt) {
   threads_ = opt_.threads > 0 ? opt_.threads : omp_get_max_threads();
@@ -149,15 +145,7 @@ void Runtime::ensure_buffers(std::int64_t batch) {
 
 void Runtime::quantize_input(const Tensor& x_in) {
   const Value& iv = program_.input_value();
-  QFORGE_CHECK(x_in.defined() && x_in.dim() == static_cast<int64_t>(iv.shape.size()) + 1,
-               "int8 runtime: input must be [N, {}], got {}", fmt::join(iv.shape, ", "),
-               x_in.defined() ? shape_str(x_in.shape()) : "undefined");
-  for (std::size_t d = 0; d < iv.shape.size(); ++d)
-    QFORGE_CHECK(x_in.size(static_cast<int64_t>(d) + 1) == iv.shape[d], "int8 runtime: input must be [N, {}], got {}",
-                 fmt::join(iv.shape, ", "), shape_str(x_in.shape()));
-  Tensor x = x_in.to(DType::f32);
-  if (is_image(iv)) x = x.permute({0, 2, 3, 1});
-  x = x.contiguous();
+  const Tensor x = input_to_buffer_layout(iv, x_in, "int8 runtime");
   ensure_buffers(x.size(0));
   if (program_.profile == kn::ArithProfile::onnxruntime)  // QuantizeLinear (arith_profile.hpp)
     kn::active_kernels().quantize_linear(x.numel(), x.data<float>(), buf_[program_.input].data(), iv.q.scale,
@@ -177,9 +165,7 @@ void Runtime::quantize_input(const Tensor& x_in) {
 
 void Runtime::load_input_codes(const Tensor& codes_in) {
   const Value& iv = program_.input_value();
-  QFORGE_CHECK(codes_in.dtype() == DType::i8 && codes_in.dim() == static_cast<int64_t>(iv.shape.size()) + 1,
-               "int8 runtime: input codes must be i8 [N, {}]", fmt::join(iv.shape, ", "));
-  Tensor c = is_image(iv) ? codes_in.permute({0, 2, 3, 1}).contiguous() : codes_in.contiguous();
+  const Tensor c = codes_to_buffer_layout(iv, codes_in, DType::i8, "int8 runtime");
   ensure_buffers(c.size(0));
   std::memcpy(buf_[program_.input].data(), c.data<std::int8_t>(), static_cast<std::size_t>(c.numel()));
 }
@@ -387,14 +373,7 @@ std::vector<std::string> Runtime::op_kernels(std::int64_t batch) const {
 }
 
 Tensor Runtime::value_codes(int v) const {
-  const Value& val = program_.values[v];
-  Shape s{batch_};
-  if (is_image(val)) {
-    s.insert(s.end(), {val.shape[1], val.shape[2], val.shape[0]});
-    return Tensor::from_buffer(buf_[v].data(), s, DType::i8).permute({0, 3, 1, 2}).contiguous();
-  }
-  s.insert(s.end(), val.shape.begin(), val.shape.end());
-  return Tensor::from_buffer(buf_[v].data(), s, DType::i8);
+  return codes_from_buffer(program_.values[v], batch_, buf_[v].data(), DType::i8);
 }
 
 Tensor Runtime::run_codes(const Tensor& x) {

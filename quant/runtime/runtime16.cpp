@@ -1,6 +1,8 @@
 // Integer runtime for 16-bit-activation programs. See runtime16.hpp and program16.hpp.
 #include "quant/runtime/runtime16.hpp"
 
+#include "quant/runtime/layout.hpp"
+
 #include "engine/error.hpp"
 
 #include <fmt/format.h>
@@ -20,8 +22,6 @@ struct Runtime16::Prepared {
 };
 
 namespace {
-bool is_image(const Value& v) { return v.shape.size() == 3; }
-
 kn::Gemm16Layer gemm_layer(const std::vector<std::int8_t>& w, std::int64_t n, std::int64_t k, const std::int32_t* bias,
                            std::int32_t z_in, const kn::QuantizedMultiplier* m, std::int32_t z_out,
                            kn::ActivationRange r) {
@@ -112,15 +112,7 @@ void Runtime16::ensure_buffers(std::int64_t batch) {
 
 void Runtime16::quantize_input(const Tensor& x_in) {
   const Value& iv = p_.input_value();
-  QFORGE_CHECK(x_in.defined() && x_in.dim() == static_cast<int64_t>(iv.shape.size()) + 1,
-               "int16 runtime: input must be [N, {}], got {}", fmt::join(iv.shape, ", "),
-               x_in.defined() ? shape_str(x_in.shape()) : "undefined");
-  for (std::size_t d = 0; d < iv.shape.size(); ++d)
-    QFORGE_CHECK(x_in.size(static_cast<int64_t>(d) + 1) == iv.shape[d], "int16 runtime: input must be [N, {}], got {}",
-                 fmt::join(iv.shape, ", "), shape_str(x_in.shape()));
-  Tensor x = x_in.to(DType::f32);
-  if (is_image(iv)) x = x.permute({0, 2, 3, 1});
-  x = x.contiguous();
+  const Tensor x = input_to_buffer_layout(iv, x_in, "int16 runtime");
   ensure_buffers(x.size(0));
   kn::active_kernels16().quantize(x.numel(), x.data<float>(), buf_[p_.input].data(), 1.0f / iv.q.scale,
                                   iv.q.zero_point, iv.q.qmin, iv.q.qmax);
@@ -128,9 +120,7 @@ void Runtime16::quantize_input(const Tensor& x_in) {
 
 void Runtime16::load_input_codes(const Tensor& codes_in) {
   const Value& iv = p_.input_value();
-  QFORGE_CHECK(codes_in.dtype() == DType::i16 && codes_in.dim() == static_cast<int64_t>(iv.shape.size()) + 1,
-               "int16 runtime: input codes must be i16 [N, {}]", fmt::join(iv.shape, ", "));
-  Tensor c = is_image(iv) ? codes_in.permute({0, 2, 3, 1}).contiguous() : codes_in.contiguous();
+  const Tensor c = codes_to_buffer_layout(iv, codes_in, DType::i16, "int16 runtime");
   ensure_buffers(c.size(0));
   std::memcpy(buf_[p_.input].data(), c.data<std::int16_t>(), static_cast<std::size_t>(c.numel()) * 2);
 }
@@ -262,14 +252,7 @@ std::vector<std::string> Runtime16::op_kernels() const {
 }
 
 Tensor Runtime16::value_codes(int v) const {
-  const Value& val = p_.values[v];
-  Shape s{batch_};
-  if (is_image(val)) {
-    s.insert(s.end(), {val.shape[1], val.shape[2], val.shape[0]});
-    return Tensor::from_buffer(buf_[v].data(), s, DType::i16).permute({0, 3, 1, 2}).contiguous();
-  }
-  s.insert(s.end(), val.shape.begin(), val.shape.end());
-  return Tensor::from_buffer(buf_[v].data(), s, DType::i16);
+  return codes_from_buffer(p_.values[v], batch_, buf_[v].data(), DType::i16);
 }
 
 Tensor Runtime16::dequantized_output() const {
