@@ -248,22 +248,16 @@ AdaroundResult apply_adaround(std::shared_ptr<nn::Module> model, const std::vect
   calibrate_weights_only(sim, sample_inputs);
 
   const auto& g = sim.graph();
-  const auto calls = call_counts(g);
   struct Target {
     int id;
     std::string name, act;
     Quantizer* q;
   };
   std::vector<Target> todo;
-  for (const auto& n : g.nodes()) {
-    if ((!is_conv(n) && !is_linear(n)) || calls[n.id] != 1) continue;
-    const std::string name = node_label(n);
-    if (std::find(opt.ignore.begin(), opt.ignore.end(), name) != opt.ignore.end()) continue;
-    if (!sim.has_quantizer(name + ".weight")) continue;
-    Quantizer& q = sim.quantizer(name + ".weight");
-    if (!q.enabled() || !q.has_encoding() || q.settings().grid.is_float) continue;
-    const Hop h = next_node(g, n.id, true);
-    todo.push_back({n.id, name, h.activation, &q});  // f: the ReLU/ReLU6 right after the layer, if any
+  for (const QuantizedWeightLayer& l : quantized_weight_layers(sim, opt.ignore)) {
+    if (l.weight->settings().grid.is_float) continue;
+    const Hop h = next_node(g, l.id, true);
+    todo.push_back({l.id, l.name, h.activation, l.weight});  // f: the ReLU/ReLU6 right after the layer, if any
   }
   if (todo.empty()) throw InputError("AdaRound: the model has no Conv2d/Linear layer with an integer weight quantizer");
 

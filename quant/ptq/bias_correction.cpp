@@ -127,22 +127,13 @@ BiasCorrectionResult correct_bias(std::shared_ptr<nn::Module> model, const std::
   calibrate_weights_only(sim, sample_inputs);
 
   const auto& g = sim.graph();
-  const auto calls = call_counts(g);
   struct L {
     int id;
     std::string name;
     Quantizer* q;
   };
   std::vector<L> layers;
-  for (const auto& n : g.nodes()) {
-    if ((!is_conv(n) && !is_linear(n)) || calls[n.id] != 1) continue;
-    const std::string name = node_label(n);
-    if (std::find(opt.ignore.begin(), opt.ignore.end(), name) != opt.ignore.end()) continue;
-    if (!sim.has_quantizer(name + ".weight")) continue;
-    Quantizer& q = sim.quantizer(name + ".weight");
-    if (!q.enabled() || !q.has_encoding()) continue;
-    layers.push_back({n.id, name, &q});
-  }
+  for (const QuantizedWeightLayer& l : quantized_weight_layers(sim, opt.ignore)) layers.push_back({l.id, l.name, l.weight});
   if (layers.empty()) {
     res.messages.push_back("bias correction: no Conv2d/Linear layer with a quantized weight; nothing to correct");
     return res;

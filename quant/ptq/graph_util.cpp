@@ -31,6 +31,21 @@ void set_frozen_param_encodings(QuantSim& sim, const std::map<std::string, std::
 }
 
 bool is_conv(const nn::TraceNode& n) { return n.type == "Conv2d"; }
+
+std::vector<QuantizedWeightLayer> quantized_weight_layers(QuantSim& sim, const std::vector<std::string>& ignore) {
+  const auto& g = sim.graph();
+  const auto calls = call_counts(g);
+  std::vector<QuantizedWeightLayer> out;
+  for (const auto& n : g.nodes()) {
+    if ((!is_conv(n) && !is_linear(n)) || calls[n.id] != 1) continue;
+    const std::string name = node_label(n);
+    if (std::find(ignore.begin(), ignore.end(), name) != ignore.end()) continue;
+    if (!sim.has_quantizer(name + ".weight")) continue;
+    Quantizer& q = sim.quantizer(name + ".weight");
+    if (q.enabled() && q.has_encoding()) out.push_back({n.id, name, &q});
+  }
+  return out;
+}
 bool is_linear(const nn::TraceNode& n) { return n.type == "Linear"; }
 bool is_bn(const nn::TraceNode& n) { return n.type == "BatchNorm1d" || n.type == "BatchNorm2d"; }
 bool is_relu_like(const nn::TraceNode& n) { return n.type == "ReLU" || n.type == "ReLU6"; }

@@ -25,6 +25,16 @@ void calibrate_weights_only(QuantSim& sim, const std::vector<Tensor>& sample_inp
 // the encodings do not fit it (per-channel vs per-tensor, bitwidth).
 void set_frozen_param_encodings(QuantSim& sim, const std::map<std::string, std::vector<Encoding>>& enc, const char* who);
 
+// The layers the weight passes (AdaRound, SeqMSE, bias correction) work on, in graph order: Conv2d/Linear
+// nodes whose module is called once, not named in `ignore`, whose weight has an enabled quantizer with an
+// encoding. Each pass applies its own further conditions (integer grid, axis).
+struct QuantizedWeightLayer {
+  int id;
+  std::string name;
+  Quantizer* weight;
+};
+std::vector<QuantizedWeightLayer> quantized_weight_layers(QuantSim& sim, const std::vector<std::string>& ignore);
+
 bool is_conv(const nn::TraceNode& n);
 bool is_linear(const nn::TraceNode& n);
 bool is_bn(const nn::TraceNode& n);

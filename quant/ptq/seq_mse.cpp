@@ -223,22 +223,16 @@ SeqMseResult apply_seq_mse(std::shared_ptr<nn::Module> model, const std::vector<
     calibrate_weights_only(sim, sample_inputs);
 
   const auto& g = sim.graph();
-  const auto calls = call_counts(g);
   struct Target {
     int id;
     std::string name;
     Quantizer* q;
   };
   std::vector<Target> todo;
-  for (const auto& n : g.nodes()) {
-    if ((!is_conv(n) && !is_linear(n)) || calls[n.id] != 1) continue;
-    const std::string name = node_label(n);
-    if (std::find(opt.ignore.begin(), opt.ignore.end(), name) != opt.ignore.end()) continue;
-    if (!sim.has_quantizer(name + ".weight")) continue;
-    Quantizer& q = sim.quantizer(name + ".weight");
-    if (!q.enabled() || !q.has_encoding() || q.settings().grid.is_float) continue;
-    if (q.settings().per_channel && q.settings().axis != 0) continue;
-    todo.push_back({n.id, name, &q});
+  for (const QuantizedWeightLayer& l : quantized_weight_layers(sim, opt.ignore)) {
+    const QuantizerSettings& st = l.weight->settings();
+    if (st.grid.is_float || (st.per_channel && st.axis != 0)) continue;
+    todo.push_back({l.id, l.name, l.weight});
   }
   if (todo.empty()) throw InputError("SeqMSE: the model has no Conv2d/Linear layer with an integer weight quantizer");
 
